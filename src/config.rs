@@ -1,0 +1,554 @@
+//! Loading `madoguchi.toml`, the city profile and environment overrides, with validation.
+//!
+//! Every problem becomes one [`ConfigError`] whose `Display` is a single line naming the
+//! file (or variable), the key and what is wrong, so an operator can fix it at a glance.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+/// Default listen address of the web UI and API.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// Default listen address of the SIP adapter (UDP and TCP).
+pub const DEFAULT_SIP_ADDR: &str = "127.0.0.1:5060";
+/// Default database: embedded SQLite under `data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/madoguchi.db";
+/// Default city profile directory.
+pub const DEFAULT_PROFILE: &str = "profiles/otaru-2026";
+
+/// A configuration problem; its `Display` is the one line printed at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file that must exist could not be read.
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    /// A file is not valid TOML or has an unknown or mistyped key.
+    #[error("{file}: line {line}: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// A key is present but its value is not acceptable.
+    #[error("{source_name}: {key}: {problem}")]
+    Value {
+        source_name: String,
+        key: String,
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    fn value(
+        source_name: impl Into<String>,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        ConfigError::Value {
+            source_name: source_name.into(),
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The validated configuration the whole application runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the web UI and API listen.
+    pub http_addr: SocketAddr,
+    /// Mark the session cookie `Secure` (set when served over TLS).
+    pub secure_cookies: bool,
+    /// Where the SIP adapter listens (UDP and TCP).
+    pub sip_addr: SocketAddr,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Most connections the pool opens.
+    pub database_max_connections: u32,
+    /// Login, session and lock-out policy.
+    pub auth: AuthConfig,
+    /// Directory of the city profile.
+    pub profile_dir: PathBuf,
+    /// The loaded city profile.
+    pub profile: Profile,
+}
+
+/// Login, session and lock-out policy (`[auth]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A session unused for this long ends.
+    pub session_idle_minutes: u32,
+    /// A session ends this long after login whatever happens.
+    pub session_max_hours: u32,
+    /// Consecutive failed logins that lock an account.
+    pub max_failed_logins: u32,
+    /// How long a locked account stays locked.
+    pub lockout_minutes: u32,
+    /// Extra delay per consecutive failure before a failed login is answered.
+    pub failed_login_delay_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            max_failed_logins: 5,
+            lockout_minutes: 15,
+            failed_login_delay_ms: 300,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    http: HttpSection,
+    sip: SipSection,
+    database: DatabaseSection,
+    profile: ProfileSection,
+    auth: AuthConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HttpSection {
+    addr: Option<String>,
+    secure_cookies: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SipSection {
+    addr: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DatabaseSection {
+    url: Option<String>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ProfileSection {
+    path: Option<String>,
+}
+
+/// Environment variables that override the file, read once by the caller.
+#[derive(Debug, Default, Clone)]
+pub struct EnvOverrides {
+    /// `MADOGUCHI_HTTP_ADDR`
+    pub http_addr: Option<String>,
+    /// `MADOGUCHI_SIP_ADDR`
+    pub sip_addr: Option<String>,
+    /// `DATABASE_URL`
+    pub database_url: Option<String>,
+    /// `MADOGUCHI_PROFILE`
+    pub profile: Option<String>,
+}
+
+impl EnvOverrides {
+    /// Reads the overrides from the process environment; empty values count as unset.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            http_addr: var("MADOGUCHI_HTTP_ADDR"),
+            sip_addr: var("MADOGUCHI_SIP_ADDR"),
+            database_url: var("DATABASE_URL"),
+            profile: var("MADOGUCHI_PROFILE"),
+        }
+    }
+}
+
+/// Loads the configuration.
+///
+/// `path` is the `--config` argument: when given, the file must exist. Without it,
+/// `madoguchi.toml` in the working directory is read if present, else defaults apply.
+pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigError> {
+    let (file_name, file) = match path {
+        Some(p) => (p.display().to_string(), Some(read_toml::<FileConfig>(p)?)),
+        None => {
+            let p = Path::new("madoguchi.toml");
+            if p.exists() {
+                (p.display().to_string(), Some(read_toml::<FileConfig>(p)?))
+            } else {
+                ("(defaults)".to_string(), None)
+            }
+        }
+    };
+    let file = file.unwrap_or_default();
+
+    let (src, raw) = pick(
+        &env.http_addr,
+        "MADOGUCHI_HTTP_ADDR",
+        &file.http.addr,
+        &file_name,
+        "http.addr",
+        DEFAULT_HTTP_ADDR,
+    );
+    let http_addr = parse_addr(&src.0, &src.1, &raw)?;
+    let (src, raw) = pick(
+        &env.sip_addr,
+        "MADOGUCHI_SIP_ADDR",
+        &file.sip.addr,
+        &file_name,
+        "sip.addr",
+        DEFAULT_SIP_ADDR,
+    );
+    let sip_addr = parse_addr(&src.0, &src.1, &raw)?;
+    let (src, database_url) = pick(
+        &env.database_url,
+        "DATABASE_URL",
+        &file.database.url,
+        &file_name,
+        "database.url",
+        DEFAULT_DATABASE_URL,
+    );
+    if !(database_url.starts_with("sqlite:")
+        || database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://"))
+    {
+        return Err(ConfigError::value(
+            src.0,
+            src.1,
+            format!(
+                "'{}' is neither sqlite://… nor postgres://…",
+                redact_url(&database_url)
+            ),
+        ));
+    }
+    let database_max_connections = file.database.max_connections.unwrap_or(8);
+    if !(1..=200).contains(&database_max_connections) {
+        return Err(ConfigError::value(
+            &file_name,
+            "database.max_connections",
+            "must be between 1 and 200",
+        ));
+    }
+    validate_auth(&file.auth, &file_name)?;
+
+    let (src, profile_raw) = pick(
+        &env.profile,
+        "MADOGUCHI_PROFILE",
+        &file.profile.path,
+        &file_name,
+        "profile.path",
+        DEFAULT_PROFILE,
+    );
+    let profile_dir = PathBuf::from(&profile_raw);
+    if !profile_dir.is_dir() {
+        return Err(ConfigError::value(
+            src.0,
+            src.1,
+            format!("profile directory '{profile_raw}' not found"),
+        ));
+    }
+    let profile = Profile::load(&profile_dir)?;
+
+    Ok(Config {
+        http_addr,
+        secure_cookies: file.http.secure_cookies,
+        sip_addr,
+        database_url,
+        database_max_connections,
+        auth: file.auth,
+        profile_dir,
+        profile,
+    })
+}
+
+/// Chooses env over file over default and remembers where the value came from.
+fn pick(
+    env: &Option<String>,
+    env_name: &str,
+    file: &Option<String>,
+    file_name: &str,
+    key: &str,
+    default: &str,
+) -> ((String, String), String) {
+    if let Some(v) = env {
+        ((env_name.to_string(), "value".to_string()), v.clone())
+    } else if let Some(v) = file {
+        ((file_name.to_string(), key.to_string()), v.clone())
+    } else {
+        (
+            ("(defaults)".to_string(), key.to_string()),
+            default.to_string(),
+        )
+    }
+}
+
+fn parse_addr(source_name: &str, key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.trim().parse().map_err(|_| {
+        ConfigError::value(
+            source_name,
+            key,
+            format!("'{raw}' is not a socket address (expected host:port, e.g. 127.0.0.1:8080)"),
+        )
+    })
+}
+
+fn validate_auth(a: &AuthConfig, file: &str) -> Result<(), ConfigError> {
+    let checks: [(&str, bool, &str); 5] = [
+        (
+            "auth.session_idle_minutes",
+            (1..=1440).contains(&a.session_idle_minutes),
+            "must be between 1 and 1440",
+        ),
+        (
+            "auth.session_max_hours",
+            (1..=168).contains(&a.session_max_hours),
+            "must be between 1 and 168",
+        ),
+        (
+            "auth.max_failed_logins",
+            (1..=100).contains(&a.max_failed_logins),
+            "must be between 1 and 100",
+        ),
+        (
+            "auth.lockout_minutes",
+            (1..=1440).contains(&a.lockout_minutes),
+            "must be between 1 and 1440",
+        ),
+        (
+            "auth.failed_login_delay_ms",
+            a.failed_login_delay_ms <= 10_000,
+            "must be at most 10000",
+        ),
+    ];
+    match checks.iter().find(|(_, ok, _)| !ok) {
+        Some((key, _, problem)) => Err(ConfigError::value(file, *key, *problem)),
+        None => Ok(()),
+    }
+}
+
+/// Hides the password in a database URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(1);
+        ConfigError::Syntax {
+            file,
+            line,
+            message: e.message().replace('\n', " "),
+        }
+    })
+}
+
+/// The city profile (`profiles/<name>/profile.toml`): everything that makes one city's line.
+///
+/// Dates, counts and limits of the spec live here, not in code (R-PERIOD-3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Who the line serves.
+    pub city: CityProfile,
+    /// The contract's dates (R-PERIOD-1, R-PERIOD-2).
+    pub period: PeriodProfile,
+}
+
+/// `[city]` of the profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CityProfile {
+    /// Short machine id, e.g. `otaru`.
+    pub id: String,
+    /// The city's name as shown to users, e.g. 小樽市.
+    pub name_ja: String,
+    /// The service's name on screens and documents.
+    pub service_name_ja: String,
+}
+
+/// `[period]` of the profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodProfile {
+    /// First day the call center answers calls.
+    pub call_center_start: NaiveDate,
+    /// Last day the call center answers calls.
+    pub call_center_end: NaiveDate,
+    /// First visit day.
+    pub visits_start: NaiveDate,
+    /// Last visit day.
+    pub visits_end: NaiveDate,
+    /// Last day of the contract; everything is returned or deleted by then (R-PII-5).
+    pub contract_end: NaiveDate,
+}
+
+impl Profile {
+    /// Reads and validates `profile.toml` in `dir`.
+    pub fn load(dir: &Path) -> Result<Profile, ConfigError> {
+        let path = dir.join("profile.toml");
+        let profile: Profile = read_toml(&path)?;
+        profile.validate(&path.display().to_string())?;
+        Ok(profile)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let p = &self.period;
+        let order = [
+            (
+                "period.call_center_end",
+                p.call_center_start <= p.call_center_end,
+                "is before period.call_center_start",
+            ),
+            (
+                "period.visits_end",
+                p.visits_start <= p.visits_end,
+                "is before period.visits_start",
+            ),
+            (
+                "period.contract_end",
+                p.call_center_end <= p.contract_end,
+                "is before period.call_center_end",
+            ),
+        ];
+        if let Some((key, _, problem)) = order.iter().find(|(_, ok, _)| !ok) {
+            return Err(ConfigError::value(file, *key, *problem));
+        }
+        if self.city.id.trim().is_empty() {
+            return Err(ConfigError::value(file, "city.id", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile_dir() -> String {
+        format!("{}/profiles/otaru-2026", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn env_with_profile() -> EnvOverrides {
+        EnvOverrides {
+            profile: Some(profile_dir()),
+            ..Default::default()
+        }
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let p = dir.path().join("madoguchi.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn shipped_profile_has_the_spec_dates() {
+        // R-PERIOD-1, R-PERIOD-2
+        let p = Profile::load(Path::new(&profile_dir())).unwrap();
+        assert_eq!(p.period.call_center_start.to_string(), "2026-06-01");
+        assert_eq!(p.period.call_center_end.to_string(), "2026-12-24");
+        assert_eq!(p.period.visits_start.to_string(), "2026-06-17");
+        assert_eq!(p.period.contract_end.to_string(), "2027-01-08");
+    }
+
+    #[test]
+    fn shipped_example_config_loads() {
+        let example = format!("{}/madoguchi.example.toml", env!("CARGO_MANIFEST_DIR"));
+        let c = load(Some(Path::new(&example)), &env_with_profile()).unwrap();
+        assert_eq!(c.http_addr.to_string(), DEFAULT_HTTP_ADDR);
+        assert_eq!(c.sip_addr.to_string(), DEFAULT_SIP_ADDR);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "[http]\naddr = \"127.0.0.1:1\"\nport = 3\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("madoguchi.toml: line 3"), "{e}");
+        assert!(e.contains("port"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn bad_address_names_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "[sip]\naddr = \"localhost\"\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("sip.addr") && e.contains("'localhost'"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_bad_env_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "[http]\naddr = \"127.0.0.1:9000\"\n");
+        let mut env = env_with_profile();
+        env.http_addr = Some("127.0.0.1:9100".into());
+        assert_eq!(load(Some(&p), &env).unwrap().http_addr.port(), 9100);
+        env.http_addr = Some("nonsense".into());
+        let e = load(Some(&p), &env).unwrap_err().to_string();
+        assert!(e.starts_with("MADOGUCHI_HTTP_ADDR"), "{e}");
+    }
+
+    #[test]
+    fn missing_profile_is_named() {
+        let env = EnvOverrides {
+            profile: Some("/nonexistent/profile".into()),
+            ..Default::default()
+        };
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "");
+        let e = load(Some(&p), &env).unwrap_err().to_string();
+        assert!(
+            e.contains("MADOGUCHI_PROFILE") && e.contains("/nonexistent/profile"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_auth_value_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "[auth]\nlockout_minutes = 0\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("auth.lockout_minutes"), "{e}");
+    }
+
+    #[test]
+    fn database_url_password_is_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        let env = EnvOverrides {
+            database_url: Some("mysql://u:secret@h/db".into()),
+            ..env_with_profile()
+        };
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "");
+        let e = load(Some(&p), &env).unwrap_err().to_string();
+        assert!(!e.contains("secret") && e.contains("DATABASE_URL"), "{e}");
+    }
+}

@@ -1,0 +1,10 @@
+//! madoguchi (窓口): the phone line of a municipal outreach call center, end to end.
+//!
+//! See `design.md` in the shared folder for the architecture; each module is a domain.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod privacy;
+pub mod store;
+pub mod web;

@@ -1,0 +1,273 @@
+//! The `madoguchi` command line.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use madoguchi::clock::SystemClock;
+use madoguchi::config::{self, Config, EnvOverrides};
+use madoguchi::privacy::{generate_password, AuditEntry, Auditor, NewUser, Role, Users};
+use madoguchi::store::Db;
+
+/// madoguchi — call-center backend for municipal outreach lines (SIP adapter, screen pop,
+/// bookings, reports).
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (default: ./madoguchi.toml if present, else built-in defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: web UI and API (and, from later releases, the SIP adapter).
+    Serve,
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Manage staff accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an account; prints a generated password unless --password-stdin is given.
+    Add {
+        /// Login name (3–32 of a-z 0-9 . _ -).
+        username: String,
+        /// Role: operator, manager, city or admin.
+        #[arg(long)]
+        role: Role,
+        /// Name shown to colleagues.
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts with their roles.
+    List,
+    /// Disable an account and end its sessions.
+    Disable {
+        /// Login name.
+        username: String,
+    },
+    /// Set a new password (also lifts a lock); prints a generated one unless --password-stdin.
+    Passwd {
+        /// Login name.
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let config = match config::load(cli.config.as_deref(), &EnvOverrides::from_env()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            Db::connect_and_migrate(&config.database_url, 1).await?;
+            println!(
+                "database is up to date: {}",
+                config::redact_url(&config.database_url)
+            );
+            Ok(())
+        }
+        Command::User(cmd) => user_command(cmd, config).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let preset = std::env::var("MADOGUCHI_BOOTSTRAP_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let profile = config.profile.city.service_name_ja.clone();
+    let server = madoguchi::app::start(config, Arc::new(SystemClock), preset).await?;
+    // A closed stdout (a supervisor that stopped reading) must not stop the service, so
+    // these writes ignore errors where println! would panic.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "madoguchi is running: http://{}/  ({profile})",
+        server.http_addr
+    );
+    if let Some((user, password)) = &server.bootstrap {
+        let _ = writeln!(
+            out,
+            "first start: created the account '{}' (admin) with the password: {password}",
+            user.username
+        );
+        let _ = writeln!(
+            out,
+            "  log in and change it under パスワード変更; it is not shown again."
+        );
+    }
+    let _ = out.flush();
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
+    let db = Db::connect_and_migrate(&config.database_url, 2).await?;
+    let clock: madoguchi::clock::SharedClock = Arc::new(SystemClock);
+    let users = Users::new(db.clone(), clock.clone(), config.auth.clone());
+    let audit = Auditor::new(db, clock);
+    let cli_actor = |action: &str| AuditEntry::new(action).actor(None, "(cli)");
+    let find = |username: String| {
+        let users = users.clone();
+        async move {
+            users
+                .find_by_username(&username)
+                .await?
+                .with_context(|| format!("no account named '{username}'"))
+        }
+    };
+    match cmd {
+        UserCommand::Add {
+            username,
+            role,
+            display_name,
+            password_stdin,
+        } => {
+            let (password, generated) = if password_stdin {
+                (read_password_stdin()?, false)
+            } else {
+                (generate_password(), true)
+            };
+            let user = users
+                .create(NewUser {
+                    username,
+                    display_name,
+                    role,
+                    password: password.clone(),
+                })
+                .await?;
+            audit
+                .record(cli_actor("user.create").target("user", user.id))
+                .await?;
+            println!("created '{}' ({})", user.username, user.role);
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        UserCommand::List => {
+            println!(
+                "{:<6} {:<20} {:<10} {:<9} display name",
+                "id", "username", "role", "state"
+            );
+            for u in users.list().await? {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!(
+                    "{:<6} {:<20} {:<10} {:<9} {}",
+                    u.id, u.username, u.role, state, u.display_name
+                );
+            }
+        }
+        UserCommand::Disable { username } => {
+            let u = find(username).await?;
+            users.disable(u.id).await?;
+            audit
+                .record(cli_actor("user.disable").target("user", u.id))
+                .await?;
+            println!("disabled '{}'", u.username);
+        }
+        UserCommand::Passwd {
+            username,
+            password_stdin,
+        } => {
+            let u = find(username).await?;
+            let (password, generated) = if password_stdin {
+                (read_password_stdin()?, false)
+            } else {
+                (generate_password(), true)
+            };
+            users.set_password(u.id, &password).await?;
+            audit
+                .record(cli_actor("user.password").target("user", u.id))
+                .await?;
+            println!("password changed for '{}'", u.username);
+            if generated {
+                println!("password: {password}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! Staff accounts, roles, sessions, login policy and the audit log (取扱記録).
+//!
+//! R-PII-1: only designated staff reach personal data, and the staff list with roles is
+//! recorded here. R-PII-4: every handling of personal data leaves an append-only audit row.
+
+mod audit;
+mod password;
+mod roles;
+mod sessions;
+mod users;
+
+pub use audit::{AuditEntry, AuditFilter, AuditRow, Auditor, Outcome};
+pub use password::{generate_password, hash_password, verify_password};
+pub use roles::Role;
+pub use sessions::{Session, SessionStore};
+pub use users::{bootstrap_admin, LoginFailure, NewUser, User, Users};
+
+/// Failures of the accounts and audit domain.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    /// A username is taken.
+    #[error("username '{0}' already exists")]
+    DuplicateUsername(String),
+    /// No such user.
+    #[error("no such user")]
+    UnknownUser,
+    /// Input failed validation.
+    #[error("{0}")]
+    Invalid(String),
+    /// Hashing failed (never for valid input).
+    #[error("password hashing failed")]
+    Hash,
+    /// A database failure.
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}

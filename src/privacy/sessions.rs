@@ -1,0 +1,168 @@
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::clock::{from_db_time, to_db_time, SharedClock};
+use crate::config::AuthConfig;
+use crate::store::Db;
+
+use super::{PrivacyError, Role, User};
+
+/// A live login session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Session row id.
+    pub id: i64,
+    /// The anti-CSRF token the UI must echo in `X-CSRF-Token`.
+    pub csrf_token: String,
+    /// The logged-in account.
+    pub user: User,
+    /// When it ends at the latest.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Server-side sessions. The cookie carries a random token; only its SHA-256 is stored,
+/// so a copy of the database does not let anyone log in.
+#[derive(Clone)]
+pub struct SessionStore {
+    db: Db,
+    clock: SharedClock,
+    auth: AuthConfig,
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn token_hash(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Touches of `last_seen_at` closer together than this are skipped to spare the database.
+const TOUCH_EVERY_SECS: i64 = 30;
+
+impl SessionStore {
+    /// The store with the session policy from `auth`.
+    pub fn new(db: Db, clock: SharedClock, auth: AuthConfig) -> Self {
+        Self { db, clock, auth }
+    }
+
+    /// Starts a session for `user`; returns the cookie token and the session.
+    pub async fn create(
+        &self,
+        user: &User,
+        ip: Option<String>,
+    ) -> Result<(String, Session), PrivacyError> {
+        let now = self.clock.now();
+        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(to_db_time(now))
+            .execute(self.db.pool())
+            .await?;
+        let token = random_token();
+        let csrf = random_token();
+        let expires = now + Duration::hours(i64::from(self.auth.session_max_hours));
+        let id: i64 = sqlx::query(
+            "INSERT INTO sessions (token_hash, csrf_token, user_id, created_at, last_seen_at, expires_at, ip) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6) RETURNING id",
+        )
+        .bind(token_hash(&token))
+        .bind(&csrf)
+        .bind(user.id)
+        .bind(to_db_time(now))
+        .bind(to_db_time(expires))
+        .bind(ip)
+        .fetch_one(self.db.pool())
+        .await?
+        .try_get(0)?;
+        Ok((
+            token,
+            Session {
+                id,
+                csrf_token: csrf,
+                user: user.clone(),
+                expires_at: expires,
+            },
+        ))
+    }
+
+    /// The live session for a cookie token; ends it if it went idle or expired.
+    pub async fn lookup(&self, token: &str) -> Result<Option<Session>, PrivacyError> {
+        let now = self.clock.now();
+        let row = sqlx::query(
+            "SELECT s.id AS sid, s.csrf_token, s.last_seen_at, s.expires_at, \
+                    u.id, u.username, u.display_name, u.role, u.disabled, u.locked_until, u.created_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
+        )
+        .bind(token_hash(token))
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let sid: i64 = r.try_get("sid")?;
+        let last_seen = from_db_time(&r.try_get::<String, _>("last_seen_at")?).unwrap_or_default();
+        let expires = from_db_time(&r.try_get::<String, _>("expires_at")?).unwrap_or_default();
+        let disabled = r.try_get::<i64, _>("disabled")? != 0;
+        let idle = Duration::minutes(i64::from(self.auth.session_idle_minutes));
+        if disabled || now >= expires || now - last_seen >= idle {
+            self.revoke_id(sid).await?;
+            return Ok(None);
+        }
+        if now - last_seen >= Duration::seconds(TOUCH_EVERY_SECS) {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
+                .bind(to_db_time(now))
+                .bind(sid)
+                .execute(self.db.pool())
+                .await?;
+        }
+        let role: String = r.try_get("role")?;
+        let role: Role = role
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?;
+        Ok(Some(Session {
+            id: sid,
+            csrf_token: r.try_get("csrf_token")?,
+            user: User {
+                id: r.try_get("id")?,
+                username: r.try_get("username")?,
+                display_name: r.try_get("display_name")?,
+                role,
+                disabled,
+                locked_until: r
+                    .try_get::<Option<String>, _>("locked_until")?
+                    .as_deref()
+                    .and_then(from_db_time),
+                created_at: from_db_time(&r.try_get::<String, _>("created_at")?)
+                    .unwrap_or_default(),
+            },
+            expires_at: expires,
+        }))
+    }
+
+    /// Ends one session.
+    pub async fn revoke_id(&self, id: i64) -> Result<(), PrivacyError> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hashes_stable() {
+        let (a, b) = (random_token(), random_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(token_hash("x"), token_hash("x"));
+        assert_eq!(token_hash("x").len(), 64);
+    }
+}

@@ -1,0 +1,380 @@
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::clock::{from_db_time, to_db_time, SharedClock};
+use crate::config::AuthConfig;
+use crate::store::Db;
+
+use super::{generate_password, hash_password, verify_password, PrivacyError, Role};
+
+/// A staff account as the application sees it (never the hash).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct User {
+    /// Account id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// Name shown to colleagues.
+    pub display_name: String,
+    /// What the account may do.
+    pub role: Role,
+    /// A disabled account cannot log in and has no sessions.
+    pub disabled: bool,
+    /// Set while the account is locked after failed logins.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What `Users::create` needs.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Login name: 3–32 of `a-z 0-9 . _ -`.
+    pub username: String,
+    /// Name shown to colleagues; the username when empty.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// Initial password, at least 10 characters.
+    pub password: String,
+}
+
+/// Why a login was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoginFailure {
+    /// Wrong username or password (also disabled accounts: nothing is revealed).
+    InvalidCredentials {
+        /// Consecutive failures so far, for slowing the answer down.
+        failures: u32,
+    },
+    /// Too many failures: locked until then.
+    Locked {
+        /// When the lock ends.
+        until: DateTime<Utc>,
+    },
+}
+
+/// The outcome of a login attempt, with the facts the audit row needs.
+#[derive(Debug, Clone)]
+pub struct LoginAttempt {
+    /// The account, when the username exists.
+    pub user_id: Option<i64>,
+    /// The reason code for the audit log when refused.
+    pub reason: &'static str,
+    /// The result.
+    pub result: Result<User, LoginFailure>,
+}
+
+/// The staff account store.
+#[derive(Clone)]
+pub struct Users {
+    db: Db,
+    clock: SharedClock,
+    auth: AuthConfig,
+}
+
+const USER_COLUMNS: &str = "id, username, display_name, role, disabled, locked_until, created_at";
+
+fn user_from_row(r: &AnyRow) -> Result<User, sqlx::Error> {
+    let role: String = r.try_get("role")?;
+    let locked: Option<String> = r.try_get("locked_until")?;
+    let created: String = r.try_get("created_at")?;
+    Ok(User {
+        id: r.try_get("id")?,
+        username: r.try_get("username")?,
+        display_name: r.try_get("display_name")?,
+        role: role
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        disabled: r.try_get::<i64, _>("disabled")? != 0,
+        locked_until: locked.as_deref().and_then(from_db_time),
+        created_at: from_db_time(&created).unwrap_or_default(),
+    })
+}
+
+/// Checks a username: lower-case ASCII letters, digits, `.`, `_`, `-`; 3–32 long.
+pub fn validate_username(u: &str) -> Result<(), PrivacyError> {
+    let ok_chars = u
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if (3..=32).contains(&u.len()) && ok_chars {
+        Ok(())
+    } else {
+        Err(PrivacyError::Invalid(
+            "username must be 3–32 characters of a-z, 0-9, '.', '_' or '-'".into(),
+        ))
+    }
+}
+
+/// Checks a new password's length (10–256 characters).
+pub fn validate_password(p: &str) -> Result<(), PrivacyError> {
+    let n = p.chars().count();
+    if (10..=256).contains(&n) {
+        Ok(())
+    } else {
+        Err(PrivacyError::Invalid(
+            "password must be 10–256 characters".into(),
+        ))
+    }
+}
+
+async fn hash_blocking(password: String) -> Result<String, PrivacyError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|_| PrivacyError::Hash)?
+}
+
+impl Users {
+    /// The store on `db` with the login policy `auth`.
+    pub fn new(db: Db, clock: SharedClock, auth: AuthConfig) -> Self {
+        Self { db, clock, auth }
+    }
+
+    /// Number of accounts.
+    pub async fn count(&self) -> Result<i64, PrivacyError> {
+        let r = sqlx::query("SELECT COUNT(*) FROM users")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(r.try_get::<i64, _>(0)?)
+    }
+
+    /// Creates an account; refuses a taken username or bad input without writing anything.
+    pub async fn create(&self, new: NewUser) -> Result<User, PrivacyError> {
+        validate_username(&new.username)?;
+        validate_password(&new.password)?;
+        let display = new.display_name.trim();
+        if display.chars().count() > 64 {
+            return Err(PrivacyError::Invalid(
+                "display name must be at most 64 characters".into(),
+            ));
+        }
+        let display = if display.is_empty() {
+            new.username.clone()
+        } else {
+            display.to_string()
+        };
+        if self.find_by_username(&new.username).await?.is_some() {
+            return Err(PrivacyError::DuplicateUsername(new.username));
+        }
+        let hash = hash_blocking(new.password).await?;
+        let now = to_db_time(self.clock.now());
+        let res = sqlx::query(&format!(
+            "INSERT INTO users (username, display_name, role, password_hash, disabled, failed_logins, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6) RETURNING {USER_COLUMNS}"
+        ))
+        .bind(&new.username)
+        .bind(display)
+        .bind(new.role.as_str())
+        .bind(hash)
+        .bind(0_i64)
+        .bind(now)
+        .fetch_one(self.db.pool())
+        .await;
+        match res {
+            Ok(row) => Ok(user_from_row(&row)?),
+            // Lost a race with another instance creating the same name.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(PrivacyError::DuplicateUsername(new.username))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every account, by username.
+    pub async fn list(&self) -> Result<Vec<User>, PrivacyError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+        ))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(user_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// One account by id.
+    pub async fn get(&self, id: i64) -> Result<Option<User>, PrivacyError> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    /// One account by username.
+    pub async fn find_by_username(&self, username: &str) -> Result<Option<User>, PrivacyError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    /// Disables an account and ends its sessions.
+    pub async fn disable(&self, id: i64) -> Result<User, PrivacyError> {
+        let mut tx = self.db.pool().begin().await?;
+        let n = sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
+            .bind(1_i64)
+            .bind(to_db_time(self.clock.now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(PrivacyError::UnknownUser);
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.get(id).await?.ok_or(PrivacyError::UnknownUser)
+    }
+
+    /// Sets a new password, clears any lock and ends the account's sessions.
+    pub async fn set_password(&self, id: i64, password: &str) -> Result<(), PrivacyError> {
+        validate_password(password)?;
+        if self.get(id).await?.is_none() {
+            return Err(PrivacyError::UnknownUser);
+        }
+        let hash = hash_blocking(password.to_string()).await?;
+        let mut tx = self.db.pool().begin().await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = NULL, updated_at = $2 WHERE id = $3",
+        )
+        .bind(hash)
+        .bind(to_db_time(self.clock.now()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Checks a login under the lock-out policy and updates the failure count.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<LoginAttempt, PrivacyError> {
+        let now = self.clock.now();
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, password_hash, failed_logins FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else {
+            // Spend the same time as a real check so timing does not reveal usernames.
+            let pw = password.to_string();
+            let _ = tokio::task::spawn_blocking(move || verify_password(&pw, dummy_hash())).await;
+            return Ok(LoginAttempt {
+                user_id: None,
+                reason: "unknown_user",
+                result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
+            });
+        };
+        let user = user_from_row(&row)?;
+        let hash: String = row.try_get("password_hash")?;
+        if let Some(until) = user.locked_until.filter(|u| *u > now) {
+            return Ok(LoginAttempt {
+                user_id: Some(user.id),
+                reason: "locked",
+                result: Err(LoginFailure::Locked { until }),
+            });
+        }
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+            .await
+            .unwrap_or(false);
+        if ok && !user.disabled {
+            sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+                .bind(user.id)
+                .execute(self.db.pool())
+                .await?;
+            let user = User {
+                locked_until: None,
+                ..user
+            };
+            return Ok(LoginAttempt {
+                user_id: Some(user.id),
+                reason: "",
+                result: Ok(user),
+            });
+        }
+        if user.disabled {
+            return Ok(LoginAttempt {
+                user_id: Some(user.id),
+                reason: "disabled",
+                result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
+            });
+        }
+        let failures: i64 = sqlx::query(
+            "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+        )
+        .bind(user.id)
+        .fetch_one(self.db.pool())
+        .await?
+        .try_get(0)?;
+        if failures >= i64::from(self.auth.max_failed_logins) {
+            let until = now + Duration::minutes(i64::from(self.auth.lockout_minutes));
+            // The count restarts so that after the lock the full allowance applies again.
+            sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE id = $2")
+                .bind(to_db_time(until))
+                .bind(user.id)
+                .execute(self.db.pool())
+                .await?;
+            return Ok(LoginAttempt {
+                user_id: Some(user.id),
+                reason: "locked_now",
+                result: Err(LoginFailure::Locked { until }),
+            });
+        }
+        Ok(LoginAttempt {
+            user_id: Some(user.id),
+            reason: "wrong_password",
+            result: Err(LoginFailure::InvalidCredentials {
+                failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            }),
+        })
+    }
+}
+
+/// A real argon2id hash to verify against when the username is unknown, made once.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&generate_password()).unwrap_or_default())
+}
+
+/// Creates the first `admin` when there are no accounts; returns its password once.
+///
+/// The password is `preset` (from `MADOGUCHI_BOOTSTRAP_PASSWORD`) or a random one.
+pub async fn bootstrap_admin(
+    users: &Users,
+    preset: Option<String>,
+) -> Result<Option<(User, String)>, PrivacyError> {
+    if users.count().await? > 0 {
+        return Ok(None);
+    }
+    let password = preset.unwrap_or_else(generate_password);
+    match users
+        .create(NewUser {
+            username: "admin".into(),
+            display_name: "システム管理者".into(),
+            role: Role::Admin,
+            password: password.clone(),
+        })
+        .await
+    {
+        Ok(u) => Ok(Some((u, password))),
+        // Another instance sharing the database bootstrapped first.
+        Err(PrivacyError::DuplicateUsername(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

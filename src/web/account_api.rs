@@ -1,0 +1,364 @@
+//! Health, login/logout, the current account, staff accounts and the audit log.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::privacy::{AuditEntry, AuditFilter, LoginFailure, NewUser, Outcome, Role, User};
+
+use super::access::SESSION_COOKIE;
+use super::{ApiError, CurrentUser, JsonBody, QueryParams};
+
+type ClientAddr = Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+fn ip_of(addr: &ClientAddr) -> Option<String> {
+    addr.as_ref().map(|Extension(c)| c.0.ip().to_string())
+}
+
+/// `GET /healthz`: 200 when the database answers.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match sqlx::query("SELECT 1").execute(state.db.pool()).await {
+        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "database_unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct SessionView<'a> {
+    user: &'a User,
+    role_label: &'static str,
+    csrf_token: &'a str,
+    expires_at: DateTime<Utc>,
+}
+
+fn session_cookie(state: &AppState, token: &str) -> HeaderValue {
+    let secure = if state.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("madoguchi_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+/// `POST /api/login`: checks the password under the lock-out policy and starts a session.
+pub async fn login(
+    State(state): State<AppState>,
+    addr: ClientAddr,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let ip = ip_of(&addr);
+    let username = req.username.trim().to_string();
+    let attempt = state.users.authenticate(&username, &req.password).await?;
+    // The name as typed is kept, capped, so an incident review can see what was tried.
+    let typed: String = username.chars().take(64).collect();
+    match attempt.result {
+        Ok(user) => {
+            let (token, session) = state.sessions.create(&user, ip.clone()).await?;
+            state
+                .audit
+                .record(
+                    AuditEntry::new("login")
+                        .actor(Some(user.id), &user.username)
+                        .ip(ip),
+                )
+                .await?;
+            let body = SessionView {
+                user: &session.user,
+                role_label: session.user.role.label_ja(),
+                csrf_token: &session.csrf_token,
+                expires_at: session.expires_at,
+            };
+            let mut res = Json(body).into_response();
+            res.headers_mut()
+                .insert(header::SET_COOKIE, session_cookie(&state, &token));
+            Ok(res)
+        }
+        Err(failure) => {
+            let (outcome, err, failures) = match failure {
+                LoginFailure::InvalidCredentials { failures } => (
+                    Outcome::Failed,
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_credentials",
+                        "ユーザー名またはパスワードが違います。",
+                    ),
+                    failures,
+                ),
+                LoginFailure::Locked { until } => {
+                    let local = until.with_timezone(&chrono_tz::Asia::Tokyo).format("%H:%M");
+                    (
+                        Outcome::Denied,
+                        ApiError::new(
+                            StatusCode::LOCKED,
+                            "account_locked",
+                            format!("ログインの失敗が続いたため、{local} までロックされています。"),
+                        ),
+                        state.config.auth.max_failed_logins,
+                    )
+                }
+            };
+            state
+                .audit
+                .record(
+                    AuditEntry::new("login")
+                        .actor(attempt.user_id, &typed)
+                        .outcome(outcome)
+                        .ip(ip)
+                        .detail(json!({ "reason": attempt.reason })),
+                )
+                .await?;
+            // Each consecutive failure answers more slowly, which blunts password guessing.
+            let delay = state
+                .config
+                .auth
+                .failed_login_delay_ms
+                .saturating_mul(u64::from(failures.min(10)));
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            Err(err)
+        }
+    }
+}
+
+/// `POST /api/logout`: ends the session.
+pub async fn logout(
+    State(state): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    addr: ClientAddr,
+) -> Result<Response, ApiError> {
+    state.sessions.revoke_id(s.id).await?;
+    state
+        .audit
+        .record(
+            AuditEntry::new("logout")
+                .actor(Some(s.user.id), &s.user.username)
+                .ip(ip_of(&addr)),
+        )
+        .await?;
+    let mut res = Json(json!({ "ok": true })).into_response();
+    res.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    Ok(res)
+}
+
+/// `GET /api/me`: the logged-in account and its anti-CSRF token.
+pub async fn me(CurrentUser(s): CurrentUser) -> Response {
+    Json(SessionView {
+        user: &s.user,
+        role_label: s.user.role.label_ja(),
+        csrf_token: &s.csrf_token,
+        expires_at: s.expires_at,
+    })
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/me/password`: changes one's own password; every session of the account ends.
+pub async fn change_own_password(
+    State(state): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    addr: ClientAddr,
+    JsonBody(req): JsonBody<ChangePassword>,
+) -> Result<Response, ApiError> {
+    let attempt = state
+        .users
+        .authenticate(&s.user.username, &req.current_password)
+        .await?;
+    if attempt.result.is_err() {
+        state
+            .audit
+            .record(
+                AuditEntry::new("user.password")
+                    .actor(Some(s.user.id), &s.user.username)
+                    .target("user", s.user.id)
+                    .outcome(Outcome::Failed)
+                    .ip(ip_of(&addr)),
+            )
+            .await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_credentials",
+            "現在のパスワードが違います。",
+        ));
+    }
+    state
+        .users
+        .set_password(s.user.id, &req.new_password)
+        .await?;
+    state
+        .audit
+        .record(
+            AuditEntry::new("user.password")
+                .actor(Some(s.user.id), &s.user.username)
+                .target("user", s.user.id)
+                .ip(ip_of(&addr)),
+        )
+        .await?;
+    let mut res = Json(json!({ "ok": true })).into_response();
+    res.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    Ok(res)
+}
+
+/// `GET /api/users`: the staff list with roles (R-PII-1).
+pub async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
+    Ok(Json(state.users.list().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    role: Role,
+    password: String,
+}
+
+/// `POST /api/users`: adds a staff account.
+pub async fn create_user(
+    State(state): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    addr: ClientAddr,
+    JsonBody(req): JsonBody<CreateUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let user = state
+        .users
+        .create(NewUser {
+            username: req.username,
+            display_name: req.display_name,
+            role: req.role,
+            password: req.password,
+        })
+        .await?;
+    state
+        .audit
+        .record(
+            AuditEntry::new("user.create")
+                .actor(Some(s.user.id), &s.user.username)
+                .target("user", user.id)
+                .ip(ip_of(&addr))
+                .detail(json!({ "role": user.role })),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("'{raw}' is not a valid id")))
+}
+
+/// `POST /api/users/{id}/disable`: disables an account and ends its sessions.
+pub async fn disable_user(
+    State(state): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+) -> Result<Json<User>, ApiError> {
+    let id = parse_id(&id)?;
+    if id == s.user.id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "self",
+            "自分のアカウントは無効にできません。",
+        ));
+    }
+    let user = state.users.disable(id).await?;
+    state
+        .audit
+        .record(
+            AuditEntry::new("user.disable")
+                .actor(Some(s.user.id), &s.user.username)
+                .target("user", id)
+                .ip(ip_of(&addr)),
+        )
+        .await?;
+    Ok(Json(user))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    password: String,
+}
+
+/// `POST /api/users/{id}/password`: an admin sets a new password (also unlocks).
+pub async fn reset_password(
+    State(state): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ResetPassword>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    state.users.set_password(id, &req.password).await?;
+    state
+        .audit
+        .record(
+            AuditEntry::new("user.password")
+                .actor(Some(s.user.id), &s.user.username)
+                .target("user", id)
+                .ip(ip_of(&addr)),
+        )
+        .await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// `GET /api/audit`: the audit log, newest first, filtered; reading it is itself audited.
+pub async fn audit_log(
+    State(state): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    addr: ClientAddr,
+    QueryParams(filter): QueryParams<AuditFilter>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if let (Some(f), Some(t)) = (filter.from, filter.to) {
+        if f > t {
+            return Err(ApiError::bad_request("'from' is after 'to'"));
+        }
+    }
+    let rows = state.audit.query(&filter).await?;
+    state
+        .audit
+        .record(
+            AuditEntry::new("audit.read")
+                .actor(Some(s.user.id), &s.user.username)
+                .ip(ip_of(&addr)),
+        )
+        .await?;
+    let next_before_id = rows.last().map(|r| r.id);
+    Ok(Json(
+        json!({ "rows": rows, "next_before_id": next_before_id }),
+    ))
+}

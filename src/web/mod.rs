@@ -1,0 +1,149 @@
+//! HTTP: the route table with its access rules, JSON errors, and the embedded UI.
+//!
+//! `web/` only translates HTTP into calls on the domains (`privacy`, later `calls`,
+//! `booking` …); the rules live in those domains.
+
+pub mod access;
+mod account_api;
+mod error;
+mod ui;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::handler::Handler;
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::privacy::Role;
+
+pub use access::{Access, CurrentUser};
+pub use error::{ApiError, JsonBody, QueryParams};
+
+/// One API route: method, path, who may call it, and the handler.
+pub struct ApiRoute {
+    /// HTTP method.
+    pub method: Method,
+    /// axum path pattern, e.g. `/api/users/{id}/disable`.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+/// Builds a table entry; the only way a handler becomes reachable.
+fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> ApiRoute
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+    ApiRoute {
+        method,
+        path,
+        access,
+        handler: on(filter, handler),
+    }
+}
+
+const ADMIN: Access = Access::Roles(&[Role::Admin]);
+const ADMIN_MANAGER: Access = Access::Roles(&[Role::Admin, Role::Manager]);
+
+/// Every API route with its access rule. Add new routes here and nowhere else.
+pub fn api_routes() -> Vec<ApiRoute> {
+    use account_api as a;
+    vec![
+        route(Method::GET, "/healthz", Access::Public, a::healthz),
+        route(Method::POST, "/api/login", Access::Public, a::login),
+        route(Method::POST, "/api/logout", Access::STAFF, a::logout),
+        route(Method::GET, "/api/me", Access::STAFF, a::me),
+        route(
+            Method::POST,
+            "/api/me/password",
+            Access::STAFF,
+            a::change_own_password,
+        ),
+        route(Method::GET, "/api/users", ADMIN_MANAGER, a::list_users),
+        route(Method::POST, "/api/users", ADMIN, a::create_user),
+        route(
+            Method::POST,
+            "/api/users/{id}/disable",
+            ADMIN,
+            a::disable_user,
+        ),
+        route(
+            Method::POST,
+            "/api/users/{id}/password",
+            ADMIN,
+            a::reset_password,
+        ),
+        route(Method::GET, "/api/audit", ADMIN_MANAGER, a::audit_log),
+    ]
+}
+
+/// The route table without handlers, for tests and documentation.
+pub fn route_table() -> Vec<(Method, &'static str, Access)> {
+    api_routes()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.access))
+        .collect()
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new();
+    for r in api_routes() {
+        let layer = middleware::from_fn_with_state((state.clone(), r.access), access::authorize);
+        api = api.route(r.path, r.handler.route_layer(layer));
+    }
+    let api = api
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(256 * 1024))
+        .layer(middleware::from_fn(no_store));
+    Router::new()
+        .merge(ui::routes())
+        .merge(api)
+        .layer(middleware::from_fn(security_headers))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+            // Path only: query strings may later carry search terms such as phone numbers.
+            tracing::info_span!(
+                "http",
+                request_id = NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                method = %req.method(),
+                path = %req.uri().path(),
+            )
+        }))
+        .with_state(state)
+}
+
+async fn no_store(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    );
+    res
+}

@@ -1,0 +1,274 @@
+//! Test support: a fresh database per test on each backend, and the real server on port 0.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use madoguchi::app::{self, RunningServer};
+use madoguchi::clock::{ManualClock, SharedClock};
+use madoguchi::config::{AuthConfig, Config, Profile};
+use madoguchi::store::Db;
+use serde_json::Value;
+
+/// The password the test servers give their first admin.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// A database backend under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// Backends to run storage tests on: SQLite always; PostgreSQL when `DATABASE_URL` names
+/// one. Under `CI=true` a missing PostgreSQL is an error, never a silent skip.
+pub fn backends() -> Vec<Kind> {
+    let pg = std::env::var("DATABASE_URL")
+        .map(|u| u.starts_with("postgres"))
+        .unwrap_or(false);
+    if !pg && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but DATABASE_URL does not point to PostgreSQL: the PostgreSQL tier would be skipped");
+    }
+    if pg {
+        vec![Kind::Sqlite, Kind::Postgres]
+    } else {
+        eprintln!(
+            "note: DATABASE_URL not set to postgres://…; PostgreSQL tier skipped in this run"
+        );
+        vec![Kind::Sqlite]
+    }
+}
+
+/// A throw-away database: a temp SQLite file, or a fresh PostgreSQL database.
+pub struct TestDb {
+    pub kind: Kind,
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map(|i| i + after_scheme)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..host_end], name);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+impl TestDb {
+    pub async fn new(kind: Kind) -> TestDb {
+        match kind {
+            Kind::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}/test.db", dir.path().display());
+                TestDb {
+                    kind,
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Kind::Postgres => {
+                static N: AtomicU32 = AtomicU32::new(0);
+                let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+                let name = format!(
+                    "mdg_t_{}_{}_{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed),
+                    Utc::now().timestamp_subsec_nanos()
+                );
+                let admin = Db::connect(&admin_url, 1)
+                    .await
+                    .expect("connect to DATABASE_URL");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(admin.pool())
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                TestDb {
+                    kind,
+                    url: replace_db_name(&admin_url, &name),
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// Opens and migrates it.
+    pub async fn open(&self) -> Db {
+        Db::connect_and_migrate(&self.url, 4)
+            .await
+            .expect("open test database")
+    }
+
+    /// Drops a PostgreSQL test database (SQLite's temp dir goes by itself).
+    pub async fn cleanup(self) {
+        if let Some(name) = &self.pg_name {
+            let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+            if let Ok(admin) = Db::connect(&admin_url, 1).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(admin.pool())
+                    .await;
+                admin.close().await;
+            }
+        }
+    }
+}
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped Otaru profile.
+pub fn profile_dir() -> PathBuf {
+    manifest_dir().join("profiles/otaru-2026")
+}
+
+/// A configuration for tests: loopback, port 0, the shipped profile, the given database.
+pub fn test_config(database_url: &str) -> Config {
+    let dir = profile_dir();
+    Config {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        secure_cookies: false,
+        sip_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_string(),
+        database_max_connections: 4,
+        auth: AuthConfig {
+            failed_login_delay_ms: 1,
+            ..AuthConfig::default()
+        },
+        profile: Profile::load(&dir).expect("profile"),
+        profile_dir: dir,
+    }
+}
+
+/// A weekday morning inside the call-center period, in UTC.
+pub fn a_working_morning() -> chrono::DateTime<Utc> {
+    // 2026-11-25 (Wed) 10:00 JST
+    Utc.with_ymd_and_hms(2026, 11, 25, 1, 0, 0).unwrap()
+}
+
+/// The real server on port 0 with a manual clock.
+pub struct TestApp {
+    pub server: RunningServer,
+    pub clock: ManualClock,
+    pub db: TestDb,
+    pub base: String,
+}
+
+impl TestApp {
+    pub async fn spawn(kind: Kind) -> TestApp {
+        Self::spawn_with(kind, |_| {}).await
+    }
+
+    pub async fn spawn_with(kind: Kind, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::new(kind).await;
+        let mut config = test_config(&db.url);
+        tweak(&mut config);
+        let clock = ManualClock::new(a_working_morning());
+        let shared: SharedClock = Arc::new(clock.clone());
+        let server = app::start(config, shared, Some(ADMIN_PASSWORD.to_string()))
+            .await
+            .expect("start server");
+        let base = format!("http://{}", server.http_addr);
+        TestApp {
+            server,
+            clock,
+            db,
+            base,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A fresh browser-like client (own cookie jar).
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap()
+    }
+
+    /// Logs in and returns the client with its session and the anti-CSRF token.
+    pub async fn login(&self, username: &str, password: &str) -> Session {
+        let client = self.client();
+        let res = client
+            .post(self.url("/api/login"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "login as {username} failed");
+        let body: Value = res.json().await.unwrap();
+        Session {
+            client,
+            csrf: body["csrf_token"].as_str().unwrap().to_string(),
+            base: self.base.clone(),
+        }
+    }
+
+    pub async fn admin(&self) -> Session {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Creates an account with `role` (as the admin) and logs it in.
+    pub async fn user_with_role(&self, username: &str, role: &str) -> Session {
+        let admin = self.admin().await;
+        let res = admin
+            .post(
+                "/api/users",
+                &serde_json::json!({ "username": username, "role": role, "password": "password-of-" .to_string() + username }),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "create {username}");
+        self.login(username, &format!("password-of-{username}"))
+            .await
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+        self.db.cleanup().await;
+    }
+}
+
+/// A logged-in client.
+pub struct Session {
+    pub client: reqwest::Client,
+    pub csrf: String,
+    pub base: String,
+}
+
+impl Session {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{}", self.base, path))
+            .header("X-CSRF-Token", &self.csrf)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}

@@ -1,0 +1,382 @@
+//! The storage suite: every test runs on SQLite and, when DATABASE_URL points to one, on
+//! PostgreSQL, each on a fresh database (R-PII-1, R-PII-4).
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use common::{a_working_morning, backends, Kind, TestDb};
+use madoguchi::clock::{ManualClock, SharedClock};
+use madoguchi::config::AuthConfig;
+use madoguchi::privacy::{
+    AuditEntry, AuditFilter, Auditor, LoginFailure, NewUser, Outcome, PrivacyError, Role,
+    SessionStore, Users,
+};
+use madoguchi::store::Db;
+use sqlx::Row;
+
+struct Ctx {
+    db: Db,
+    clock: ManualClock,
+    users: Users,
+    sessions: SessionStore,
+    audit: Auditor,
+    test_db: TestDb,
+}
+
+async fn ctx(kind: Kind) -> Ctx {
+    let test_db = TestDb::new(kind).await;
+    let db = test_db.open().await;
+    let clock = ManualClock::new(a_working_morning());
+    let shared: SharedClock = Arc::new(clock.clone());
+    let auth = AuthConfig {
+        max_failed_logins: 3,
+        lockout_minutes: 10,
+        session_idle_minutes: 30,
+        ..AuthConfig::default()
+    };
+    Ctx {
+        users: Users::new(db.clone(), shared.clone(), auth.clone()),
+        sessions: SessionStore::new(db.clone(), shared.clone(), auth),
+        audit: Auditor::new(db.clone(), shared),
+        db,
+        clock,
+        test_db,
+    }
+}
+
+impl Ctx {
+    async fn done(self) {
+        self.db.close().await;
+        self.test_db.cleanup().await;
+    }
+}
+
+fn new_user(name: &str, role: Role) -> NewUser {
+    NewUser {
+        username: name.into(),
+        display_name: format!("{name} さん"),
+        role,
+        password: format!("pw-of-{name}-123"),
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    for kind in backends() {
+        let c = ctx(kind).await;
+        c.db.migrate().await.expect("second migrate is a no-op");
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM users")
+            .fetch_one(c.db.pool())
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{kind:?}");
+        c.done().await;
+    }
+}
+
+#[tokio::test]
+async fn staff_list_records_accounts_and_roles() {
+    // R-PII-1: the staff list and their roles are recorded.
+    for kind in backends() {
+        let c = ctx(kind).await;
+        let op = c
+            .users
+            .create(new_user("sato", Role::Operator))
+            .await
+            .unwrap();
+        c.users
+            .create(new_user("kato", Role::Manager))
+            .await
+            .unwrap();
+        let list = c.users.list().await.unwrap();
+        let names: Vec<_> = list.iter().map(|u| (u.username.as_str(), u.role)).collect();
+        assert_eq!(
+            names,
+            vec![("kato", Role::Manager), ("sato", Role::Operator)],
+            "{kind:?}"
+        );
+        assert_eq!(
+            c.users.get(op.id).await.unwrap().unwrap().display_name,
+            "sato さん"
+        );
+        c.done().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_or_duplicate_account_changes_nothing() {
+    for kind in backends() {
+        let c = ctx(kind).await;
+        c.users
+            .create(new_user("sato", Role::Operator))
+            .await
+            .unwrap();
+        let dup = c.users.create(new_user("sato", Role::Admin)).await;
+        assert!(
+            matches!(dup, Err(PrivacyError::DuplicateUsername(_))),
+            "{kind:?}"
+        );
+        let bad_name = c.users.create(new_user("Sa To", Role::Operator)).await;
+        assert!(matches!(bad_name, Err(PrivacyError::Invalid(_))));
+        let short_pw = c
+            .users
+            .create(NewUser {
+                password: "short".into(),
+                ..new_user("suzuki", Role::Operator)
+            })
+            .await;
+        assert!(matches!(short_pw, Err(PrivacyError::Invalid(_))));
+        let list = c.users.list().await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            list[0].role,
+            Role::Operator,
+            "the duplicate did not change the role"
+        );
+        c.done().await;
+    }
+}
+
+#[tokio::test]
+async fn lockout_after_failures_lasts_the_configured_time() {
+    for kind in backends() {
+        let c = ctx(kind).await;
+        c.users
+            .create(new_user("sato", Role::Operator))
+            .await
+            .unwrap();
+        for i in 1..3 {
+            let a = c.users.authenticate("sato", "wrong").await.unwrap();
+            assert_eq!(
+                a.result.unwrap_err(),
+                LoginFailure::InvalidCredentials { failures: i }
+            );
+        }
+        let third = c.users.authenticate("sato", "wrong").await.unwrap();
+        assert!(
+            matches!(third.result, Err(LoginFailure::Locked { .. })),
+            "{kind:?}"
+        );
+        // Even the right password is refused while locked.
+        c.clock.advance(Duration::minutes(9));
+        let during = c
+            .users
+            .authenticate("sato", "pw-of-sato-123")
+            .await
+            .unwrap();
+        assert!(matches!(during.result, Err(LoginFailure::Locked { .. })));
+        c.clock.advance(Duration::minutes(1));
+        let after = c
+            .users
+            .authenticate("sato", "pw-of-sato-123")
+            .await
+            .unwrap();
+        assert!(after.result.is_ok(), "{kind:?}: unlocked after 10 minutes");
+        c.done().await;
+    }
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_or_disabled() {
+    for kind in backends() {
+        let c = ctx(kind).await;
+        let u = c
+            .users
+            .create(new_user("sato", Role::Operator))
+            .await
+            .unwrap();
+        let (token, _) = c
+            .sessions
+            .create(&u, Some("127.0.0.1".into()))
+            .await
+            .unwrap();
+        c.clock.advance(Duration::minutes(29));
+        assert!(
+            c.sessions.lookup(&token).await.unwrap().is_some(),
+            "{kind:?}"
+        );
+        // Use keeps it alive; 30 idle minutes end it.
+        c.clock.advance(Duration::minutes(29));
+        assert!(c.sessions.lookup(&token).await.unwrap().is_some());
+        c.clock.advance(Duration::minutes(30));
+        assert!(
+            c.sessions.lookup(&token).await.unwrap().is_none(),
+            "{kind:?}: idle session ended"
+        );
+
+        let (token, _) = c.sessions.create(&u, None).await.unwrap();
+        c.users.disable(u.id).await.unwrap();
+        assert!(
+            c.sessions.lookup(&token).await.unwrap().is_none(),
+            "{kind:?}: disabled account has no session"
+        );
+        let login = c
+            .users
+            .authenticate("sato", "pw-of-sato-123")
+            .await
+            .unwrap();
+        assert!(login.result.is_err());
+        assert!(c.sessions.lookup("not-a-token").await.unwrap().is_none());
+        c.done().await;
+    }
+}
+
+#[tokio::test]
+async fn password_change_ends_sessions_and_takes_effect() {
+    for kind in backends() {
+        let c = ctx(kind).await;
+        let u = c
+            .users
+            .create(new_user("sato", Role::Operator))
+            .await
+            .unwrap();
+        let (token, _) = c.sessions.create(&u, None).await.unwrap();
+        c.users
+            .set_password(u.id, "a-brand-new-password")
+            .await
+            .unwrap();
+        assert!(
+            c.sessions.lookup(&token).await.unwrap().is_none(),
+            "{kind:?}"
+        );
+        assert!(c
+            .users
+            .authenticate("sato", "pw-of-sato-123")
+            .await
+            .unwrap()
+            .result
+            .is_err());
+        assert!(c
+            .users
+            .authenticate("sato", "a-brand-new-password")
+            .await
+            .unwrap()
+            .result
+            .is_ok());
+        assert!(matches!(
+            c.users.set_password(999_999, "a-brand-new-password").await,
+            Err(PrivacyError::UnknownUser)
+        ));
+        c.done().await;
+    }
+}
+
+#[tokio::test]
+async fn audit_log_is_append_only_in_the_database() {
+    // R-PII-4: nothing, not even a direct SQL statement, changes or removes a record.
+    for kind in backends() {
+        let c = ctx(kind).await;
+        c.audit
+            .record(AuditEntry::new("login").actor(Some(1), "sato"))
+            .await
+            .unwrap();
+        let upd = sqlx::query("UPDATE audit_log SET action = 'x'")
+            .execute(c.db.pool())
+            .await;
+        assert!(upd.is_err(), "{kind:?}: update refused");
+        let del = sqlx::query("DELETE FROM audit_log")
+            .execute(c.db.pool())
+            .await;
+        assert!(del.is_err(), "{kind:?}: delete refused");
+        if kind == Kind::Postgres {
+            let trunc = sqlx::query("TRUNCATE audit_log").execute(c.db.pool()).await;
+            assert!(trunc.is_err(), "truncate refused");
+        }
+        let rows = c.audit.query(&AuditFilter::default()).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].action, "login");
+        c.done().await;
+    }
+}
+
+#[tokio::test]
+async fn audit_log_filters_and_pages_newest_first() {
+    for kind in backends() {
+        let c = ctx(kind).await;
+        for i in 0..5 {
+            c.audit
+                .record(
+                    AuditEntry::new(if i % 2 == 0 { "login" } else { "user.create" })
+                        .actor(Some(1), if i < 3 { "sato" } else { "kato" })
+                        .target("user", i)
+                        .outcome(if i == 4 { Outcome::Failed } else { Outcome::Ok })
+                        .detail(serde_json::json!({ "n": i })),
+                )
+                .await
+                .unwrap();
+            c.clock.advance(Duration::minutes(1));
+        }
+        let all = c.audit.query(&AuditFilter::default()).await.unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|r| r.target_id.clone().unwrap())
+                .collect::<Vec<_>>(),
+            ["4", "3", "2", "1", "0"]
+        );
+        assert_eq!(all[0].outcome, "failed");
+        assert_eq!(all[0].detail, Some(serde_json::json!({ "n": 4 })));
+
+        let logins = c
+            .audit
+            .query(&AuditFilter {
+                action: Some("login".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(logins.len(), 3, "{kind:?}");
+        let kato = c
+            .audit
+            .query(&AuditFilter {
+                actor: Some("kato".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(kato.len(), 2);
+        let window = AuditFilter {
+            from: Some(a_working_morning() + Duration::minutes(1)),
+            to: Some(a_working_morning() + Duration::minutes(3)),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.audit.query(&window).await.unwrap().len(),
+            2,
+            "{kind:?}: from inclusive, to exclusive"
+        );
+        let page1 = c
+            .audit
+            .query(&AuditFilter {
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let page2 = c
+            .audit
+            .query(&AuditFilter {
+                limit: Some(2),
+                before_id: Some(page1[1].id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            page2
+                .iter()
+                .map(|r| r.target_id.clone().unwrap())
+                .collect::<Vec<_>>(),
+            ["2", "1"]
+        );
+        let one = AuditFilter {
+            target_kind: Some("user".into()),
+            target_id: Some("3".into()),
+            ..Default::default()
+        };
+        assert_eq!(c.audit.query(&one).await.unwrap().len(), 1);
+        c.done().await;
+    }
+}
