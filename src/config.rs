@@ -9,12 +9,17 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::Deserialize;
 
+use crate::booking::calendar::HoursConfig;
+use crate::sip::settings::{self, PhonesFile, SipSettings, SipTimersFile, TrunkFile};
+
 /// Default listen address of the web UI and API.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 /// Default listen address of the SIP adapter (UDP and TCP).
 pub const DEFAULT_SIP_ADDR: &str = "127.0.0.1:5060";
 /// Default database: embedded SQLite under `data/`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/madoguchi.db";
+/// Default directory of `trunk.toml` and `phones.toml`.
+pub const DEFAULT_SIP_CONFIG_DIR: &str = "sip-config";
 /// Default city profile directory.
 pub const DEFAULT_PROFILE: &str = "profiles/otaru-2026";
 
@@ -63,6 +68,8 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Where the SIP adapter listens (UDP and TCP).
     pub sip_addr: SocketAddr,
+    /// Trunk, phones, registrar and timers of the SIP adapter.
+    pub sip: SipSettings,
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
     /// Most connections the pool opens.
@@ -124,6 +131,9 @@ struct HttpSection {
 #[serde(deny_unknown_fields, default)]
 struct SipSection {
     addr: Option<String>,
+    config_dir: Option<String>,
+    #[serde(flatten)]
+    timers: SipTimersFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +160,8 @@ pub struct EnvOverrides {
     pub database_url: Option<String>,
     /// `MADOGUCHI_PROFILE`
     pub profile: Option<String>,
+    /// `MADOGUCHI_SIP_CONFIG`
+    pub sip_config: Option<String>,
 }
 
 impl EnvOverrides {
@@ -161,6 +173,7 @@ impl EnvOverrides {
             sip_addr: var("MADOGUCHI_SIP_ADDR"),
             database_url: var("DATABASE_URL"),
             profile: var("MADOGUCHI_PROFILE"),
+            sip_config: var("MADOGUCHI_SIP_CONFIG"),
         }
     }
 }
@@ -249,11 +262,21 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         ));
     }
     let profile = Profile::load(&profile_dir)?;
+    let (src, sip_dir) = pick(
+        &env.sip_config,
+        "MADOGUCHI_SIP_CONFIG",
+        &file.sip.config_dir,
+        &file_name,
+        "sip.config_dir",
+        DEFAULT_SIP_CONFIG_DIR,
+    );
+    let sip = load_sip(Path::new(&sip_dir), &file.sip.timers, &src.0)?;
 
     Ok(Config {
         http_addr,
         secure_cookies: file.http.secure_cookies,
         sip_addr,
+        sip,
         database_url,
         database_max_connections,
         auth: file.auth,
@@ -327,6 +350,35 @@ fn validate_auth(a: &AuthConfig, file: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Loads `trunk.toml` and `phones.toml` from `dir` and validates them with the timers.
+pub fn load_sip(
+    dir: &Path,
+    timers: &SipTimersFile,
+    config_file: &str,
+) -> Result<SipSettings, ConfigError> {
+    if !dir.is_dir() {
+        return Err(ConfigError::value(
+            config_file,
+            "sip.config_dir",
+            format!("directory '{}' not found", dir.display()),
+        ));
+    }
+    let trunk_path = dir.join("trunk.toml");
+    let phones_path = dir.join("phones.toml");
+    let trunk: TrunkFile = read_toml(&trunk_path)?;
+    let phones: PhonesFile = read_toml(&phones_path)?;
+    settings::validate(&trunk, &phones, timers).map_err(|(key, problem)| {
+        let file = if key.starts_with("trunk") {
+            trunk_path.display().to_string()
+        } else if key.starts_with("sip.") {
+            config_file.to_string()
+        } else {
+            phones_path.display().to_string()
+        };
+        ConfigError::value(file, key, problem)
+    })
+}
+
 /// Hides the password in a database URL before it is shown anywhere.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -375,6 +427,37 @@ pub struct Profile {
     pub city: CityProfile,
     /// The contract's dates (R-PERIOD-1, R-PERIOD-2).
     pub period: PeriodProfile,
+    /// Opening hours and closing days of the line, incl. the call-center period (R-HOURS-1).
+    #[serde(default)]
+    pub hours: HoursConfig,
+    /// The telephone line (R-LINE-1, R-LINE-2).
+    #[serde(default)]
+    pub line: LineProfile,
+}
+
+/// `[line]` of the profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LineProfile {
+    /// The free-dial number as shown to people, e.g. `0120-000-000`.
+    pub free_dial: String,
+    /// Calls handled at once; one more gets busy (R-LINE-2).
+    pub max_concurrent_calls: u32,
+    /// How long the operators' phones ring before the caller gets "no answer".
+    pub ring_timeout_secs: u32,
+    /// Final status for a call outside the hours (R-HOURS-1), with Retry-After.
+    pub closed_status: u16,
+}
+
+impl Default for LineProfile {
+    fn default() -> Self {
+        Self {
+            free_dial: String::new(),
+            max_concurrent_calls: 1,
+            ring_timeout_secs: 30,
+            closed_status: 480,
+        }
+    }
 }
 
 /// `[city]` of the profile.
@@ -389,14 +472,10 @@ pub struct CityProfile {
     pub service_name_ja: String,
 }
 
-/// `[period]` of the profile.
+/// `[period]` of the profile. The call-center period itself is `[hours] period_start/end`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodProfile {
-    /// First day the call center answers calls.
-    pub call_center_start: NaiveDate,
-    /// Last day the call center answers calls.
-    pub call_center_end: NaiveDate,
     /// First visit day.
     pub visits_start: NaiveDate,
     /// Last visit day.
@@ -416,12 +495,10 @@ impl Profile {
 
     fn validate(&self, file: &str) -> Result<(), ConfigError> {
         let p = &self.period;
+        if let Err(e) = self.hours.validate() {
+            return Err(ConfigError::value(file, "hours", e.to_string()));
+        }
         let order = [
-            (
-                "period.call_center_end",
-                p.call_center_start <= p.call_center_end,
-                "is before period.call_center_start",
-            ),
             (
                 "period.visits_end",
                 p.visits_start <= p.visits_end,
@@ -429,12 +506,33 @@ impl Profile {
             ),
             (
                 "period.contract_end",
-                p.call_center_end <= p.contract_end,
-                "is before period.call_center_end",
+                self.hours.period_end <= p.contract_end,
+                "is before hours.period_end",
             ),
         ];
         if let Some((key, _, problem)) = order.iter().find(|(_, ok, _)| !ok) {
             return Err(ConfigError::value(file, *key, *problem));
+        }
+        if self.line.max_concurrent_calls == 0 {
+            return Err(ConfigError::value(
+                file,
+                "line.max_concurrent_calls",
+                "must be at least 1",
+            ));
+        }
+        if !(5..=300).contains(&self.line.ring_timeout_secs) {
+            return Err(ConfigError::value(
+                file,
+                "line.ring_timeout_secs",
+                "must be between 5 and 300",
+            ));
+        }
+        if !matches!(self.line.closed_status, 403 | 480 | 486 | 503 | 603) {
+            return Err(ConfigError::value(
+                file,
+                "line.closed_status",
+                "must be one of 403, 480, 486, 503, 603",
+            ));
         }
         if self.city.id.trim().is_empty() {
             return Err(ConfigError::value(file, "city.id", "must not be empty"));
@@ -454,6 +552,7 @@ mod tests {
     fn env_with_profile() -> EnvOverrides {
         EnvOverrides {
             profile: Some(profile_dir()),
+            sip_config: Some(format!("{}/sip-config", env!("CARGO_MANIFEST_DIR"))),
             ..Default::default()
         }
     }
@@ -468,8 +567,10 @@ mod tests {
     fn shipped_profile_has_the_spec_dates() {
         // R-PERIOD-1, R-PERIOD-2
         let p = Profile::load(Path::new(&profile_dir())).unwrap();
-        assert_eq!(p.period.call_center_start.to_string(), "2026-06-01");
-        assert_eq!(p.period.call_center_end.to_string(), "2026-12-24");
+        assert_eq!(p.hours.period_start.to_string(), "2026-06-01");
+        assert_eq!(p.hours.period_end.to_string(), "2026-12-24");
+        assert_eq!(p.hours.open_time, "09:00");
+        assert_eq!(p.hours.close_time, "17:00");
         assert_eq!(p.period.visits_start.to_string(), "2026-06-17");
         assert_eq!(p.period.contract_end.to_string(), "2027-01-08");
     }

@@ -3,8 +3,11 @@
 //! See `design.md` in the shared folder for the architecture; each module is a domain.
 
 pub mod app;
+pub mod booking;
+pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod privacy;
+pub mod sip;
 pub mod store;
 pub mod web;

@@ -19,10 +19,12 @@ fn bin() -> Command {
         "DATABASE_URL",
         "MADOGUCHI_PROFILE",
         "MADOGUCHI_BOOTSTRAP_PASSWORD",
+        "MADOGUCHI_SIP_CONFIG",
     ] {
         c.env_remove(k);
     }
     c.env("RUST_LOG", "warn");
+    c.env("MADOGUCHI_SIP_CONFIG", manifest_dir().join("sip-config"));
     c
 }
 

@@ -144,6 +144,12 @@ pub fn test_config(database_url: &str) -> Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         secure_cookies: false,
         sip_addr: "127.0.0.1:0".parse().unwrap(),
+        sip: madoguchi::config::load_sip(
+            &manifest_dir().join("sip-config"),
+            &Default::default(),
+            "test",
+        )
+        .expect("sip-config"),
         database_url: database_url.to_string(),
         database_max_connections: 4,
         auth: AuthConfig {

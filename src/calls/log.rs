@@ -1,0 +1,366 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::clock::{from_db_time, to_db_time};
+use crate::sip::callerid::{display_national, CallerId};
+use crate::store::Db;
+
+use super::{CallEvent, CallsError};
+
+/// The call log table.
+#[derive(Clone)]
+pub struct CallLog {
+    db: Db,
+}
+
+/// The caller as stored and shown.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallerView {
+    /// `number`, `unparsed`, `withheld` or `unknown`.
+    pub kind: String,
+    /// E.164, for valid numbers.
+    pub e164: Option<String>,
+    /// What the operator sees: 0134-32-4111, the raw digits, or 非通知 / 公衆電話 / 表示圏外.
+    pub display: String,
+    /// Withheld reason code.
+    pub withheld_reason: Option<String>,
+}
+
+/// One call as the API returns it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallRow {
+    /// Row id.
+    pub id: i64,
+    /// Our call id.
+    pub call_key: String,
+    /// Who called.
+    pub caller: CallerView,
+    /// The number dialled.
+    pub line_number: Option<String>,
+    /// Arrival.
+    pub arrived_at: DateTime<Utc>,
+    /// When the phones started ringing.
+    pub rang_at: Option<DateTime<Utc>>,
+    /// When an operator answered.
+    pub answered_at: Option<DateTime<Utc>>,
+    /// Which operator account answered.
+    pub answered_by: Option<String>,
+    /// Which phone answered.
+    pub answered_extension: Option<String>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How it ended (`completed`, `abandoned`, `busy`, `closed`, `unstaffed`, `no_answer`, …).
+    pub end_cause: Option<String>,
+    /// Extra detail: the closing reason, the refusing status.
+    pub end_detail: Option<String>,
+    /// `caller` or `operator`, for completed calls.
+    pub hangup_by: Option<String>,
+    /// Seconds it rang before it was answered or given up.
+    pub ring_seconds: Option<f64>,
+    /// Seconds of conversation.
+    pub talk_seconds: Option<f64>,
+    /// The operator's outcome (later issue).
+    pub outcome: Option<String>,
+    /// The operator's note (later issue).
+    pub outcome_note: Option<String>,
+}
+
+/// Filters for the call list; all optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallFilter {
+    /// Arrived at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Arrived before.
+    pub to: Option<DateTime<Utc>>,
+    /// One day in Asia/Tokyo (`YYYY-MM-DD`); combines with from/to.
+    pub date: Option<chrono::NaiveDate>,
+    /// End cause code.
+    pub end_cause: Option<String>,
+    /// Outcome code.
+    pub outcome: Option<String>,
+    /// Only rows older than this id (paging, newest first).
+    pub before_id: Option<i64>,
+    /// Page size, default 50, at most 500.
+    pub limit: Option<u32>,
+}
+
+const COLUMNS: &str = "id, call_key, caller_kind, caller_e164, caller_raw, caller_withheld, line_number, arrived_at, rang_at, \
+    answered_at, answered_by_username, answered_extension, ended_at, end_cause, end_detail, hangup_by, ring_ms, talk_ms, outcome, outcome_note";
+
+fn opt_time(r: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    Ok(r.try_get::<Option<String>, _>(col)?
+        .as_deref()
+        .and_then(from_db_time))
+}
+
+fn row_to_call(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
+    let kind: String = r.try_get("caller_kind")?;
+    let e164: Option<String> = r.try_get("caller_e164")?;
+    let raw: Option<String> = r.try_get("caller_raw")?;
+    let withheld: Option<String> = r.try_get("caller_withheld")?;
+    let display = match (&e164, &raw, &withheld) {
+        (Some(e), _, _) => display_national(e),
+        (None, Some(raw), _) => raw.clone(),
+        (None, None, Some(w)) => w
+            .parse::<crate::sip::callerid::WithheldReason>()
+            .map(|w| w.label_ja().to_string())
+            .unwrap_or_else(|_| "非通知".to_string()),
+        _ => "不明".to_string(),
+    };
+    let ms = |c: &str| -> Result<Option<f64>, sqlx::Error> {
+        Ok(r.try_get::<Option<i64>, _>(c)?.map(|v| v as f64 / 1000.0))
+    };
+    Ok(CallRow {
+        id: r.try_get("id")?,
+        call_key: r.try_get("call_key")?,
+        caller: CallerView {
+            kind,
+            e164,
+            display,
+            withheld_reason: withheld,
+        },
+        line_number: r.try_get("line_number")?,
+        arrived_at: from_db_time(&r.try_get::<String, _>("arrived_at")?).unwrap_or_default(),
+        rang_at: opt_time(r, "rang_at")?,
+        answered_at: opt_time(r, "answered_at")?,
+        answered_by: r.try_get("answered_by_username")?,
+        answered_extension: r.try_get("answered_extension")?,
+        ended_at: opt_time(r, "ended_at")?,
+        end_cause: r.try_get("end_cause")?,
+        end_detail: r.try_get("end_detail")?,
+        hangup_by: r.try_get("hangup_by")?,
+        ring_seconds: ms("ring_ms")?,
+        talk_seconds: ms("talk_ms")?,
+        outcome: r.try_get("outcome")?,
+        outcome_note: r.try_get("outcome_note")?,
+    })
+}
+
+fn millis(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some((b - a).num_milliseconds().max(0)),
+        _ => None,
+    }
+}
+
+/// Every column an event can set, `None` meaning "leave as it is".
+#[derive(Default)]
+struct Upsert {
+    rang_at: Option<DateTime<Utc>>,
+    answered_at: Option<DateTime<Utc>>,
+    answered_by: Option<String>,
+    extension: Option<String>,
+    ended_at: Option<DateTime<Utc>>,
+    end_cause: Option<&'static str>,
+    end_detail: Option<String>,
+    hangup_by: Option<&'static str>,
+    ring_ms: Option<i64>,
+    talk_ms: Option<i64>,
+}
+
+impl CallLog {
+    /// The log on `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Writes one event; idempotent, so a retry after a failure does no harm.
+    pub async fn apply(&self, event: &CallEvent) -> Result<(), CallsError> {
+        let u = match event {
+            CallEvent::Ringing { at, .. } => Upsert {
+                rang_at: Some(*at),
+                ..Default::default()
+            },
+            CallEvent::Answered {
+                at,
+                operator,
+                extension,
+                ..
+            } => Upsert {
+                answered_at: Some(*at),
+                answered_by: operator.clone(),
+                extension: Some(extension.clone()),
+                ..Default::default()
+            },
+            CallEvent::Ended {
+                at,
+                cause,
+                hangup_by,
+                rang_at,
+                answered_at,
+                ..
+            } => Upsert {
+                rang_at: *rang_at,
+                answered_at: *answered_at,
+                ended_at: Some(*at),
+                end_cause: Some(cause.as_str()),
+                end_detail: cause.detail(),
+                hangup_by: hangup_by.map(|p| p.as_str()),
+                // Ringing lasts until the answer, or until the caller or the timeout gave up.
+                ring_ms: millis(*rang_at, Some(answered_at.unwrap_or(*at))),
+                talk_ms: millis(*answered_at, Some(*at)),
+                ..Default::default()
+            },
+        };
+        let call = event.call();
+        let (kind, e164, raw, withheld) = match &call.caller {
+            Some(CallerId::Number { e164, .. }) => ("number", Some(e164.clone()), None, None),
+            Some(CallerId::Unparsed { raw_digits }) => {
+                ("unparsed", None, Some(raw_digits.clone()), None)
+            }
+            Some(CallerId::Withheld { reason }) => {
+                ("withheld", None, None, Some(reason.as_str().to_string()))
+            }
+            None => ("unknown", None, None, None),
+        };
+        sqlx::query(
+            "INSERT INTO calls (call_key, sip_call_id, caller_kind, caller_e164, caller_raw, caller_withheld, line_number, source, arrived_at, \
+                rang_at, answered_at, answered_by_username, answered_by_user_id, answered_extension, ended_at, end_cause, end_detail, hangup_by, ring_ms, talk_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, (SELECT id FROM users WHERE username = $12), $13, $14, $15, $16, $17, $18, $19) \
+             ON CONFLICT (call_key) DO UPDATE SET \
+                rang_at = COALESCE(calls.rang_at, excluded.rang_at), \
+                answered_at = COALESCE(calls.answered_at, excluded.answered_at), \
+                answered_by_username = COALESCE(calls.answered_by_username, excluded.answered_by_username), \
+                answered_by_user_id = COALESCE(calls.answered_by_user_id, excluded.answered_by_user_id), \
+                answered_extension = COALESCE(calls.answered_extension, excluded.answered_extension), \
+                ended_at = COALESCE(calls.ended_at, excluded.ended_at), \
+                end_cause = COALESCE(calls.end_cause, excluded.end_cause), \
+                end_detail = COALESCE(calls.end_detail, excluded.end_detail), \
+                hangup_by = COALESCE(calls.hangup_by, excluded.hangup_by), \
+                ring_ms = COALESCE(calls.ring_ms, excluded.ring_ms), \
+                talk_ms = COALESCE(calls.talk_ms, excluded.talk_ms)",
+        )
+        .bind(&call.key)
+        .bind(&call.sip_call_id)
+        .bind(kind)
+        .bind(e164)
+        .bind(raw)
+        .bind(withheld)
+        .bind(&call.line_number)
+        .bind(&call.source)
+        .bind(to_db_time(call.arrived_at))
+        .bind(u.rang_at.map(to_db_time))
+        .bind(u.answered_at.map(to_db_time))
+        .bind(u.answered_by)
+        .bind(u.extension)
+        .bind(u.ended_at.map(to_db_time))
+        .bind(u.end_cause)
+        .bind(u.end_detail)
+        .bind(u.hangup_by)
+        .bind(u.ring_ms)
+        .bind(u.talk_ms)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Closes calls left open by a previous run as `interrupted`; returns how many.
+    pub async fn close_interrupted(&self, now: DateTime<Utc>) -> Result<u64, CallsError> {
+        let n = sqlx::query(
+            "UPDATE calls SET ended_at = $1, end_cause = 'interrupted' WHERE ended_at IS NULL",
+        )
+        .bind(to_db_time(now))
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// Calls matching `f`, newest first.
+    pub async fn list(&self, f: &CallFilter) -> Result<Vec<CallRow>, CallsError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE 1=1");
+        let mut args: Vec<String> = Vec::new();
+        let mut cond = |sql: &mut String, c: &str, v: String| {
+            args.push(v);
+            sql.push_str(&format!(" AND {c} ${}", args.len()));
+        };
+        if let Some(d) = f.date {
+            let tz = chrono_tz::Asia::Tokyo;
+            let start = d
+                .and_hms_opt(0, 0, 0)
+                .and_then(|t| t.and_local_timezone(tz).single());
+            if let Some(start) = start {
+                let start = start.with_timezone(&Utc);
+                cond(&mut sql, "arrived_at >=", to_db_time(start));
+                cond(
+                    &mut sql,
+                    "arrived_at <",
+                    to_db_time(start + chrono::Duration::days(1)),
+                );
+            }
+        }
+        if let Some(v) = f.from {
+            cond(&mut sql, "arrived_at >=", to_db_time(v));
+        }
+        if let Some(v) = f.to {
+            cond(&mut sql, "arrived_at <", to_db_time(v));
+        }
+        if let Some(v) = &f.end_cause {
+            cond(&mut sql, "end_cause =", v.clone());
+        }
+        if let Some(v) = &f.outcome {
+            cond(&mut sql, "outcome =", v.clone());
+        }
+        let n = args.len();
+        if f.before_id.is_some() {
+            sql.push_str(&format!(" AND id < ${}", n + 1));
+        }
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT {}",
+            f.limit.unwrap_or(50).clamp(1, 500)
+        ));
+        let mut q = sqlx::query(&sql);
+        for a in args {
+            q = q.bind(a);
+        }
+        if let Some(b) = f.before_id {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(self.db.pool()).await?;
+        Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
+    }
+
+    /// One call by row id.
+    pub async fn get(&self, id: i64) -> Result<Option<CallRow>, CallsError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.as_ref().map(row_to_call).transpose()?)
+    }
+
+    /// One call by our call key.
+    pub async fn get_by_key(&self, key: &str) -> Result<Option<CallRow>, CallsError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE call_key = $1"))
+            .bind(key)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.as_ref().map(row_to_call).transpose()?)
+    }
+}
+
+/// Runs the call-log writer: every event is written, in order, retrying while the database
+/// is unavailable, so no call is ever lost. Ends when the channel closes.
+pub fn spawn_writer(
+    log: CallLog,
+    mut rx: mpsc::UnboundedReceiver<Arc<CallEvent>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            let mut backoff = Duration::from_millis(100);
+            while let Err(e) = log.apply(&event).await {
+                tracing::warn!(error = %e, call = %event.call().key, "call log write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    })
+}

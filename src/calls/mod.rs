@@ -1,0 +1,18 @@
+//! Calls: the events the SIP side publishes, and the call log they are written to (R-LINE-3).
+//!
+//! The proxy publishes [`CallEvent`]s and moves on; it never waits for a subscriber. The call
+//! log writer is one subscriber; the screen-pop hub and live stats are others.
+
+mod events;
+mod log;
+
+pub use events::{CallEvent, CallEvents, CallInfo, EndCause, Party};
+pub use log::{spawn_writer, CallFilter, CallLog, CallRow};
+
+/// Failures of the calls domain.
+#[derive(Debug, thiserror::Error)]
+pub enum CallsError {
+    /// A database failure.
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
