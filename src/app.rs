@@ -8,9 +8,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::booking::calendar::OpeningHours;
+use crate::calls::{spawn_writer, CallEvents, CallLog};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
+use crate::sip;
+use crate::sip::core::{Proxy, SipCounters};
+use crate::sip::transport::SipHandle;
 use crate::store::{Db, StoreError};
 
 /// Everything a request handler or background task needs. Cheap to clone.
@@ -31,6 +36,12 @@ pub struct AppInner {
     pub sessions: SessionStore,
     /// The audit log.
     pub audit: Auditor,
+    /// Call events from the SIP side (the hub and the call log subscribe).
+    pub events: CallEvents,
+    /// The call log.
+    pub calls: CallLog,
+    /// The SIP adapter, once started.
+    pub sip: Option<Arc<SipHandle>>,
 }
 
 impl Deref for AppState {
@@ -42,10 +53,17 @@ impl Deref for AppState {
 
 impl AppState {
     /// Wires the domains together on an open, migrated database.
-    pub fn new(config: Config, db: Db, clock: SharedClock) -> Self {
+    pub fn new(
+        config: Config,
+        db: Db,
+        clock: SharedClock,
+        events: CallEvents,
+        sip: Option<Arc<SipHandle>>,
+    ) -> Self {
         let users = Users::new(db.clone(), clock.clone(), config.auth.clone());
         let sessions = SessionStore::new(db.clone(), clock.clone(), config.auth.clone());
         let audit = Auditor::new(db.clone(), clock.clone());
+        let db_for_calls = db.clone();
         AppState(Arc::new(AppInner {
             config,
             db,
@@ -53,6 +71,9 @@ impl AppState {
             users,
             sessions,
             audit,
+            calls: CallLog::new(db_for_calls),
+            events,
+            sip,
         }))
     }
 }
@@ -69,6 +90,9 @@ pub enum StartError {
     /// A listen address is taken or not ours.
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    /// The call log could not be prepared.
+    #[error(transparent)]
+    Calls(#[from] crate::calls::CallsError),
 }
 
 /// A running server: its bound address, the first admin's password if one was just
@@ -76,6 +100,8 @@ pub enum StartError {
 pub struct RunningServer {
     /// Where HTTP is actually listening (port 0 resolved).
     pub http_addr: SocketAddr,
+    /// Where SIP is actually listening (UDP and TCP, port 0 resolved).
+    pub sip_addr: SocketAddr,
     /// `(admin, password)` when this start created the first account.
     pub bootstrap: Option<(User, String)>,
     /// The shared state, for tests that look inside.
@@ -89,6 +115,9 @@ impl RunningServer {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some(sip) = &self.state.sip {
+            sip.stop().await;
+        }
     }
 
     /// Waits until the server ends by itself (it normally does not).
@@ -114,7 +143,41 @@ pub async fn start(
         addr: config.http_addr,
         reason: e.to_string(),
     })?;
-    let state = AppState::new(config, db, clock);
+    // Calls left open by a previous run can no longer end normally.
+    let call_log = CallLog::new(db.clone());
+    let interrupted = call_log.close_interrupted(clock.now()).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "calls left open by the previous run closed as interrupted"
+        );
+    }
+    let events = CallEvents::new();
+    spawn_writer(call_log, events.subscribe());
+    let hours = OpeningHours::new(&config.profile.hours).map_err(|e| StartError::Bind {
+        addr: config.sip_addr,
+        reason: e.to_string(),
+    })?;
+    let (sip_settings, line, sip_clock) = (
+        config.sip.clone(),
+        config.profile.line.clone(),
+        clock.clone(),
+    );
+    let counters = Arc::new(SipCounters::default());
+    let proxy_counters = counters.clone();
+    let sip = sip::transport::start(
+        config.sip_addr,
+        move |local| Proxy::new(sip_settings, line, hours, sip_clock, local, proxy_counters),
+        events.clone(),
+        counters,
+    )
+    .await
+    .map_err(|e| StartError::Bind {
+        addr: config.sip_addr,
+        reason: e.to_string(),
+    })?;
+    let sip_addr = sip.local;
+    let state = AppState::new(config, db, clock, events, Some(Arc::new(sip)));
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;
     if let Some((user, _)) = &bootstrap {
         state
@@ -142,6 +205,7 @@ pub async fn start(
     tracing::info!(%http_addr, "http listening");
     Ok(RunningServer {
         http_addr,
+        sip_addr,
         bootstrap,
         state,
         shutdown: tx,

@@ -3,5 +3,10 @@
 //! Nothing outside `wire` and `txn` names a type of the SIP crate (see `notes/sip-stack.md`).
 
 pub mod callerid;
+pub mod core;
 pub mod digest;
+pub mod registrar;
 pub mod settings;
+pub mod transport;
+pub mod txn;
+pub mod wire;

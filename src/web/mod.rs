@@ -5,6 +5,7 @@
 
 pub mod access;
 mod account_api;
+mod calls_api;
 mod error;
 mod ui;
 
@@ -53,6 +54,7 @@ where
 
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
 const ADMIN_MANAGER: Access = Access::Roles(&[Role::Admin, Role::Manager]);
+const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
 pub fn api_routes() -> Vec<ApiRoute> {
@@ -83,6 +85,24 @@ pub fn api_routes() -> Vec<ApiRoute> {
             a::reset_password,
         ),
         route(Method::GET, "/api/audit", ADMIN_MANAGER, a::audit_log),
+        route(
+            Method::GET,
+            "/api/calls",
+            OPERATOR_MANAGER,
+            calls_api::list_calls,
+        ),
+        route(
+            Method::GET,
+            "/api/calls/{id}",
+            OPERATOR_MANAGER,
+            calls_api::get_call,
+        ),
+        route(
+            Method::GET,
+            "/api/sip/status",
+            ADMIN_MANAGER,
+            calls_api::sip_status,
+        ),
     ]
 }
 

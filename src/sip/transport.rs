@@ -1,0 +1,474 @@
+//! The tokio side of the adapter: UDP and TCP sockets on one address, the timer wheel, and
+//! the single task that feeds the Sans-IO [`Proxy`] and carries out what it asks.
+//!
+//! Nothing here waits on the database or a browser: call events go out on [`CallEvents`],
+//! whose subscribers each have their own queue.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::calls::CallEvents;
+
+use super::core::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
+use super::wire::{StreamFramer, MAX_DATAGRAM_BYTES};
+
+/// Most TCP connections held at once; more are refused so a flood cannot exhaust memory.
+const MAX_TCP_FLOWS: usize = 512;
+/// A TCP peer that leaves a message half-sent for this long is disconnected.
+const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A TCP connection with no traffic at all for this long is closed.
+const IDLE_FLOW_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Datagrams queued for the core; beyond this, overload drops them (UDP peers retransmit).
+const INPUT_QUEUE: usize = 8192;
+
+/// What the status API shows of the SIP side.
+#[derive(Debug, Clone, Serialize)]
+pub struct SipStatus {
+    /// Where the adapter listens.
+    pub local: String,
+    /// Table sizes of the core.
+    pub tables: TableSizes,
+    /// Timers pending.
+    pub timers: usize,
+    /// TCP connections open.
+    pub tcp_flows: usize,
+    /// Registered phones: username, operator account, contact, transport.
+    pub phones: Vec<RegisteredPhone>,
+    /// Counters since start.
+    pub counters: CounterSnapshot,
+}
+
+/// One registered phone.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisteredPhone {
+    /// SIP username.
+    pub username: String,
+    /// The operator account it belongs to.
+    pub operator: Option<String>,
+    /// Its contact URI.
+    pub contact: String,
+    /// UDP or TCP.
+    pub transport: Transport,
+}
+
+/// The counters, read at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct CounterSnapshot {
+    /// Malformed requests answered or dropped.
+    pub malformed_requests: u64,
+    /// Malformed responses dropped.
+    pub malformed_responses: u64,
+    /// Requests from outside the trunk refused.
+    pub rejected: u64,
+    /// INVITEs for numbers that are not our line.
+    pub not_our_line: u64,
+    /// Calls routed.
+    pub calls: u64,
+    /// Successful registrations.
+    pub registrations: u64,
+    /// Refused registrations.
+    pub registrations_refused: u64,
+    /// Datagrams dropped because the core was overloaded.
+    pub overload_drops: u64,
+}
+
+enum CoreMsg {
+    Input(Input),
+    /// The reader of a flow ended: drop its writer after queued replies, then tell the core.
+    FlowEnded(u64),
+    Status(oneshot::Sender<SipStatus>),
+}
+
+#[derive(Default)]
+struct Flows {
+    writers: HashMap<u64, (SocketAddr, mpsc::UnboundedSender<Bytes>)>,
+}
+
+/// A running SIP adapter.
+pub struct SipHandle {
+    /// The bound address (port 0 resolved).
+    pub local: SocketAddr,
+    tx: mpsc::Sender<CoreMsg>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl SipHandle {
+    /// The adapter's current status.
+    pub async fn status(&self) -> Option<SipStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(CoreMsg::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Stops the sockets and the core.
+    pub async fn stop(&self) {
+        let _ = self.shutdown.send(true);
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+/// Binds UDP and TCP on `addr` (the same port for both) and starts the adapter.
+pub async fn start<F>(
+    addr: SocketAddr,
+    build: F,
+    events: CallEvents,
+    counters: Arc<SipCounters>,
+) -> std::io::Result<SipHandle>
+where
+    F: FnOnce(SocketAddr) -> Result<Proxy, String>,
+{
+    let udp = UdpSocket::bind(addr).await?;
+    let local = udp.local_addr()?;
+    // TCP on the same port as UDP, so one address is the adapter.
+    let tcp = TcpListener::bind(local).await?;
+    let proxy = build(local).map_err(std::io::Error::other)?;
+    let udp = Arc::new(udp);
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let flows = Arc::new(Mutex::new(Flows::default()));
+    let next_flow = Arc::new(AtomicU64::new(1));
+    let overload = Arc::new(AtomicU64::new(0));
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(udp_reader(
+        udp.clone(),
+        tx.clone(),
+        overload.clone(),
+    )));
+    tasks.push(tokio::spawn(tcp_acceptor(
+        tcp,
+        tx.clone(),
+        flows.clone(),
+        next_flow.clone(),
+    )));
+    let core = CoreLoop {
+        proxy,
+        udp,
+        flows,
+        next_flow,
+        tx: tx.clone(),
+        events,
+        counters,
+        overload,
+        timers: BTreeMap::new(),
+        timer_index: HashMap::new(),
+        timer_seq: 0,
+        local,
+    };
+    tasks.push(tokio::spawn(core.run(rx, shutdown_rx)));
+    tracing::info!(%local, "SIP adapter listening (UDP and TCP)");
+    Ok(SipHandle {
+        local,
+        tx,
+        shutdown,
+        tasks: Mutex::new(tasks),
+    })
+}
+
+async fn udp_reader(udp: Arc<UdpSocket>, tx: mpsc::Sender<CoreMsg>, overload: Arc<AtomicU64>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
+    loop {
+        let (n, from) = match udp.recv_from(&mut buf).await {
+            Ok(r) => r,
+            // ICMP port-unreachable surfaces here on some systems; it is not fatal.
+            Err(e) => {
+                tracing::debug!(error = %e, "udp recv error");
+                continue;
+            }
+        };
+        if n == 0 || buf[..n].iter().all(|b| b.is_ascii_whitespace()) {
+            continue; // keep-alive
+        }
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: from,
+            flow: None,
+        };
+        let input = Input::Datagram(Bytes::copy_from_slice(&buf[..n]), peer);
+        if tx.try_send(CoreMsg::Input(input)).is_err() {
+            overload.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn tcp_acceptor(
+    listener: TcpListener,
+    tx: mpsc::Sender<CoreMsg>,
+    flows: Arc<Mutex<Flows>>,
+    next: Arc<AtomicU64>,
+) {
+    loop {
+        let Ok((stream, from)) = listener.accept().await else {
+            continue;
+        };
+        let full = flows
+            .lock()
+            .map(|f| f.writers.len() >= MAX_TCP_FLOWS)
+            .unwrap_or(true);
+        if full {
+            tracing::warn!("too many SIP TCP connections; refusing one");
+            continue;
+        }
+        let id = next.fetch_add(1, Ordering::Relaxed);
+        spawn_flow(stream, from, id, tx.clone(), flows.clone());
+    }
+}
+
+fn spawn_flow(
+    stream: TcpStream,
+    from: SocketAddr,
+    id: u64,
+    tx: mpsc::Sender<CoreMsg>,
+    flows: Arc<Mutex<Flows>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (wtx, mut wrx) = mpsc::unbounded_channel::<Bytes>();
+    if let Ok(mut f) = flows.lock() {
+        f.writers.insert(id, (from, wtx));
+    }
+    tokio::spawn(async move {
+        while let Some(b) = wrx.recv().await {
+            if writer.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    tokio::spawn(async move {
+        let peer = Peer {
+            transport: Transport::Tcp,
+            addr: from,
+            flow: Some(id),
+        };
+        let mut framer = StreamFramer::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let limit = if framer.pending_bytes() > 0 {
+                PARTIAL_MESSAGE_TIMEOUT
+            } else {
+                IDLE_FLOW_TIMEOUT
+            };
+            let n = match tokio::time::timeout(limit, reader.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
+            };
+            let frames = framer.push(&buf[..n]);
+            for m in frames.messages {
+                if tx
+                    .send(CoreMsg::Input(Input::Message(m, peer)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if let Some(e) = frames.error {
+                let _ = tx.send(CoreMsg::Input(Input::StreamError(e, peer))).await;
+                break;
+            }
+        }
+        let _ = tx.send(CoreMsg::FlowEnded(id)).await;
+    });
+}
+
+struct CoreLoop {
+    proxy: Proxy,
+    udp: Arc<UdpSocket>,
+    flows: Arc<Mutex<Flows>>,
+    next_flow: Arc<AtomicU64>,
+    tx: mpsc::Sender<CoreMsg>,
+    events: CallEvents,
+    counters: Arc<SipCounters>,
+    overload: Arc<AtomicU64>,
+    timers: BTreeMap<(Instant, u64), TimerKey>,
+    timer_index: HashMap<TimerKey, (Instant, u64)>,
+    timer_seq: u64,
+    local: SocketAddr,
+}
+
+impl CoreLoop {
+    async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let next = self.timers.keys().next().map(|(t, _)| *t);
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = sleep => {
+                    let now = Instant::now();
+                    while let Some((&(t, seq), _)) = self.timers.iter().next() {
+                        if t > now {
+                            break;
+                        }
+                        if let Some(key) = self.timers.remove(&(t, seq)) {
+                            self.timer_index.remove(&key);
+                            let out = self.proxy.handle(Input::Timer(key));
+                            self.execute(out);
+                        }
+                    }
+                }
+                msg = rx.recv() => match msg {
+                    None => break,
+                    Some(CoreMsg::Input(input)) => {
+                        let out = self.proxy.handle(input);
+                        self.execute(out);
+                    }
+                    Some(CoreMsg::FlowEnded(id)) => {
+                        if let Ok(mut f) = self.flows.lock() {
+                            f.writers.remove(&id);
+                        }
+                        let out = self.proxy.handle(Input::FlowClosed(id));
+                        self.execute(out);
+                    }
+                    Some(CoreMsg::Status(reply)) => {
+                        let _ = reply.send(self.status());
+                    }
+                },
+            }
+        }
+    }
+
+    fn status(&self) -> SipStatus {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SipStatus {
+            local: self.local.to_string(),
+            tables: self.proxy.table_sizes(),
+            timers: self.timers.len(),
+            tcp_flows: self.flows.lock().map(|f| f.writers.len()).unwrap_or(0),
+            phones: self
+                .proxy
+                .registered_phones()
+                .into_iter()
+                .map(|(username, operator, contact, transport)| RegisteredPhone {
+                    username,
+                    operator,
+                    contact,
+                    transport,
+                })
+                .collect(),
+            counters: CounterSnapshot {
+                malformed_requests: load(&c.malformed_requests),
+                malformed_responses: load(&c.malformed_responses),
+                rejected: load(&c.rejected),
+                not_our_line: load(&c.not_our_line),
+                calls: load(&c.calls),
+                registrations: load(&c.registrations),
+                registrations_refused: load(&c.registrations_refused),
+                overload_drops: load(&self.overload),
+            },
+        }
+    }
+
+    fn execute(&mut self, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::Send(peer, bytes) => self.send(peer, bytes),
+                Output::Arm(key, after) => {
+                    if let Some(old) = self.timer_index.remove(&key) {
+                        self.timers.remove(&old);
+                    }
+                    self.timer_seq += 1;
+                    let at = (Instant::now() + after, self.timer_seq);
+                    self.timers.insert(at, key.clone());
+                    self.timer_index.insert(key, at);
+                }
+                Output::Disarm(key) => {
+                    if let Some(old) = self.timer_index.remove(&key) {
+                        self.timers.remove(&old);
+                    }
+                }
+                Output::Event(e) => self.events.publish(e),
+            }
+        }
+    }
+
+    fn send(&mut self, peer: Peer, bytes: Bytes) {
+        match peer.transport {
+            Transport::Udp => {
+                // Never wait on the socket: a full buffer loses the datagram like the network
+                // would, and the transaction retransmits.
+                if let Err(e) = self.udp.try_send_to(&bytes, peer.addr) {
+                    tracing::debug!(error = %e, to = %peer.addr, "udp send failed");
+                }
+            }
+            Transport::Tcp => {
+                let writer = {
+                    let Ok(f) = self.flows.lock() else { return };
+                    match peer.flow {
+                        Some(id) => f.writers.get(&id).map(|(_, w)| w.clone()),
+                        None => f
+                            .writers
+                            .values()
+                            .find(|(a, _)| *a == peer.addr)
+                            .map(|(_, w)| w.clone()),
+                    }
+                };
+                match writer {
+                    Some(w) => {
+                        if w.send(bytes).is_err() {
+                            if let Some(id) = peer.flow {
+                                let _ = self.tx.try_send(CoreMsg::FlowEnded(id));
+                            }
+                        }
+                    }
+                    None if peer.flow.is_some() => {
+                        // The flow is gone: the binding over it is unreachable now.
+                        if let Some(id) = peer.flow {
+                            let _ = self.tx.try_send(CoreMsg::FlowEnded(id));
+                        }
+                    }
+                    None => {
+                        let (tx, flows, next) =
+                            (self.tx.clone(), self.flows.clone(), self.next_flow.clone());
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(
+                                Duration::from_secs(5),
+                                TcpStream::connect(peer.addr),
+                            )
+                            .await
+                            {
+                                Ok(Ok(stream)) => {
+                                    let id = next.fetch_add(1, Ordering::Relaxed);
+                                    spawn_flow(stream, peer.addr, id, tx, flows.clone());
+                                    if let Ok(f) = flows.lock() {
+                                        if let Some((_, w)) = f.writers.get(&id) {
+                                            let _ = w.send(bytes);
+                                        }
+                                    }
+                                }
+                                _ => tracing::debug!(to = %peer.addr, "tcp connect failed"),
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
