@@ -52,6 +52,30 @@ impl Clock for ManualClock {
     }
 }
 
+/// The wall clock shifted to start at a chosen instant: time runs normally from there.
+///
+/// For demos and interop tests that must happen "on a weekday at 10:00" or "on a holiday"
+/// whatever the real date is; durations stay real.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: Duration,
+}
+
+impl OffsetClock {
+    /// A clock that reads `start` now and advances in real time.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Self {
+            offset: start - Utc::now(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+}
+
 /// Shared handle to the application's clock.
 pub type SharedClock = Arc<dyn Clock>;
 

@@ -26,8 +26,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service: web UI and API (and, from later releases, the SIP adapter).
-    Serve,
+    /// Run the service: the SIP adapter (UDP and TCP), the web UI and the API.
+    Serve {
+        /// Start the service clock at this instant (RFC 3339, e.g. 2026-11-25T10:00:00+09:00)
+        /// instead of now; time runs normally from there. For demos and tests only: opening
+        /// hours and holidays are decided on this clock.
+        #[arg(long, value_name = "RFC3339")]
+        clock_start: Option<String>,
+    },
     /// Create or update the database schema, then exit.
     Migrate,
     /// Manage staff accounts.
@@ -106,7 +112,20 @@ fn init_tracing() {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve { clock_start } => {
+            let clock: madoguchi::clock::SharedClock = match clock_start {
+                None => Arc::new(SystemClock),
+                Some(s) => {
+                    let start = chrono::DateTime::parse_from_rfc3339(&s)
+                        .with_context(|| format!("--clock-start: '{s}' is not an RFC 3339 time"))?;
+                    tracing::warn!(start = %start, "service clock shifted (--clock-start): for demos and tests only");
+                    Arc::new(madoguchi::clock::OffsetClock::starting_at(
+                        start.with_timezone(&chrono::Utc),
+                    ))
+                }
+            };
+            serve(config, clock).await
+        }
         Command::Migrate => {
             Db::connect_and_migrate(&config.database_url, 1).await?;
             println!(
@@ -119,12 +138,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, clock: madoguchi::clock::SharedClock) -> anyhow::Result<()> {
     let preset = std::env::var("MADOGUCHI_BOOTSTRAP_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
     let profile = config.profile.city.service_name_ja.clone();
-    let server = madoguchi::app::start(config, Arc::new(SystemClock), preset).await?;
+    let server = madoguchi::app::start(config, clock, preset).await?;
     // A closed stdout (a supervisor that stopped reading) must not stop the service, so
     // these writes ignore errors where println! would panic.
     let mut out = std::io::stdout();
@@ -133,6 +152,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "madoguchi is running: http://{}/  ({profile})",
         server.http_addr
     );
+    let _ = writeln!(out, "SIP adapter (UDP and TCP): {}", server.sip_addr);
     if let Some((user, password)) = &server.bootstrap {
         let _ = writeln!(
             out,

@@ -81,9 +81,9 @@ pub enum Input {
     /// A UDP datagram, unparsed: the trunk filter looks at its first line only.
     Datagram(Bytes, Peer),
     /// A message framed from a TCP stream.
-    Message(SipMessage, Peer),
+    Message(Box<SipMessage>, Peer),
     /// A framing error on a TCP stream (answer if possible; the driver closes the flow).
-    StreamError(WireError, Peer),
+    StreamError(Box<WireError>, Peer),
     /// A timer fired.
     Timer(TimerKey),
     /// A TCP connection closed.
@@ -266,7 +266,7 @@ impl Proxy {
         let mut out = Vec::new();
         match input {
             Input::Datagram(bytes, peer) => self.on_datagram(bytes, peer, &mut out),
-            Input::Message(msg, peer) => self.on_message(msg, peer, &mut out),
+            Input::Message(msg, peer) => self.on_message(*msg, peer, &mut out),
             Input::StreamError(err, peer) => {
                 if let Some(resp) = err.response() {
                     self.counters
@@ -760,7 +760,8 @@ impl Proxy {
             upstream_final: false,
         };
         let mut actions = Vec::new();
-        for b in targets {
+        for mut b in targets {
+            b.flow = reach(&b.contact, b.flow);
             let mut m = fwd.clone();
             if m.set_request_uri(&b.contact).is_err() {
                 continue;
@@ -1225,6 +1226,31 @@ impl Proxy {
             let actions = self.txns.on_transport_error(id);
             self.run(actions, out);
         }
+    }
+}
+
+/// How to reach a registered contact. Over TCP always the registering connection (RFC 5626
+/// style). Over UDP the Contact's address when it names the same host the REGISTER came
+/// from; otherwise the phone is behind NAT and its source address (rport) is used.
+fn reach(contact: &str, flow: Peer) -> Peer {
+    if flow.transport == Transport::Tcp {
+        return flow;
+    }
+    let Ok(u) = uri::parse(contact) else {
+        return flow;
+    };
+    match (u.host_ip(), u.transport()) {
+        (Some(ip), None) if ip == flow.addr.ip() => Peer {
+            transport: Transport::Udp,
+            addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+            flow: None,
+        },
+        (Some(ip), Some(t)) if ip == flow.addr.ip() && t.eq_ignore_ascii_case("udp") => Peer {
+            transport: Transport::Udp,
+            addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+            flow: None,
+        },
+        _ => flow,
     }
 }
 

@@ -276,7 +276,7 @@ fn spawn_flow(
             let frames = framer.push(&buf[..n]);
             for m in frames.messages {
                 if tx
-                    .send(CoreMsg::Input(Input::Message(m, peer)))
+                    .send(CoreMsg::Input(Input::Message(Box::new(m), peer)))
                     .await
                     .is_err()
                 {
@@ -284,7 +284,7 @@ fn spawn_flow(
                 }
             }
             if let Some(e) = frames.error {
-                let _ = tx.send(CoreMsg::Input(Input::StreamError(e, peer))).await;
+                let _ = tx.send(CoreMsg::Input(Input::StreamError(Box::new(e), peer))).await;
                 break;
             }
         }
