@@ -284,7 +284,9 @@ fn spawn_flow(
                 }
             }
             if let Some(e) = frames.error {
-                let _ = tx.send(CoreMsg::Input(Input::StreamError(Box::new(e), peer))).await;
+                let _ = tx
+                    .send(CoreMsg::Input(Input::StreamError(Box::new(e), peer)))
+                    .await;
                 break;
             }
         }

@@ -1,6 +1,9 @@
 //! Test support: a fresh database per test on each backend, and the real server on port 0.
 #![allow(dead_code)]
 
+pub mod sipp;
+pub mod ua;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -181,11 +184,32 @@ impl TestApp {
     }
 
     pub async fn spawn_with(kind: Kind, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_clocked(kind, None, tweak).await
+    }
+
+    /// The server with a clock that starts at `start` and runs in real time (for sipp tests,
+    /// where durations must be real).
+    pub async fn spawn_at(
+        kind: Kind,
+        start: chrono::DateTime<Utc>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        Self::spawn_clocked(kind, Some(start), tweak).await
+    }
+
+    async fn spawn_clocked(
+        kind: Kind,
+        running_from: Option<chrono::DateTime<Utc>>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let db = TestDb::new(kind).await;
         let mut config = test_config(&db.url);
         tweak(&mut config);
         let clock = ManualClock::new(a_working_morning());
-        let shared: SharedClock = Arc::new(clock.clone());
+        let shared: SharedClock = match running_from {
+            Some(t) => Arc::new(madoguchi::clock::OffsetClock::starting_at(t)),
+            None => Arc::new(clock.clone()),
+        };
         let server = app::start(config, shared, Some(ADMIN_PASSWORD.to_string()))
             .await
             .expect("start server");
