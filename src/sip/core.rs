@@ -217,6 +217,9 @@ impl Proxy {
         counters: Arc<SipCounters>,
     ) -> Result<Self, String> {
         let registrar = Registrar::new(&settings.registrar, &settings.phones)?;
+        // The number metadata loads on first use; do it now, not while the first caller waits
+        // for our 100 Trying.
+        let _ = super::callerid::to_e164("0134000000");
         let txns = Txns::new(settings.t1, settings.t2, settings.t4);
         Ok(Self {
             settings,
@@ -508,6 +511,38 @@ impl Proxy {
     fn on_new_request(&mut self, id: TxnId, req: SipMessage, peer: Peer, out: &mut Vec<Output>) {
         let method = req.method().unwrap_or_default().to_string();
         let in_dialog = req.to_tag().is_some();
+        // RFC 3261 §16.3 step 2: a scheme we cannot route or answer.
+        if req
+            .request_uri()
+            .is_some_and(|u| matches!(u.scheme, uri::Scheme::Other(_)))
+        {
+            self.respond(id, &req, 416, "Unsupported URI Scheme", &[], out);
+            return;
+        }
+        // §16.3 step 5: we support no proxy extension; §8.2.2.3: nor any extension in a
+        // request we answer ourselves (Require on a forwarded request is end-to-end).
+        let answered_here = !in_dialog && !matches!(method.as_str(), "INVITE" | "CANCEL");
+        let mut unsupported: Vec<String> = req.headers_all("Proxy-Require");
+        if answered_here {
+            unsupported.extend(req.headers_all("Require"));
+        }
+        let unsupported: Vec<String> = unsupported
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !unsupported.is_empty() && method != "CANCEL" {
+            self.respond(
+                id,
+                &req,
+                420,
+                "Bad Extension",
+                &[("Unsupported", unsupported.join(", "))],
+                out,
+            );
+            return;
+        }
         match method.as_str() {
             "CANCEL" => self.on_cancel(id, req, out),
             "REGISTER" => {

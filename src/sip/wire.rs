@@ -413,6 +413,12 @@ impl SipMessage {
         }
         match sipx_sip::parse_datagram(Bytes::copy_from_slice(buf), &limits) {
             Ok(m) => Ok(Self(m)),
+            // In a datagram the body can only be what arrived: a larger Content-Length means
+            // the body is short (RFC 3261 §18.3: 400), not that it is too large to take.
+            Err(ParseError::Limit {
+                limit: LimitKind::BodyBytes,
+                ..
+            }) => Err(salvage(buf, 400, "Content-Length Exceeds Body")),
             Err(e) => Err(reject(buf, &e)),
         }
     }
@@ -995,6 +1001,12 @@ fn salvage(buf: &[u8], status: u16, reason: &'static str) -> WireError {
     {
         return WireError::Drop {
             cause: "malformed response",
+        };
+    }
+    // An ACK is never answered (RFC 3261 §17.2.1), not even a broken one.
+    if start.starts_with(b"ACK ") {
+        return WireError::Drop {
+            cause: "malformed ACK",
         };
     }
     let mut rebuilt = b"SALVAGE sip:invalid.invalid SIP/2.0".to_vec();
