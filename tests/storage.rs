@@ -380,3 +380,65 @@ async fn audit_log_filters_and_pages_newest_first() {
         c.done().await;
     }
 }
+
+#[tokio::test]
+async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
+    // R-LINE-3: one row per call, completed as it ends; a restart closes open calls.
+    use madoguchi::calls::{CallEvent, CallInfo, CallLog, EndCause, Party};
+    use madoguchi::sip::callerid::{CallerId, WithheldReason};
+    for kind in backends() {
+        let c = ctx(kind).await;
+        c.users.create(new_user("sato", Role::Operator)).await.unwrap();
+        let log = CallLog::new(c.db.clone());
+        let t0 = a_working_morning();
+        let info = |key: &str, caller: Option<CallerId>| CallInfo {
+            key: key.into(),
+            sip_call_id: format!("{key}@trunk"),
+            caller,
+            line_number: Some("0120000000".into()),
+            source: "127.0.0.1:5070".into(),
+            arrived_at: t0,
+        };
+        let a = info("a", Some(CallerId::Number { e164: "+81134220001".into(), display: "0134-22-0001".into() }));
+        let events = [
+            CallEvent::Ringing { call: a.clone(), at: t0 },
+            CallEvent::Answered { call: a.clone(), at: t0 + Duration::seconds(4), operator: Some("sato".into()), extension: "op1".into() },
+            CallEvent::Ended {
+                call: a.clone(),
+                at: t0 + Duration::seconds(64),
+                cause: EndCause::Completed,
+                hangup_by: Some(Party::Caller),
+                rang_at: Some(t0),
+                answered_at: Some(t0 + Duration::seconds(4)),
+            },
+        ];
+        for e in &events {
+            log.apply(e).await.unwrap();
+            log.apply(e).await.unwrap(); // a retry after a failure changes nothing
+        }
+        let w = info("w", Some(CallerId::Withheld { reason: WithheldReason::Payphone }));
+        log.apply(&CallEvent::Ringing { call: w, at: t0 }).await.unwrap();
+
+        let rows = log.list(&Default::default()).await.unwrap();
+        assert_eq!(rows.len(), 2, "{kind:?}");
+        let a = rows.iter().find(|r| r.call_key == "a").unwrap();
+        assert_eq!(a.end_cause.as_deref(), Some("completed"));
+        assert_eq!(a.hangup_by.as_deref(), Some("caller"));
+        assert_eq!(a.answered_by.as_deref(), Some("sato"));
+        assert_eq!(a.ring_seconds, Some(4.0));
+        assert_eq!(a.talk_seconds, Some(60.0));
+        assert_eq!(a.caller.display, "0134-22-0001");
+        let w = rows.iter().find(|r| r.call_key == "w").unwrap();
+        assert_eq!(w.caller.display, "公衆電話");
+        assert!(w.caller.e164.is_none());
+
+        assert_eq!(log.close_interrupted(t0 + Duration::minutes(5)).await.unwrap(), 1, "{kind:?}");
+        let w = log.get_by_key("w").await.unwrap().unwrap();
+        assert_eq!(w.end_cause.as_deref(), Some("interrupted"));
+        let day = madoguchi::calls::CallFilter { date: Some(t0.date_naive()), ..Default::default() };
+        assert_eq!(log.list(&day).await.unwrap().len(), 2);
+        let completed = madoguchi::calls::CallFilter { end_cause: Some("completed".into()), ..Default::default() };
+        assert_eq!(log.list(&completed).await.unwrap().len(), 1);
+        c.done().await;
+    }
+}
