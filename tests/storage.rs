@@ -388,7 +388,10 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
     use madoguchi::sip::callerid::{CallerId, WithheldReason};
     for kind in backends() {
         let c = ctx(kind).await;
-        c.users.create(new_user("sato", Role::Operator)).await.unwrap();
+        c.users
+            .create(new_user("sato", Role::Operator))
+            .await
+            .unwrap();
         let log = CallLog::new(c.db.clone());
         let t0 = a_working_morning();
         let info = |key: &str, caller: Option<CallerId>| CallInfo {
@@ -399,10 +402,24 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
             source: "127.0.0.1:5070".into(),
             arrived_at: t0,
         };
-        let a = info("a", Some(CallerId::Number { e164: "+81134220001".into(), display: "0134-22-0001".into() }));
+        let a = info(
+            "a",
+            Some(CallerId::Number {
+                e164: "+81134220001".into(),
+                display: "0134-22-0001".into(),
+            }),
+        );
         let events = [
-            CallEvent::Ringing { call: a.clone(), at: t0 },
-            CallEvent::Answered { call: a.clone(), at: t0 + Duration::seconds(4), operator: Some("sato".into()), extension: "op1".into() },
+            CallEvent::Ringing {
+                call: a.clone(),
+                at: t0,
+            },
+            CallEvent::Answered {
+                call: a.clone(),
+                at: t0 + Duration::seconds(4),
+                operator: Some("sato".into()),
+                extension: "op1".into(),
+            },
             CallEvent::Ended {
                 call: a.clone(),
                 at: t0 + Duration::seconds(64),
@@ -416,8 +433,15 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
             log.apply(e).await.unwrap();
             log.apply(e).await.unwrap(); // a retry after a failure changes nothing
         }
-        let w = info("w", Some(CallerId::Withheld { reason: WithheldReason::Payphone }));
-        log.apply(&CallEvent::Ringing { call: w, at: t0 }).await.unwrap();
+        let w = info(
+            "w",
+            Some(CallerId::Withheld {
+                reason: WithheldReason::Payphone,
+            }),
+        );
+        log.apply(&CallEvent::Ringing { call: w, at: t0 })
+            .await
+            .unwrap();
 
         let rows = log.list(&Default::default()).await.unwrap();
         assert_eq!(rows.len(), 2, "{kind:?}");
@@ -432,12 +456,24 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
         assert_eq!(w.caller.display, "公衆電話");
         assert!(w.caller.e164.is_none());
 
-        assert_eq!(log.close_interrupted(t0 + Duration::minutes(5)).await.unwrap(), 1, "{kind:?}");
+        assert_eq!(
+            log.close_interrupted(t0 + Duration::minutes(5))
+                .await
+                .unwrap(),
+            1,
+            "{kind:?}"
+        );
         let w = log.get_by_key("w").await.unwrap().unwrap();
         assert_eq!(w.end_cause.as_deref(), Some("interrupted"));
-        let day = madoguchi::calls::CallFilter { date: Some(t0.date_naive()), ..Default::default() };
+        let day = madoguchi::calls::CallFilter {
+            date: Some(t0.date_naive()),
+            ..Default::default()
+        };
         assert_eq!(log.list(&day).await.unwrap().len(), 2);
-        let completed = madoguchi::calls::CallFilter { end_cause: Some("completed".into()), ..Default::default() };
+        let completed = madoguchi::calls::CallFilter {
+            end_cause: Some("completed".into()),
+            ..Default::default()
+        };
         assert_eq!(log.list(&completed).await.unwrap().len(), 1);
         c.done().await;
     }

@@ -903,14 +903,17 @@ impl Proxy {
                 out.push(Output::Disarm(TimerKey::Ring(key.to_string())));
                 out.push(Output::Disarm(TimerKey::CancelGuard(key.to_string())));
             }
-            if late && first {
-                // A 2xx after we answered the caller with a final (timeout): forward it anyway.
+            if late {
+                // A 2xx after our own final to the caller (the ring timeout): the server
+                // transaction would swallow it, but RFC 3261 §16.7 forwards every 2xx, so it
+                // goes statelessly; the caller's UA then ACKs and hangs up the stray dialog.
                 let caller = call.caller;
                 out.push(Output::Send(caller, resp.to_bytes()));
-            } else {
-                let actions = self.txns.respond(server, resp);
-                self.run(actions, out);
+                self.maybe_forget(key);
+                return;
             }
+            let actions = self.txns.respond(server, resp);
+            self.run(actions, out);
             if first {
                 let others: Vec<usize> = (0..self.calls[key].branches.len())
                     .filter(|i| *i != idx)
