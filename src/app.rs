@@ -12,6 +12,7 @@ use crate::booking::calendar::OpeningHours;
 use crate::calls::{spawn_writer, CallEvents, CallLog};
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::hub::Hub;
 use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
 use crate::sip;
 use crate::sip::core::{Proxy, SipCounters};
@@ -42,6 +43,8 @@ pub struct AppInner {
     pub calls: CallLog,
     /// The SIP adapter, once started.
     pub sip: Option<Arc<SipHandle>>,
+    /// Screen pops and live statistics.
+    pub hub: Hub,
 }
 
 impl Deref for AppState {
@@ -64,6 +67,12 @@ impl AppState {
         let sessions = SessionStore::new(db.clone(), clock.clone(), config.auth.clone());
         let audit = Auditor::new(db.clone(), clock.clone());
         let db_for_calls = db.clone();
+        let hub = Hub::start(
+            &events,
+            db.clone(),
+            clock.clone(),
+            config.profile.line.service_level_secs,
+        );
         AppState(Arc::new(AppInner {
             config,
             db,
@@ -72,6 +81,7 @@ impl AppState {
             sessions,
             audit,
             calls: CallLog::new(db_for_calls),
+            hub,
             events,
             sip,
         }))

@@ -433,6 +433,9 @@ pub struct Profile {
     /// The telephone line (R-LINE-1, R-LINE-2).
     #[serde(default)]
     pub line: LineProfile,
+    /// The talk script (`talk-script.md` beside `profile.toml`; Japanese Markdown, R-LINE-6).
+    #[serde(skip)]
+    pub talk_script: String,
 }
 
 /// `[line]` of the profile.
@@ -447,6 +450,8 @@ pub struct LineProfile {
     pub ring_timeout_secs: u32,
     /// Final status for a call outside the hours (R-HOURS-1), with Retry-After.
     pub closed_status: u16,
+    /// The service level counts calls answered within this many seconds of ringing.
+    pub service_level_secs: u32,
 }
 
 impl Default for LineProfile {
@@ -456,6 +461,7 @@ impl Default for LineProfile {
             max_concurrent_calls: 1,
             ring_timeout_secs: 30,
             closed_status: 480,
+            service_level_secs: 20,
         }
     }
 }
@@ -488,8 +494,16 @@ impl Profile {
     /// Reads and validates `profile.toml` in `dir`.
     pub fn load(dir: &Path) -> Result<Profile, ConfigError> {
         let path = dir.join("profile.toml");
-        let profile: Profile = read_toml(&path)?;
+        let mut profile: Profile = read_toml(&path)?;
         profile.validate(&path.display().to_string())?;
+        let script = dir.join("talk-script.md");
+        if script.exists() {
+            profile.talk_script =
+                std::fs::read_to_string(&script).map_err(|e| ConfigError::Read {
+                    file: script.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
         Ok(profile)
     }
 

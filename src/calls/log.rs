@@ -66,10 +66,88 @@ pub struct CallRow {
     pub ring_seconds: Option<f64>,
     /// Seconds of conversation.
     pub talk_seconds: Option<f64>,
-    /// The operator's outcome (later issue).
+    /// The operator's outcome.
     pub outcome: Option<String>,
-    /// The operator's note (later issue).
+    /// The operator's note.
     pub outcome_note: Option<String>,
+    /// Topic tags of an inquiry.
+    pub outcome_topics: Vec<String>,
+    /// When the outcome was saved (the end of the wrap-up).
+    pub outcome_at: Option<DateTime<Utc>>,
+}
+
+/// Outcome codes an operator can record (R-LINE-3, R-REP-3).
+pub const OUTCOMES: [&str; 7] = [
+    "booking",
+    "facility_request",
+    "inquiry",
+    "opinion",
+    "complaint",
+    "wrong_number",
+    "other",
+];
+/// Topic tags of general questions (R-LINE-5).
+pub const TOPICS: [&str; 5] = ["health_insurance", "renewal", "loss", "fee", "other"];
+
+/// What the operator records about an answered call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    /// One of [`OUTCOMES`].
+    pub outcome: String,
+    /// Free text (no personal data: the UI says so), at most 1000 characters.
+    #[serde(default)]
+    pub note: String,
+    /// Tags from [`TOPICS`], for inquiries.
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+/// Why an outcome was not saved.
+#[derive(Debug, thiserror::Error)]
+pub enum OutcomeError {
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such call.
+    #[error("no such call")]
+    NotFound,
+    /// The call was never answered: there is nothing to wrap up.
+    #[error("the call was not answered")]
+    NotAnswered,
+    /// Storage failed.
+    #[error(transparent)]
+    Calls(#[from] CallsError),
+}
+
+impl From<sqlx::Error> for OutcomeError {
+    fn from(e: sqlx::Error) -> Self {
+        OutcomeError::Calls(e.into())
+    }
+}
+
+impl Outcome {
+    fn validate(&self) -> Result<(), OutcomeError> {
+        if !OUTCOMES.contains(&self.outcome.as_str()) {
+            return Err(OutcomeError::Invalid(format!(
+                "unknown outcome '{}' (expected one of {})",
+                self.outcome,
+                OUTCOMES.join(", ")
+            )));
+        }
+        if self.note.chars().count() > 1000 {
+            return Err(OutcomeError::Invalid(
+                "note must be at most 1000 characters".into(),
+            ));
+        }
+        if let Some(t) = self.topics.iter().find(|t| !TOPICS.contains(&t.as_str())) {
+            return Err(OutcomeError::Invalid(format!(
+                "unknown topic '{t}' (expected one of {})",
+                TOPICS.join(", ")
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Filters for the call list; all optional.
@@ -93,7 +171,7 @@ pub struct CallFilter {
 }
 
 const COLUMNS: &str = "id, call_key, caller_kind, caller_e164, caller_raw, caller_withheld, line_number, arrived_at, rang_at, \
-    answered_at, answered_by_username, answered_extension, ended_at, end_cause, end_detail, hangup_by, ring_ms, talk_ms, outcome, outcome_note";
+    answered_at, answered_by_username, answered_extension, ended_at, end_cause, end_detail, hangup_by, ring_ms, talk_ms, outcome, outcome_note, outcome_topics, outcome_at";
 
 fn opt_time(r: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     Ok(r.try_get::<Option<String>, _>(col)?
@@ -141,6 +219,11 @@ fn row_to_call(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
         talk_seconds: ms("talk_ms")?,
         outcome: r.try_get("outcome")?,
         outcome_note: r.try_get("outcome_note")?,
+        outcome_topics: r
+            .try_get::<Option<String>, _>("outcome_topics")?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+        outcome_at: opt_time(r, "outcome_at")?,
     })
 }
 
@@ -259,7 +342,95 @@ impl CallLog {
         .bind(u.talk_ms)
         .execute(self.db.pool())
         .await?;
+        if let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) {
+            match event {
+                CallEvent::Ended { cause, at, .. }
+                    if super::callbacks::MISSED_CAUSES.contains(&cause.as_str()) =>
+                {
+                    super::callbacks::record_missed(&self.db, e164, cause.as_str(), &call.key, *at)
+                        .await?;
+                }
+                CallEvent::Answered { at, .. } => {
+                    super::callbacks::answered_later(&self.db, e164, *at).await?
+                }
+                _ => {}
+            }
+        }
         Ok(())
+    }
+
+    /// Records the operator's outcome of an answered call (a correction overwrites it).
+    pub async fn set_outcome(
+        &self,
+        id: i64,
+        o: &Outcome,
+        user_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<CallRow, OutcomeError> {
+        o.validate()?;
+        let call = self.get(id).await?.ok_or(OutcomeError::NotFound)?;
+        if call.answered_at.is_none() {
+            return Err(OutcomeError::NotAnswered);
+        }
+        sqlx::query(
+            "UPDATE calls SET outcome = $1, outcome_note = $2, outcome_topics = $3, outcome_by_user_id = $4, outcome_at = $5 WHERE id = $6",
+        )
+        .bind(&o.outcome)
+        .bind(o.note.trim())
+        .bind(serde_json::to_string(&o.topics).unwrap_or_default())
+        .bind(user_id)
+        .bind(to_db_time(at))
+        .bind(id)
+        .execute(self.db.pool())
+        .await
+        .map_err(CallsError::from)?;
+        self.get(id).await?.ok_or(OutcomeError::NotFound)
+    }
+
+    /// Answered calls still waiting for an outcome; only `username`'s unless `all`.
+    pub async fn wrapups(&self, username: &str, all: bool) -> Result<Vec<CallRow>, CallsError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM calls WHERE answered_at IS NOT NULL AND outcome IS NULL              AND (answered_by_username = $1 OR $2 = 1) ORDER BY id DESC LIMIT 200"
+        ))
+        .bind(username)
+        .bind(i64::from(all))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
+    }
+
+    /// Earlier calls from the same number, newest first, without `except_key`.
+    pub async fn history(
+        &self,
+        e164: &str,
+        except_key: &str,
+        limit: u32,
+    ) -> Result<Vec<CallRow>, CallsError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM calls WHERE caller_e164 = $1 AND call_key <> $2 ORDER BY id DESC LIMIT {}",
+            limit.clamp(1, 100)
+        ))
+        .bind(e164)
+        .bind(except_key)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
+    }
+
+    /// Every call that arrived in `[from, to)`, oldest first (for the day's statistics).
+    pub async fn between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<CallRow>, CallsError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM calls WHERE arrived_at >= $1 AND arrived_at < $2 ORDER BY id"
+        ))
+        .bind(to_db_time(from))
+        .bind(to_db_time(to))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
     }
 
     /// Closes calls left open by a previous run as `interrupted`; returns how many.
@@ -335,6 +506,14 @@ impl CallLog {
             .fetch_optional(self.db.pool())
             .await?;
         Ok(row.as_ref().map(row_to_call).transpose()?)
+    }
+
+    /// The row id of a call given by row id or by call key.
+    pub async fn resolve(&self, id_or_key: &str) -> Result<Option<i64>, CallsError> {
+        if let Ok(id) = id_or_key.parse::<i64>() {
+            return Ok(Some(id));
+        }
+        Ok(self.get_by_key(id_or_key).await?.map(|c| c.id))
     }
 
     /// One call by our call key.

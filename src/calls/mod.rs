@@ -3,11 +3,15 @@
 //! The proxy publishes [`CallEvent`]s and moves on; it never waits for a subscriber. The call
 //! log writer is one subscriber; the screen-pop hub and live stats are others.
 
+pub mod callbacks;
 mod events;
 mod log;
+pub mod stats;
 
 pub use events::{CallEvent, CallEvents, CallInfo, EndCause, Party};
-pub use log::{spawn_writer, CallFilter, CallLog, CallRow};
+pub use log::{
+    spawn_writer, CallFilter, CallLog, CallRow, CallerView, Outcome, OutcomeError, OUTCOMES, TOPICS,
+};
 
 /// Failures of the calls domain.
 #[derive(Debug, thiserror::Error)]

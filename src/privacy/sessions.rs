@@ -143,6 +143,23 @@ impl SessionStore {
         }))
     }
 
+    /// Accounts with a live session now (for the dashboard's presence list).
+    pub async fn active_user_ids(&self) -> Result<Vec<i64>, PrivacyError> {
+        let now = self.clock.now();
+        let idle_since = now - Duration::minutes(i64::from(self.auth.session_idle_minutes));
+        let rows = sqlx::query(
+            "SELECT DISTINCT user_id FROM sessions WHERE expires_at > $1 AND last_seen_at > $2",
+        )
+        .bind(to_db_time(now))
+        .bind(to_db_time(idle_since))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<i64, _>(0).ok())
+            .collect())
+    }
+
     /// Ends one session.
     pub async fn revoke_id(&self, id: i64) -> Result<(), PrivacyError> {
         sqlx::query("DELETE FROM sessions WHERE id = $1")

@@ -6,6 +6,7 @@
 pub mod access;
 mod account_api;
 mod calls_api;
+mod console_api;
 mod error;
 mod ui;
 
@@ -103,6 +104,49 @@ pub fn api_routes() -> Vec<ApiRoute> {
             ADMIN_MANAGER,
             calls_api::sip_status,
         ),
+        route(
+            Method::GET,
+            "/api/calls/wrapups",
+            OPERATOR_MANAGER,
+            console_api::wrapups,
+        ),
+        route(
+            Method::PATCH,
+            "/api/calls/{id}",
+            OPERATOR_MANAGER,
+            console_api::set_outcome,
+        ),
+        route(
+            Method::GET,
+            "/api/callbacks",
+            OPERATOR_MANAGER,
+            console_api::callback_list,
+        ),
+        route(
+            Method::POST,
+            "/api/callbacks/{id}/close",
+            OPERATOR_MANAGER,
+            console_api::callback_close,
+        ),
+        route(
+            Method::GET,
+            "/api/stats/live",
+            OPERATOR_MANAGER,
+            console_api::stats_live,
+        ),
+        route(
+            Method::GET,
+            "/api/talk-script",
+            OPERATOR_MANAGER,
+            console_api::talk_script,
+        ),
+        route(
+            Method::GET,
+            "/api/presence",
+            ADMIN_MANAGER,
+            console_api::presence,
+        ),
+        route(Method::GET, "/ws", OPERATOR_MANAGER, console_api::ws),
     ]
 }
 

@@ -29,6 +29,8 @@ function fmtTime(iso) { return new Date(iso).toLocaleString("ja-JP", { timeZone:
 function show(name) {
   document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== "view-" + name; });
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === name));
+  if (name === "operator" && typeof Operator !== "undefined") Operator.onShow();
+  if (name === "manager" && typeof Manager !== "undefined") Manager.onShow();
   if (name === "users") loadUsers();
   if (name === "audit") loadAudit();
 }
@@ -101,6 +103,13 @@ async function start() {
     try { await api("POST", "/api/me/password", formJson(e.target)); alert("変更しました。再度ログインしてください。"); location.href = "/login"; }
     catch (x) { err.textContent = x.message; err.hidden = false; }
   });
+  // Operators and managers get the live console: handlers first, then the socket, so the
+  // snapshot that arrives first is never missed.
+  if (["operator", "manager"].includes(me.user.role)) {
+    Operator.init(me);
+    if (me.user.role === "manager") Manager.init();
+    Live.start();
+  }
   show(allowed[0][0]);
 }
 start();

@@ -1,0 +1,19 @@
+-- Outcomes of answered calls (R-LINE-3, R-REP-3) and the missed-call callback list.
+ALTER TABLE calls ADD COLUMN outcome_topics TEXT;
+
+-- One open row per number: every abandoned, busy, unanswered or unstaffed call from a number
+-- that was not withheld, until someone calls back or closes it. Personal data: caller_e164.
+CREATE TABLE callbacks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    caller_e164 TEXT NOT NULL,
+    first_missed_at TEXT NOT NULL,
+    last_missed_at TEXT NOT NULL,
+    missed_count BIGINT NOT NULL,
+    last_cause TEXT NOT NULL,
+    last_call_key TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'called_back', 'closed', 'answered_later')),
+    closed_at TEXT,
+    closed_by_user_id BIGINT,
+    note TEXT
+);
+CREATE UNIQUE INDEX callbacks_open_number ON callbacks(caller_e164) WHERE status = 'open';

@@ -1,0 +1,179 @@
+// Manager dashboard: today's live stats (pushed by the hub), today's call list with
+// outcomes, and who is logged in with a registered phone.
+"use strict";
+
+const Manager = (() => {
+  // The order and grouping of the figures on the dashboard. `kind` decides the format;
+  // the formula text for each tooltip comes from the API (stats.formulas[key]).
+  const FIGURES = [
+    { key: "line_state", label: "回線の状態", kind: "state" },
+    { key: "offered", label: "着信数", kind: "count" },
+    { key: "answered", label: "応答数", kind: "count" },
+    { key: "abandoned", label: "放棄（呼出中に切断）", kind: "count" },
+    { key: "busy", label: "話中", kind: "count" },
+    { key: "closed", label: "時間外", kind: "count" },
+    { key: "no_answer", label: "応答なし", kind: "count" },
+    { key: "unstaffed", label: "不在（電話機未登録）", kind: "count" },
+    { key: "callbacks_waiting", label: "折り返し待ち", kind: "count" },
+    { key: "callbacks_oldest_wait_seconds", label: "折り返し最長待ち", kind: "duration" },
+    { key: "asa_seconds", label: "平均応答時間（ASA）", kind: "duration" },
+    { key: "aht_seconds", label: "平均処理時間（AHT）", kind: "duration" },
+    { key: "abandonment_rate", label: "放棄率", kind: "percent" },
+    { key: "service_level", label: "サービスレベル", kind: "percent" },
+  ];
+  const PRESENCE_POLL_MS = 30000;
+
+  let statsVersion = 0; // bumped by every pushed snapshot, so a slower GET cannot overwrite it
+  let presenceTimer = null;
+
+  const $ = (id) => document.getElementById(id);
+  const visible = () => !$("view-manager").hidden;
+
+  // ---------------------------------------------------------------- live stats
+
+  function buildGrid() {
+    $("stat-grid").replaceChildren(...FIGURES.map((f) => h("div", {
+      class: "stat stat-" + f.kind,
+      id: "stat-card-" + f.key.replace(/_/g, "-"),
+      tabindex: 0,
+    },
+    h("span", { class: "stat-label", id: "stat-label-" + f.key.replace(/_/g, "-"), text: f.label }),
+    h("span", { class: "stat-value", id: "stat-" + f.key.replace(/_/g, "-"), text: "—" }))));
+  }
+
+  function format(f, v) {
+    if (f.kind === "state") return Labels.LINE_STATE[v] || v || "—";
+    if (f.kind === "count") return v === null || v === undefined ? "—" : String(v);
+    if (f.kind === "duration") return Fmt.duration(v);
+    return Fmt.percent(v);
+  }
+
+  function renderStats(s) {
+    if (!s) return;
+    const formulas = s.formulas || {};
+    for (const f of FIGURES) {
+      const id = f.key.replace(/_/g, "-");
+      const card = $("stat-card-" + id);
+      $("stat-" + id).textContent = format(f, s[f.key]);
+      card.title = formulas[f.key] || "";
+      if (f.key === "line_state") card.dataset.state = s.line_state || "";
+      if (f.key === "callbacks_waiting") card.classList.toggle("alert", Number(s.callbacks_waiting) > 0);
+    }
+    if (s.service_level_secs !== undefined && s.service_level_secs !== null) {
+      $("stat-label-service-level").textContent = `サービスレベル（${s.service_level_secs}秒以内に応答）`;
+    }
+    $("stats-updated").textContent = "更新 " + Fmt.clock(s.at || s.computed_at || new Date().toISOString());
+    // Keyboard and screen-reader users cannot hover a tooltip: list the formulas too.
+    const list = $("stats-formulas");
+    const rows = FIGURES.filter((f) => formulas[f.key]);
+    if (list.childElementCount !== rows.length * 2 || list.dataset.sig !== JSON.stringify(formulas)) {
+      list.dataset.sig = JSON.stringify(formulas);
+      list.replaceChildren(...rows.flatMap((f) => [
+        h("dt", { text: $("stat-label-" + f.key.replace(/_/g, "-")).textContent }),
+        h("dd", { text: formulas[f.key] }),
+      ]));
+    }
+  }
+
+  async function loadStats() {
+    const version = statsVersion;
+    try {
+      const data = await api("GET", "/api/stats/live");
+      if (version === statsVersion) renderStats(data.stats || data);
+      $("stats-error").hidden = true;
+    } catch (e) {
+      $("stats-error").textContent = "統計を読み込めませんでした：" + e.message;
+      $("stats-error").hidden = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- today's calls
+
+  function endText(r) {
+    if (!r.ended_at && !r.end_cause) return r.answered_at ? "通話中" : "呼出中";
+    const parts = [Fmt.endCause(r.end_cause) || "—"];
+    if (r.end_cause === "completed" && Labels.HANGUP[r.hangup_by]) parts.push(Labels.HANGUP[r.hangup_by]);
+    return parts.join("・");
+  }
+
+  async function loadCalls() {
+    const date = Fmt.jstDate();
+    $("calls-today-date").textContent = date;
+    const tbody = $("calls-today").tBodies[0];
+    let rows;
+    try {
+      // limit: the API pages by 50 by default; one day of one line fits in 500.
+      rows = (await api("GET", `/api/calls?date=${date}&limit=500`)).calls || [];
+    } catch (e) {
+      tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "error", text: "読み込めませんでした：" + e.message })));
+      return;
+    }
+    $("calls-today-count").textContent = `${rows.length}件`;
+    if (!rows.length) {
+      tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "muted", text: "本日の着信はまだありません。" })));
+      return;
+    }
+    tbody.replaceChildren(...rows.map((r) => h("tr", { dataset: { callKey: r.call_key }, class: r.end_cause ? "cause-" + r.end_cause : "live" },
+      h("td", { text: Fmt.clock(r.arrived_at) }),
+      h("td", { text: Fmt.caller(r.caller) }),
+      h("td", { class: "num", text: r.ring_seconds === null || r.ring_seconds === undefined ? "—" : Fmt.duration(r.ring_seconds) }),
+      h("td", { text: r.answered_by ? r.answered_by + (r.answered_extension ? `（${r.answered_extension}）` : "") : "—" }),
+      h("td", { class: "num", text: r.talk_seconds ? Fmt.duration(r.talk_seconds) : "—" }),
+      h("td", { text: endText(r), title: r.end_detail || null }),
+      h("td", { class: "outcome", text: Fmt.outcome(r.outcome) || (r.answered_at ? "未入力" : "") }),
+      h("td", { class: "note", text: r.outcome_note || "", title: r.outcome_note || null }))));
+  }
+
+  // ---------------------------------------------------------------- presence
+
+  async function loadPresence() {
+    const tbody = $("presence-table").tBodies[0];
+    let staff;
+    try {
+      staff = (await api("GET", "/api/presence")).staff || [];
+    } catch (e) {
+      tbody.replaceChildren(h("tr", {}, h("td", { colspan: 4, class: "error", text: "読み込めませんでした：" + e.message })));
+      return;
+    }
+    // Only people who can take calls matter for "is the line staffed"; the others are listed for completeness.
+    const ready = staff.filter((s) => s.logged_in && (s.phones || []).length).length;
+    $("presence-summary").textContent = `ログイン中 ${staff.filter((s) => s.logged_in).length}名・受電可能（ログイン中かつ電話機登録あり） ${ready}名`;
+    tbody.replaceChildren(...staff.map((s) => {
+      const phones = s.phones || [];
+      const warn = (s.logged_in && !phones.length && s.role === "operator") || (!s.logged_in && phones.length);
+      return h("tr", { class: warn ? "warn" : "", dataset: { username: s.username } },
+        h("td", {}, h("strong", { text: s.display_name || s.username }), h("div", { class: "muted small", text: s.username })),
+        h("td", { text: ROLE_LABEL[s.role] || s.role }),
+        h("td", { text: s.logged_in ? "ログイン中" : "—" }),
+        h("td", {}, phones.length
+          ? h("ul", { class: "plain" }, phones.map((p) => h("li", { class: "small", text: `${p.contact}${p.transport ? `（${p.transport.toUpperCase()}）` : ""}` })))
+          : h("span", { class: "muted", text: "未登録" })));
+    }));
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  // Reads happen only while the dashboard is on screen; otherwise it is re-read on show.
+  const refreshCalls = coalesce(() => { if (visible()) loadCalls(); }, 500);
+
+  function init() {
+    buildGrid();
+    Live.on("stats", (s) => { statsVersion += 1; renderStats(s); });
+    Live.on("call.ended", refreshCalls);
+    Live.on("snapshot", refreshCalls);
+    document.addEventListener("madoguchi:outcome-saved", refreshCalls);
+    loadStats();
+  }
+
+  function onShow() {
+    loadCalls();
+    loadPresence();
+    clearInterval(presenceTimer);
+    presenceTimer = setInterval(() => {
+      if (visible()) loadPresence();
+      else { clearInterval(presenceTimer); presenceTimer = null; }
+    }, PRESENCE_POLL_MS);
+  }
+
+  return { init, onShow };
+})();
