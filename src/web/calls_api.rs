@@ -51,16 +51,19 @@ pub async fn list_calls(
     ))
 }
 
-/// `GET /api/calls/{id}`: one call.
+/// `GET /api/calls/{id}`: one call, by row id or call key.
 pub async fn get_call(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
     addr: ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("'{id}' is not a valid id")))?;
+    let id = state
+        .calls
+        .resolve(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("call"))?;
     let row = state
         .calls
         .get(id)
