@@ -100,6 +100,9 @@ pub enum StartError {
     /// A listen address is taken or not ours.
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    /// The profile's opening hours do not validate (config loading checks them first).
+    #[error("profile hours: {0}")]
+    Profile(String),
     /// The call log could not be prepared.
     #[error(transparent)]
     Calls(#[from] crate::calls::CallsError),
@@ -164,10 +167,8 @@ pub async fn start(
     }
     let events = CallEvents::new();
     spawn_writer(call_log, events.subscribe());
-    let hours = OpeningHours::new(&config.profile.hours).map_err(|e| StartError::Bind {
-        addr: config.sip_addr,
-        reason: e.to_string(),
-    })?;
+    let hours =
+        OpeningHours::new(&config.profile.hours).map_err(|e| StartError::Profile(e.to_string()))?;
     let (sip_settings, line, sip_clock) = (
         config.sip.clone(),
         config.profile.line.clone(),
