@@ -449,5 +449,19 @@ async fn trunk_udp_phone_tcp_reinvite_and_bye_both_ways() {
         .map(|c| c["hangup_by"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(by, ["operator", "caller"], "newest first");
+
+    // The phone's connection closes: its flow and its binding go at once (unreachable → 480).
+    drop(phone);
+    let admin = rig.app.admin().await;
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        status = admin.get("/api/sip/status").await.json().await.unwrap();
+        if status["tcp_flows"] == 0 && status["tables"]["bindings"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["tcp_flows"], 0, "{status}");
+    assert_eq!(status["tables"]["bindings"], 0, "{status}");
     rig.stop().await;
 }
