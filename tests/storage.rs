@@ -475,6 +475,55 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
             ..Default::default()
         };
         assert_eq!(log.list(&completed).await.unwrap().len(), 1);
+
+        // A missed call from another number waits for a callback; the day's totals add up.
+        let m = info(
+            "m",
+            Some(CallerId::Number {
+                e164: "+819012345678".into(),
+                display: "090-1234-5678".into(),
+            }),
+        );
+        let missed = CallEvent::Ended {
+            call: m,
+            at: t0 + Duration::seconds(10),
+            cause: EndCause::Abandoned,
+            hangup_by: None,
+            rang_at: Some(t0),
+            answered_at: None,
+        };
+        log.apply(&missed).await.unwrap();
+        log.apply(&missed).await.unwrap();
+        let (n, oldest) = madoguchi::calls::callbacks::waiting(&c.db).await.unwrap();
+        assert_eq!(
+            (n, oldest),
+            (1, Some(t0 + Duration::seconds(10))),
+            "{kind:?}"
+        );
+        let open = madoguchi::calls::callbacks::list_open(&c.db).await.unwrap();
+        assert_eq!(
+            open[0].missed_count, 1,
+            "a retried event is not a second missed call"
+        );
+        let (from, to) = madoguchi::calls::stats::day_bounds(
+            t0.with_timezone(&chrono_tz::Asia::Tokyo).date_naive(),
+        );
+        let t = log.totals(from, to, 20_000).await.unwrap();
+        assert_eq!(
+            (t.offered, t.answered, t.abandoned),
+            (3, 1, 1),
+            "{kind:?}: {t:?}"
+        );
+        assert_eq!(
+            (
+                t.ring_ms_sum,
+                t.ring_n,
+                t.handle_ms_sum,
+                t.handle_n,
+                t.within_service_level
+            ),
+            (4000, 1, 60_000, 1, 1)
+        );
         c.done().await;
     }
 }

@@ -17,3 +17,8 @@ CREATE TABLE callbacks (
     note TEXT
 );
 CREATE UNIQUE INDEX callbacks_open_number ON callbacks(caller_e164) WHERE status = 'open';
+
+-- How long the operator's wrap-up took (call end → first outcome save), for AHT.
+ALTER TABLE calls ADD COLUMN wrapup_ms BIGINT;
+-- The screen pop's history lookup: a number's calls, newest first.
+CREATE INDEX calls_caller_id ON calls(caller_e164, id);

@@ -103,6 +103,19 @@ pub async fn list_open(db: &Db) -> Result<Vec<Callback>, CallsError> {
         .map_err(Into::into)
 }
 
+/// How many numbers wait for a callback, and since when the oldest.
+pub async fn waiting(db: &Db) -> Result<(u32, Option<DateTime<Utc>>), CallsError> {
+    let r = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT), MIN(first_missed_at) FROM callbacks WHERE status = 'open'")
+        .fetch_one(db.pool())
+        .await?;
+    let n: i64 = r.try_get(0)?;
+    let oldest: Option<String> = r.try_get(1)?;
+    Ok((
+        u32::try_from(n).unwrap_or(u32::MAX),
+        oldest.as_deref().and_then(from_db_time),
+    ))
+}
+
 /// Closes an open entry as `called_back` or `closed`; `false` if it was not open.
 pub async fn close(
     db: &Db,

@@ -150,6 +150,35 @@ impl Outcome {
     }
 }
 
+/// One day's counts and sums (see [`CallLog::totals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayTotals {
+    /// Calls while open (all but closed and rejected).
+    pub offered: i64,
+    /// Calls answered.
+    pub answered: i64,
+    /// Abandoned while ringing.
+    pub abandoned: i64,
+    /// Busy.
+    pub busy: i64,
+    /// Outside the hours.
+    pub closed: i64,
+    /// Ring timeout or every phone refused.
+    pub no_answer: i64,
+    /// No phone registered.
+    pub unstaffed: i64,
+    /// Ringing time of answered calls, ms.
+    pub ring_ms_sum: i64,
+    /// Answered calls with a ringing time.
+    pub ring_n: i64,
+    /// Talk + wrap-up of answered, ended calls, ms.
+    pub handle_ms_sum: i64,
+    /// Answered, ended calls.
+    pub handle_n: i64,
+    /// Answered within the service-level threshold.
+    pub within_service_level: i64,
+}
+
 /// Filters for the call list; all optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -373,13 +402,16 @@ impl CallLog {
             return Err(OutcomeError::NotAnswered);
         }
         sqlx::query(
-            "UPDATE calls SET outcome = $1, outcome_note = $2, outcome_topics = $3, outcome_by_user_id = $4, outcome_at = $5 WHERE id = $6",
+            "UPDATE calls SET outcome = $1, outcome_note = $2, outcome_topics = $3, outcome_by_user_id = $4, outcome_at = $5, \
+             wrapup_ms = COALESCE(wrapup_ms, $6) WHERE id = $7",
         )
         .bind(&o.outcome)
         .bind(o.note.trim())
         .bind(serde_json::to_string(&o.topics).unwrap_or_default())
         .bind(user_id)
         .bind(to_db_time(at))
+        // The wrap-up ends with the first save after the call; a later correction is not work time.
+        .bind(call.ended_at.map(|e| (at - e).num_milliseconds().max(0)))
         .bind(id)
         .execute(self.db.pool())
         .await
@@ -417,20 +449,55 @@ impl CallLog {
         Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
     }
 
-    /// Every call that arrived in `[from, to)`, oldest first (for the day's statistics).
-    pub async fn between(
+    /// The day's totals behind the live statistics, aggregated in the database so the cost
+    /// does not grow with the number of calls.
+    pub async fn totals(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<CallRow>, CallsError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM calls WHERE arrived_at >= $1 AND arrived_at < $2 ORDER BY id"
-        ))
-        .bind(to_db_time(from))
-        .bind(to_db_time(to))
-        .fetch_all(self.db.pool())
-        .await?;
-        Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
+        service_level_ms: i64,
+    ) -> Result<DayTotals, CallsError> {
+        let sum = |cond: &str, value: &str| {
+            format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN {value} ELSE 0 END), 0) AS BIGINT)")
+        };
+        let answered = "answered_at IS NOT NULL";
+        let sql = format!(
+            "SELECT {offered}, {answered_n}, {abandoned}, {busy}, {closed}, {no_answer}, {unstaffed}, {ring_sum}, {ring_n}, {handle_sum}, {handle_n}, {within} \
+             FROM calls WHERE arrived_at >= $1 AND arrived_at < $2",
+            offered = sum("end_cause IS NULL OR end_cause NOT IN ('closed', 'rejected')", "1"),
+            answered_n = sum(answered, "1"),
+            abandoned = sum("end_cause = 'abandoned'", "1"),
+            busy = sum("end_cause = 'busy'", "1"),
+            closed = sum("end_cause = 'closed'", "1"),
+            no_answer = sum("end_cause IN ('no_answer', 'refused')", "1"),
+            unstaffed = sum("end_cause = 'unstaffed'", "1"),
+            ring_sum = sum(&format!("{answered} AND ring_ms IS NOT NULL"), "ring_ms"),
+            ring_n = sum(&format!("{answered} AND ring_ms IS NOT NULL"), "1"),
+            handle_sum = sum(&format!("{answered} AND talk_ms IS NOT NULL"), "talk_ms + COALESCE(wrapup_ms, 0)"),
+            handle_n = sum(&format!("{answered} AND talk_ms IS NOT NULL"), "1"),
+            within = sum(&format!("{answered} AND ring_ms <= $3"), "1"),
+        );
+        let r = sqlx::query(&sql)
+            .bind(to_db_time(from))
+            .bind(to_db_time(to))
+            .bind(service_level_ms)
+            .fetch_one(self.db.pool())
+            .await?;
+        let n = |i: usize| -> Result<i64, sqlx::Error> { r.try_get::<i64, _>(i) };
+        Ok(DayTotals {
+            offered: n(0)?,
+            answered: n(1)?,
+            abandoned: n(2)?,
+            busy: n(3)?,
+            closed: n(4)?,
+            no_answer: n(5)?,
+            unstaffed: n(6)?,
+            ring_ms_sum: n(7)?,
+            ring_n: n(8)?,
+            handle_ms_sum: n(9)?,
+            handle_n: n(10)?,
+            within_service_level: n(11)?,
+        })
     }
 
     /// Closes calls left open by a previous run as `interrupted`; returns how many.

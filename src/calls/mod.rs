@@ -10,7 +10,8 @@ pub mod stats;
 
 pub use events::{CallEvent, CallEvents, CallInfo, EndCause, Party};
 pub use log::{
-    spawn_writer, CallFilter, CallLog, CallRow, CallerView, Outcome, OutcomeError, OUTCOMES, TOPICS,
+    spawn_writer, CallFilter, CallLog, CallRow, CallerView, DayTotals, Outcome, OutcomeError,
+    OUTCOMES, TOPICS,
 };
 
 /// Failures of the calls domain.

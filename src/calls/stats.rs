@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 
-use super::CallRow;
+use super::DayTotals;
 
 /// What the line is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,72 +95,78 @@ pub fn day_bounds(date: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     (start, start + chrono::Duration::days(1))
 }
 
-/// Computes the figures from the day's call rows.
+/// Computes the figures from the day's totals and the open callbacks (count, oldest).
 pub fn compute(
     date: NaiveDate,
-    calls: &[CallRow],
+    t: &DayTotals,
     line_state: LineState,
-    callbacks: &[super::callbacks::Callback],
+    callbacks: (u32, Option<DateTime<Utc>>),
     now: DateTime<Utc>,
     service_level_secs: u32,
 ) -> LiveStats {
-    let count = |cause: &str| {
-        calls
-            .iter()
-            .filter(|c| c.end_cause.as_deref() == Some(cause))
-            .count() as u32
-    };
-    let not_offered = ["closed", "rejected"];
-    let offered = calls
-        .iter()
-        .filter(|c| {
-            !c.end_cause
-                .as_deref()
-                .is_some_and(|e| not_offered.contains(&e))
-        })
-        .count() as u32;
-    let answered: Vec<&CallRow> = calls.iter().filter(|c| c.answered_at.is_some()).collect();
-    let ring: Vec<f64> = answered.iter().filter_map(|c| c.ring_seconds).collect();
-    let handled: Vec<f64> = answered
-        .iter()
-        .filter_map(|c| {
-            let talk = c.talk_seconds?;
-            let wrap = match (c.ended_at, c.outcome_at) {
-                (Some(e), Some(o)) if o > e => (o - e).num_milliseconds() as f64 / 1000.0,
-                _ => 0.0,
-            };
-            Some(talk + wrap)
-        })
-        .collect();
-    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
-    let rate = |n: u32| (offered > 0).then(|| f64::from(n) / f64::from(offered));
-    let within = answered
-        .iter()
-        .filter(|c| {
-            c.ring_seconds
-                .is_some_and(|r| r <= f64::from(service_level_secs))
-        })
-        .count() as u32;
+    let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+    let mean = |sum: i64, n: i64| (n > 0).then(|| sum as f64 / n as f64 / 1000.0);
+    let rate = |n: i64| (t.offered > 0).then(|| n as f64 / t.offered as f64);
     LiveStats {
         date,
         line_state,
-        offered,
-        answered: answered.len() as u32,
-        abandoned: count("abandoned"),
-        busy: count("busy"),
-        closed: count("closed"),
-        no_answer: count("no_answer") + count("refused"),
-        unstaffed: count("unstaffed"),
-        callbacks_waiting: callbacks.len() as u32,
-        callbacks_oldest_wait_seconds: callbacks
-            .iter()
-            .map(|c| (now - c.first_missed_at).num_seconds())
-            .max(),
-        asa_seconds: mean(&ring),
-        aht_seconds: mean(&handled),
-        abandonment_rate: rate(count("abandoned")),
-        service_level: rate(within),
+        offered: count(t.offered),
+        answered: count(t.answered),
+        abandoned: count(t.abandoned),
+        busy: count(t.busy),
+        closed: count(t.closed),
+        no_answer: count(t.no_answer),
+        unstaffed: count(t.unstaffed),
+        callbacks_waiting: callbacks.0,
+        callbacks_oldest_wait_seconds: callbacks.1.map(|first| (now - first).num_seconds()),
+        asa_seconds: mean(t.ring_ms_sum, t.ring_n),
+        aht_seconds: mean(t.handle_ms_sum, t.handle_n),
+        abandonment_rate: rate(t.abandoned),
+        service_level: rate(t.within_service_level),
         service_level_secs,
         formulas: FORMULAS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_follow_their_formulas() {
+        let t = DayTotals {
+            offered: 4,
+            answered: 2,
+            abandoned: 1,
+            ring_ms_sum: 30_000,
+            ring_n: 2,
+            handle_ms_sum: 400_000,
+            handle_n: 2,
+            within_service_level: 1,
+            ..Default::default()
+        };
+        let now = Utc::now();
+        let s = compute(
+            now.date_naive(),
+            &t,
+            LineState::Idle,
+            (1, Some(now - chrono::Duration::seconds(90))),
+            now,
+            20,
+        );
+        assert_eq!(s.asa_seconds, Some(15.0));
+        assert_eq!(s.aht_seconds, Some(200.0));
+        assert_eq!(s.abandonment_rate, Some(0.25));
+        assert_eq!(s.service_level, Some(0.25));
+        assert_eq!(s.callbacks_oldest_wait_seconds, Some(90));
+        let empty = compute(
+            now.date_naive(),
+            &DayTotals::default(),
+            LineState::Idle,
+            (0, None),
+            now,
+            20,
+        );
+        assert_eq!(empty.abandonment_rate, None);
     }
 }

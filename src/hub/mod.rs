@@ -189,13 +189,17 @@ impl Hub {
         let now = self.clock.now();
         let date = now.with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
         let (from, to) = stats::day_bounds(date);
-        let calls = self.log.between(from, to).await.ok()?;
-        let waiting = callbacks::list_open(&self.db).await.ok()?;
+        let totals = self
+            .log
+            .totals(from, to, i64::from(self.service_level_secs) * 1000)
+            .await
+            .ok()?;
+        let waiting = callbacks::waiting(&self.db).await.ok()?;
         Some(stats::compute(
             date,
-            &calls,
+            &totals,
             self.line_state(),
-            &waiting,
+            waiting,
             now,
             self.service_level_secs,
         ))
