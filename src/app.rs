@@ -175,10 +175,20 @@ pub async fn start(
         clock.clone(),
     );
     let counters = Arc::new(SipCounters::default());
+    let advertised = config.sip_advertised;
     let proxy_counters = counters.clone();
     let sip = sip::transport::start(
         config.sip_addr,
-        move |local| Proxy::new(sip_settings, line, hours, sip_clock, local, proxy_counters),
+        move |bound| {
+            Proxy::new(
+                sip_settings,
+                line,
+                hours,
+                sip_clock,
+                advertised.unwrap_or(bound),
+                proxy_counters,
+            )
+        },
         events.clone(),
         counters,
     )

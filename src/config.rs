@@ -68,6 +68,8 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Where the SIP adapter listens (UDP and TCP).
     pub sip_addr: SocketAddr,
+    /// The address put in Via and Record-Route when `sip_addr` is a wildcard (0.0.0.0).
+    pub sip_advertised: Option<SocketAddr>,
     /// Trunk, phones, registrar and timers of the SIP adapter.
     pub sip: SipSettings,
     /// `sqlite://…` or `postgres://…`.
@@ -131,9 +133,13 @@ struct HttpSection {
 #[serde(deny_unknown_fields, default)]
 struct SipSection {
     addr: Option<String>,
+    advertised_addr: Option<String>,
     config_dir: Option<String>,
-    #[serde(flatten)]
-    timers: SipTimersFile,
+    // Spelled out rather than `#[serde(flatten)]`: serde ignores deny_unknown_fields on a
+    // flattened struct, and a misspelt key must stop start-up.
+    t1_ms: Option<u64>,
+    t2_ms: Option<u64>,
+    t4_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -270,12 +276,37 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         "sip.config_dir",
         DEFAULT_SIP_CONFIG_DIR,
     );
-    let sip = load_sip(Path::new(&sip_dir), &file.sip.timers, &src.0)?;
+    let defaults = SipTimersFile::default();
+    let timers = SipTimersFile {
+        t1_ms: file.sip.t1_ms.unwrap_or(defaults.t1_ms),
+        t2_ms: file.sip.t2_ms.unwrap_or(defaults.t2_ms),
+        t4_ms: file.sip.t4_ms.unwrap_or(defaults.t4_ms),
+    };
+    let sip = load_sip(Path::new(&sip_dir), &timers, &src.0)?;
+    let sip_advertised = match &file.sip.advertised_addr {
+        Some(a) => Some(parse_addr(&file_name, "sip.advertised_addr", a)?),
+        None => None,
+    };
+    if sip_addr.ip().is_unspecified() && sip_advertised.is_none() {
+        return Err(ConfigError::value(
+            &file_name,
+            "sip.advertised_addr",
+            format!("sip.addr {sip_addr} listens on every interface: set the address phones and the trunk reach us at"),
+        ));
+    }
+    if sip_advertised.is_some_and(|a| a.ip().is_unspecified()) {
+        return Err(ConfigError::value(
+            &file_name,
+            "sip.advertised_addr",
+            "must be a concrete address, not 0.0.0.0",
+        ));
+    }
 
     Ok(Config {
         http_addr,
         secure_cookies: file.http.secure_cookies,
         sip_addr,
+        sip_advertised,
         sip,
         database_url,
         database_max_connections,
@@ -605,6 +636,24 @@ mod tests {
         assert!(e.contains("madoguchi.toml: line 3"), "{e}");
         assert!(e.contains("port"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn misspelt_sip_key_is_refused_and_wildcard_needs_an_advertised_address() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "[sip]\nt1_msec = 100\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("t1_msec"), "{e}");
+        let p = write(&d, "[sip]\naddr = \"0.0.0.0:5060\"\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("sip.advertised_addr"), "{e}");
+        let p = write(
+            &d,
+            "[sip]\naddr = \"0.0.0.0:5060\"\nadvertised_addr = \"192.0.2.10:5060\"\nt1_ms = 250\n",
+        );
+        let c = load(Some(&p), &env_with_profile()).unwrap();
+        assert_eq!(c.sip_advertised.unwrap().to_string(), "192.0.2.10:5060");
+        assert_eq!(c.sip.t1.as_millis(), 250);
     }
 
     #[test]

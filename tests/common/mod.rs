@@ -148,6 +148,7 @@ pub fn test_config(database_url: &str) -> Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         secure_cookies: false,
         sip_addr: "127.0.0.1:0".parse().unwrap(),
+        sip_advertised: None,
         sip: madoguchi::config::load_sip(
             &manifest_dir().join("sip-config"),
             &Default::default(),
