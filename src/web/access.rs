@@ -60,6 +60,18 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     }
 }
 
+/// The client's IP address as the socket tells it, for audit rows; never rejects.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(&parts.extensions)))
+    }
+}
+
 /// The client's address, as far as the socket tells.
 pub fn client_ip(parts_ext: &axum::http::Extensions) -> Option<String> {
     parts_ext

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -13,14 +13,9 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::privacy::{AuditEntry, AuditFilter, LoginFailure, NewUser, Outcome, Role, User};
 
+use super::access::ClientIp;
 use super::access::SESSION_COOKIE;
 use super::{ApiError, CurrentUser, JsonBody, QueryParams};
-
-type ClientAddr = Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
-
-fn ip_of(addr: &ClientAddr) -> Option<String> {
-    addr.as_ref().map(|Extension(c)| c.0.ip().to_string())
-}
 
 /// `GET /healthz`: 200 when the database answers.
 pub async fn healthz(State(state): State<AppState>) -> Response {
@@ -71,10 +66,9 @@ fn clear_cookie() -> HeaderValue {
 /// `POST /api/login`: checks the password under the lock-out policy and starts a session.
 pub async fn login(
     State(state): State<AppState>,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let ip = ip_of(&addr);
     let username = req.username.trim().to_string();
     let attempt = state.users.authenticate(&username, &req.password).await?;
     // The name as typed is kept, capped, so an incident review can see what was tried.
@@ -151,7 +145,7 @@ pub async fn login(
 pub async fn logout(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
 ) -> Result<Response, ApiError> {
     state.sessions.revoke_id(s.id).await?;
     state
@@ -159,7 +153,7 @@ pub async fn logout(
         .record(
             AuditEntry::new("logout")
                 .actor(Some(s.user.id), &s.user.username)
-                .ip(ip_of(&addr)),
+                .ip(ip.clone()),
         )
         .await?;
     let mut res = Json(json!({ "ok": true })).into_response();
@@ -189,7 +183,7 @@ pub struct ChangePassword {
 pub async fn change_own_password(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<ChangePassword>,
 ) -> Result<Response, ApiError> {
     let attempt = state
@@ -204,7 +198,7 @@ pub async fn change_own_password(
                     .actor(Some(s.user.id), &s.user.username)
                     .target("user", s.user.id)
                     .outcome(Outcome::Failed)
-                    .ip(ip_of(&addr)),
+                    .ip(ip.clone()),
             )
             .await?;
         return Err(ApiError::new(
@@ -223,7 +217,7 @@ pub async fn change_own_password(
             AuditEntry::new("user.password")
                 .actor(Some(s.user.id), &s.user.username)
                 .target("user", s.user.id)
-                .ip(ip_of(&addr)),
+                .ip(ip.clone()),
         )
         .await?;
     let mut res = Json(json!({ "ok": true })).into_response();
@@ -250,7 +244,7 @@ pub struct CreateUser {
 pub async fn create_user(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<CreateUser>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let user = state
@@ -268,7 +262,7 @@ pub async fn create_user(
             AuditEntry::new("user.create")
                 .actor(Some(s.user.id), &s.user.username)
                 .target("user", user.id)
-                .ip(ip_of(&addr))
+                .ip(ip.clone())
                 .detail(json!({ "role": user.role })),
         )
         .await?;
@@ -284,7 +278,7 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
 pub async fn disable_user(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> Result<Json<User>, ApiError> {
     let id = parse_id(&id)?;
@@ -302,7 +296,7 @@ pub async fn disable_user(
             AuditEntry::new("user.disable")
                 .actor(Some(s.user.id), &s.user.username)
                 .target("user", id)
-                .ip(ip_of(&addr)),
+                .ip(ip.clone()),
         )
         .await?;
     Ok(Json(user))
@@ -318,7 +312,7 @@ pub struct ResetPassword {
 pub async fn reset_password(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ResetPassword>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -330,7 +324,7 @@ pub async fn reset_password(
             AuditEntry::new("user.password")
                 .actor(Some(s.user.id), &s.user.username)
                 .target("user", id)
-                .ip(ip_of(&addr)),
+                .ip(ip.clone()),
         )
         .await?;
     Ok(Json(json!({ "ok": true })))
@@ -340,7 +334,7 @@ pub async fn reset_password(
 pub async fn audit_log(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     QueryParams(filter): QueryParams<AuditFilter>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if let (Some(f), Some(t)) = (filter.from, filter.to) {
@@ -354,7 +348,7 @@ pub async fn audit_log(
         .record(
             AuditEntry::new("audit.read")
                 .actor(Some(s.user.id), &s.user.username)
-                .ip(ip_of(&addr)),
+                .ip(ip.clone()),
         )
         .await?;
     let next_before_id = rows.last().map(|r| r.id);

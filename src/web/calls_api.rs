@@ -6,22 +6,17 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
-use crate::calls::CallFilter;
-use crate::privacy::AuditEntry;
+use crate::calls::{CallFilter, CallRow};
+use crate::privacy::{AuditEntry, Session};
 
+use super::access::ClientIp;
 use super::{ApiError, CurrentUser, QueryParams};
-
-type ClientAddr = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
-
-fn ip_of(addr: &ClientAddr) -> Option<String> {
-    addr.as_ref().map(|axum::Extension(c)| c.0.ip().to_string())
-}
 
 /// `GET /api/calls`: the call log, newest first, with date/outcome/cause filters and paging.
 pub async fn list_calls(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     QueryParams(filter): QueryParams<CallFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let rows = state
@@ -29,6 +24,20 @@ pub async fn list_calls(
         .list(&filter)
         .await
         .map_err(ApiError::internal)?;
+    audit_call_reads(&state, &s, ip, &rows).await?;
+    let next_before_id = rows.last().map(|r| r.id);
+    Ok(Json(
+        json!({ "calls": rows, "next_before_id": next_before_id }),
+    ))
+}
+
+/// Records that `s` saw the caller numbers of `rows` (R-PII-4); nothing for number-less rows.
+pub(super) async fn audit_call_reads(
+    state: &AppState,
+    s: &Session,
+    ip: Option<String>,
+    rows: &[CallRow],
+) -> Result<(), ApiError> {
     let ids: Vec<i64> = rows
         .iter()
         .filter(|r| r.caller.e164.is_some())
@@ -40,22 +49,19 @@ pub async fn list_calls(
             .record(
                 AuditEntry::new("call.read")
                     .actor(Some(s.user.id), &s.user.username)
-                    .ip(ip_of(&addr))
+                    .ip(ip)
                     .detail(json!({ "call_ids": ids })),
             )
             .await?;
     }
-    let next_before_id = rows.last().map(|r| r.id);
-    Ok(Json(
-        json!({ "calls": rows, "next_before_id": next_before_id }),
-    ))
+    Ok(())
 }
 
 /// `GET /api/calls/{id}`: one call, by row id or call key.
 pub async fn get_call(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = state
@@ -76,7 +82,7 @@ pub async fn get_call(
             AuditEntry::new("call.read")
                 .actor(Some(s.user.id), &s.user.username)
                 .target("call", id)
-                .ip(ip_of(&addr)),
+                .ip(ip.clone()),
         )
         .await?;
     Ok(Json(json!(row)))

@@ -16,13 +16,8 @@ use crate::app::AppState;
 use crate::calls::{callbacks, Outcome, OutcomeError};
 use crate::privacy::{AuditEntry, Role};
 
+use super::access::ClientIp;
 use super::{ApiError, CurrentUser, JsonBody};
-
-type ClientAddr = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
-
-fn ip_of(addr: &ClientAddr) -> Option<String> {
-    addr.as_ref().map(|axum::Extension(c)| c.0.ip().to_string())
-}
 
 /// `GET /ws`: the screen-pop and live-stats stream.
 pub async fn ws(
@@ -106,7 +101,7 @@ pub async fn stats_live(State(state): State<AppState>) -> Result<Json<Value>, Ap
 pub async fn set_outcome(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     JsonBody(outcome): JsonBody<Outcome>,
 ) -> Result<Json<Value>, ApiError> {
@@ -138,7 +133,7 @@ pub async fn set_outcome(
             AuditEntry::new("call.outcome")
                 .actor(Some(s.user.id), &s.user.username)
                 .target("call", row_id)
-                .ip(ip_of(&addr))
+                .ip(ip.clone())
                 .detail(json!({ "outcome": outcome.outcome })),
         )
         .await?;
@@ -150,7 +145,7 @@ pub async fn set_outcome(
 pub async fn wrapups(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
 ) -> Result<Json<Value>, ApiError> {
     let all = s.user.role == Role::Manager;
     let rows = state
@@ -158,22 +153,7 @@ pub async fn wrapups(
         .wrapups(&s.user.username, all)
         .await
         .map_err(ApiError::internal)?;
-    let ids: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.caller.e164.is_some())
-        .map(|r| r.id)
-        .collect();
-    if !ids.is_empty() {
-        state
-            .audit
-            .record(
-                AuditEntry::new("call.read")
-                    .actor(Some(s.user.id), &s.user.username)
-                    .ip(ip_of(&addr))
-                    .detail(json!({ "call_ids": ids })),
-            )
-            .await?;
-    }
+    super::calls_api::audit_call_reads(&state, &s, ip, &rows).await?;
     Ok(Json(json!({ "calls": rows })))
 }
 
@@ -181,7 +161,7 @@ pub async fn wrapups(
 pub async fn callback_list(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
 ) -> Result<Json<Value>, ApiError> {
     let list = callbacks::list_open(&state.db)
         .await
@@ -193,7 +173,7 @@ pub async fn callback_list(
             .record(
                 AuditEntry::new("callback.read")
                     .actor(Some(s.user.id), &s.user.username)
-                    .ip(ip_of(&addr))
+                    .ip(ip.clone())
                     .detail(json!({ "callback_ids": ids })),
             )
             .await?;
@@ -213,7 +193,7 @@ pub struct CloseCallback {
 pub async fn callback_close(
     State(state): State<AppState>,
     CurrentUser(s): CurrentUser,
-    addr: ClientAddr,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<CloseCallback>,
 ) -> Result<Json<Value>, ApiError> {
@@ -257,7 +237,7 @@ pub async fn callback_close(
             AuditEntry::new("callback.close")
                 .actor(Some(s.user.id), &s.user.username)
                 .target("callback", id)
-                .ip(ip_of(&addr))
+                .ip(ip.clone())
                 .detail(json!({ "result": req.result })),
         )
         .await?;
