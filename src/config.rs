@@ -483,6 +483,8 @@ pub struct LineProfile {
     pub closed_status: u16,
     /// The service level counts calls answered within this many seconds of ringing.
     pub service_level_secs: u32,
+    /// An answered call with no BYE after this long is ended in the log, freeing the line.
+    pub max_call_minutes: u32,
 }
 
 impl Default for LineProfile {
@@ -493,6 +495,7 @@ impl Default for LineProfile {
             ring_timeout_secs: 30,
             closed_status: 480,
             service_level_secs: 20,
+            max_call_minutes: 120,
         }
     }
 }
@@ -563,6 +566,13 @@ impl Profile {
                 file,
                 "line.max_concurrent_calls",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=1440).contains(&self.line.max_call_minutes) {
+            return Err(ConfigError::value(
+                file,
+                "line.max_call_minutes",
+                "must be between 1 and 1440",
             ));
         }
         if !(5..=300).contains(&self.line.ring_timeout_secs) {

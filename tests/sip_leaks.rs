@@ -316,9 +316,29 @@ fn tables_and_timers_empty_after_a_mixed_run() {
         "a dead flow's binding goes at once"
     );
 
+    // 6. Answered, and the BYE never comes: the call guard frees the line.
+    sim.input(trunk, &invite("e"));
+    let inv = sim.take_one(5072, "INVITE");
+    sim.send_msg(phone, &reply(&inv, 200, "pe"));
+    sim.input(trunk, &in_dialog("ACK", "e", 1, "pe"));
+    sim.take(5070);
+    sim.take(5072);
+    sim.advance(Duration::from_secs(121 * 60));
+    assert_eq!(
+        sim.proxy.table_sizes().calls,
+        0,
+        "no call held after line.max_call_minutes"
+    );
+
     assert_eq!(
         causes(&sim),
-        ["completed", "abandoned", "no_answer", "no_answer"]
+        [
+            "completed",
+            "abandoned",
+            "no_answer",
+            "no_answer",
+            "expired"
+        ]
     );
     assert!(sim.events.iter().any(|e| matches!(
         e,

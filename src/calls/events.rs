@@ -64,6 +64,8 @@ pub enum EndCause {
     Rejected,
     /// The adapter restarted while the call was open.
     Interrupted,
+    /// Answered, but no BYE came within `line.max_call_minutes`.
+    Expired,
 }
 
 impl EndCause {
@@ -79,6 +81,7 @@ impl EndCause {
             EndCause::Refused(_) => "refused",
             EndCause::Rejected => "rejected",
             EndCause::Interrupted => "interrupted",
+            EndCause::Expired => "expired",
         }
     }
 

@@ -71,6 +71,8 @@ pub enum TimerKey {
     Ring(String),
     /// How long a cancelled call waits for its branches before answering 487 anyway.
     CancelGuard(String),
+    /// The longest an answered call may last in our books (a lost BYE must not hold the line).
+    CallGuard(String),
     /// A registration's expiry (aor, contact).
     Binding(String, String),
 }
@@ -902,6 +904,8 @@ impl Proxy {
                 }));
                 out.push(Output::Disarm(TimerKey::Ring(key.to_string())));
                 out.push(Output::Disarm(TimerKey::CancelGuard(key.to_string())));
+                let limit = Duration::from_secs(u64::from(self.line.max_call_minutes) * 60);
+                out.push(Output::Arm(TimerKey::CallGuard(key.to_string()), limit));
             }
             if late {
                 // A 2xx after our own final to the caller (the ring timeout): the server
@@ -1165,6 +1169,7 @@ impl Proxy {
                 rang_at: call.rang_at,
                 answered_at: call.answered_at,
             }));
+            out.push(Output::Disarm(TimerKey::CallGuard(key.to_string())));
         }
         // Unanswered branches still ringing (a fork answered twice) keep the call until done.
         if self
@@ -1247,6 +1252,27 @@ impl Proxy {
             TimerKey::CancelGuard(k) => {
                 self.finish_unanswered(&k, 487, EndCause::Abandoned, out);
                 self.maybe_forget(&k);
+            }
+            TimerKey::CallGuard(k) => {
+                // No BYE reached us (a phone that crashed, a lost packet): end the call in our
+                // books so the one line is free again. The phones' own timers end the media.
+                if let Some(call) = self
+                    .calls
+                    .get_mut(&k)
+                    .filter(|c| c.phase == Phase::Answered)
+                {
+                    call.phase = Phase::Ended;
+                    tracing::warn!(call = %call.info.key, "answered call reached line.max_call_minutes without a BYE");
+                    out.push(Output::Event(CallEvent::Ended {
+                        call: call.info.clone(),
+                        at: self.clock.now(),
+                        cause: EndCause::Expired,
+                        hangup_by: None,
+                        rang_at: call.rang_at,
+                        answered_at: call.answered_at,
+                    }));
+                }
+                self.forget(&k);
             }
             TimerKey::Binding(aor, contact) => {
                 self.registrar.expire(&aor, &contact, self.clock.now());

@@ -14,6 +14,7 @@ const Labels = {
     refused: "拒否",
     rejected: "拒否(不正発信元)",
     interrupted: "中断",
+    expired: "終話未検知（上限時間で終了）",
   },
   OUTCOME: {
     booking: "予約受付",
