@@ -166,11 +166,7 @@ async fn operator_sees_the_pop_records_an_outcome_and_the_dashboard_counts_it() 
     let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |_| {}).await else {
         return;
     };
-    let admin = rig.app.admin().await;
-    for (u, role) in [("operator1", "operator"), ("manager1", "manager")] {
-        let r = admin.post("/api/users", &json!({ "username": u, "display_name": format!("{u} さん"), "role": role, "password": format!("password-{u}") })).await;
-        assert_eq!(r.status(), 201);
-    }
+    rig.staff().await;
     let base = rig.app.base.clone();
     let (_d1, op) = browser(&chrome, &chromedriver).await;
     login(&op, &base, "operator1", "password-operator1").await;

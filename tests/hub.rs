@@ -60,25 +60,12 @@ async fn next(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
-async fn users(rig: &Rig) {
-    let admin = rig.app.admin().await;
-    for (u, role) in [("operator1", "operator"), ("manager1", "manager")] {
-        let r = admin
-            .post(
-                "/api/users",
-                &json!({ "username": u, "role": role, "password": format!("password-{u}") }),
-            )
-            .await;
-        assert_eq!(r.status(), 201);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screen_pop_with_history_answer_end_and_outcome() {
     let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |_| {}).await else {
         return;
     };
-    users(&rig).await;
+    rig.staff().await;
     let (mut phone, uas_port) = rig.sipp_phone_on("ph1", "phone-answer", &[]).await;
     // An earlier call from the same number, so the pop has history.
     let mut first = rig.trunk(
@@ -201,7 +188,7 @@ async fn a_stuck_client_delays_neither_the_call_nor_other_clients() {
     let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |_| {}).await else {
         return;
     };
-    users(&rig).await;
+    rig.staff().await;
     let mut phone = rig.sipp_phone("ph1", "phone-answer", &[]).await;
     let cookie = session_cookie(&rig, "manager1", "password-manager1").await;
     // Connected, and never read from again.
@@ -226,8 +213,8 @@ async fn missed_calls_wait_once_per_number_for_a_callback() {
     let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |_| {}).await else {
         return;
     };
-    users(&rig).await;
-    // Two abandoned calls from one number, one busy-free unstaffed call from a withheld one.
+    rig.staff().await;
+    // Two abandoned calls from the same number.
     let (mut phone, port) = rig
         .sipp_phone_on(
             "ph1",
@@ -302,7 +289,7 @@ async fn talk_script_and_presence() {
     let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |_| {}).await else {
         return;
     };
-    users(&rig).await;
+    rig.staff().await;
     let _phone = rig.sipp_phone("ph1", "phone-answer", &[]).await;
     let op = rig.app.login("operator1", "password-operator1").await;
     let script: Value = op.get("/api/talk-script").await.json().await.unwrap();

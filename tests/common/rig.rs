@@ -153,6 +153,20 @@ impl Rig {
         panic!("call log did not reach {n} ended calls");
     }
 
+    /// Creates `operator1` (operator) and `manager1` (manager), password `password-NAME`.
+    pub async fn staff(&self) {
+        let admin = self.app.admin().await;
+        for (u, role) in [("operator1", "operator"), ("manager1", "manager")] {
+            let body = serde_json::json!({
+                "username": u,
+                "display_name": format!("{u} さん"),
+                "role": role,
+                "password": format!("password-{u}"),
+            });
+            assert_eq!(admin.post("/api/users", &body).await.status(), 201);
+        }
+    }
+
     pub async fn stop(self) {
         self.app.stop().await;
     }
