@@ -8,10 +8,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::booking::calendar::OpeningHours;
 use crate::calls::{spawn_writer, CallEvents, CallLog};
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::hours::OpeningHours;
 use crate::hub::Hub;
 use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
 use crate::sip;

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use crate::booking::calendar::HoursConfig;
+use crate::hours::HoursConfig;
+// Each domain owns its section's type; config only reads the files and composes them.
+pub use crate::calls::LineProfile;
+pub use crate::privacy::AuthConfig;
 use crate::sip::settings::{self, PhonesFile, SipSettings, SipTimersFile, TrunkFile};
 
 /// Default listen address of the web UI and API.
@@ -82,34 +85,6 @@ pub struct Config {
     pub profile_dir: PathBuf,
     /// The loaded city profile.
     pub profile: Profile,
-}
-
-/// Login, session and lock-out policy (`[auth]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// A session unused for this long ends.
-    pub session_idle_minutes: u32,
-    /// A session ends this long after login whatever happens.
-    pub session_max_hours: u32,
-    /// Consecutive failed logins that lock an account.
-    pub max_failed_logins: u32,
-    /// How long a locked account stays locked.
-    pub lockout_minutes: u32,
-    /// Extra delay per consecutive failure before a failed login is answered.
-    pub failed_login_delay_ms: u64,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            session_idle_minutes: 30,
-            session_max_hours: 12,
-            max_failed_logins: 5,
-            lockout_minutes: 15,
-            failed_login_delay_ms: 300,
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -467,37 +442,6 @@ pub struct Profile {
     /// The talk script (`talk-script.md` beside `profile.toml`; Japanese Markdown, R-LINE-6).
     #[serde(skip)]
     pub talk_script: String,
-}
-
-/// `[line]` of the profile.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LineProfile {
-    /// The free-dial number as shown to people, e.g. `0120-000-000`.
-    pub free_dial: String,
-    /// Calls handled at once; one more gets busy (R-LINE-2).
-    pub max_concurrent_calls: u32,
-    /// How long the operators' phones ring before the caller gets "no answer".
-    pub ring_timeout_secs: u32,
-    /// Final status for a call outside the hours (R-HOURS-1), with Retry-After.
-    pub closed_status: u16,
-    /// The service level counts calls answered within this many seconds of ringing.
-    pub service_level_secs: u32,
-    /// An answered call with no BYE after this long is ended in the log, freeing the line.
-    pub max_call_minutes: u32,
-}
-
-impl Default for LineProfile {
-    fn default() -> Self {
-        Self {
-            free_dial: String::new(),
-            max_concurrent_calls: 1,
-            ring_timeout_secs: 30,
-            closed_status: 480,
-            service_level_secs: 20,
-            max_call_minutes: 120,
-        }
-    }
 }
 
 /// `[city]` of the profile.

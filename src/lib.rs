@@ -7,6 +7,7 @@ pub mod booking;
 pub mod calls;
 pub mod clock;
 pub mod config;
+pub mod hours;
 pub mod hub;
 pub mod privacy;
 pub mod sip;

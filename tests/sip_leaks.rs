@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{a_working_morning, manifest_dir, profile_dir};
-use madoguchi::booking::calendar::OpeningHours;
 use madoguchi::calls::{CallEvent, EndCause};
 use madoguchi::clock::ManualClock;
 use madoguchi::config::{load_sip, Profile};
+use madoguchi::hours::OpeningHours;
 use madoguchi::sip::core::{
     Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport,
 };

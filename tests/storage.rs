@@ -384,8 +384,8 @@ async fn audit_log_filters_and_pages_newest_first() {
 #[tokio::test]
 async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
     // R-LINE-3: one row per call, completed as it ends; a restart closes open calls.
+    use madoguchi::calls::callerid::{CallerId, WithheldReason};
     use madoguchi::calls::{CallEvent, CallInfo, CallLog, EndCause, Party};
-    use madoguchi::sip::callerid::{CallerId, WithheldReason};
     for kind in backends() {
         let c = ctx(kind).await;
         c.users

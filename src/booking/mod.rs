@@ -1,6 +1,4 @@
 //! Bookings: the visit calendar, slot rules, travel times and reception numbers.
 //!
-//! So far only the calendar of the line (opening hours, holidays) is here; the booking core
-//! follows in its own issue.
-
-pub mod calendar;
+//! The booking core follows in its own issue; the line's opening hours and the holiday rules
+//! it will share with the visit calendar live in the leaf module [`crate::hours`].

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::calls::callerid::display_national;
 use crate::clock::{from_db_time, to_db_time};
-use crate::sip::callerid::display_national;
 use crate::store::Db;
 
 use super::CallsError;

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::sip::callerid::CallerId;
+use crate::calls::callerid::CallerId;
 
 /// What is known about a call from its first INVITE.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,8 +8,8 @@ use sqlx::Row;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::calls::callerid::{display_national, CallerId};
 use crate::clock::{from_db_time, to_db_time};
-use crate::sip::callerid::{display_national, CallerId};
 use crate::store::Db;
 
 use super::{CallEvent, CallsError};
@@ -217,7 +217,7 @@ fn row_to_call(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
         (Some(e), _, _) => display_national(e),
         (None, Some(raw), _) => raw.clone(),
         (None, None, Some(w)) => w
-            .parse::<crate::sip::callerid::WithheldReason>()
+            .parse::<crate::calls::callerid::WithheldReason>()
             .map(|w| w.label_ja().to_string())
             .unwrap_or_else(|_| "非通知".to_string()),
         _ => "不明".to_string(),

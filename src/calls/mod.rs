@@ -4,11 +4,14 @@
 //! log writer is one subscriber; the screen-pop hub and live stats are others.
 
 pub mod callbacks;
+pub mod callerid;
 mod events;
+mod line;
 mod log;
 pub mod stats;
 
 pub use events::{CallEvent, CallEvents, CallInfo, EndCause, Party};
+pub use line::LineProfile;
 pub use log::{
     spawn_writer, CallFilter, CallLog, CallRow, CallerView, DayTotals, Outcome, OutcomeError,
     OUTCOMES, TOPICS,

@@ -17,10 +17,10 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::calls::callbacks;
+use crate::calls::callerid::CallerId;
 use crate::calls::stats::{self, LineState, LiveStats};
 use crate::calls::{CallEvent, CallEvents, CallInfo, CallLog, CallerView};
 use crate::clock::SharedClock;
-use crate::sip::callerid::CallerId;
 use crate::store::Db;
 
 /// Messages a client may fall behind by before it is dropped.

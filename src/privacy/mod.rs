@@ -4,12 +4,14 @@
 //! recorded here. R-PII-4: every handling of personal data leaves an append-only audit row.
 
 mod audit;
+mod config;
 mod password;
 mod roles;
 mod sessions;
 mod users;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRow, Auditor, Outcome};
+pub use config::AuthConfig;
 pub use password::{generate_password, hash_password, verify_password};
 pub use roles::Role;
 pub use sessions::{Session, SessionStore};

@@ -5,8 +5,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use super::AuthConfig;
 use crate::clock::{from_db_time, to_db_time, SharedClock};
-use crate::config::AuthConfig;
 use crate::store::Db;
 
 use super::{PrivacyError, Role, User};

@@ -3,8 +3,8 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::AuthConfig;
 use crate::clock::{from_db_time, to_db_time, SharedClock};
-use crate::config::AuthConfig;
 use crate::store::Db;
 
 use super::{generate_password, hash_password, verify_password, PrivacyError, Role};

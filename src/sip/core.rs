@@ -16,16 +16,16 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::booking::calendar::{OpenState, OpeningHours};
+use crate::calls::LineProfile;
 use crate::calls::{CallEvent, CallInfo, EndCause, Party};
 use crate::clock::SharedClock;
-use crate::config::LineProfile;
+use crate::hours::{OpenState, OpeningHours};
 
-use super::callerid::{CallerHeaders, CallerId};
 use super::registrar::{split_list, BindingTimer, Registrar};
 use super::settings::{line_digits, RejectMode, SipSettings};
 use super::txn::{Incoming, TxnAction, TxnEvent, TxnId, TxnTimer, Txns};
 use super::wire::{self, branch, uri, validate_request, validate_response, SipMessage, WireError};
+use crate::calls::callerid::{self, CallerHeaders, CallerId};
 
 /// The transport a peer is reached over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -90,6 +90,9 @@ pub enum Input {
     Timer(TimerKey),
     /// A TCP connection closed.
     FlowClosed(u64),
+    /// The process is shutting down: take no new calls (503 with Retry-After), finish the
+    /// calls in progress.
+    Drain,
 }
 
 /// What the driver must do.
@@ -122,6 +125,8 @@ pub struct SipCounters {
     pub registrations: AtomicU64,
     /// REGISTERs refused (bad credentials, replays).
     pub registrations_refused: AtomicU64,
+    /// New calls refused with 503 while shutting down.
+    pub drained: AtomicU64,
 }
 
 /// A snapshot of the core's tables, for the status API and the leak test.
@@ -189,7 +194,11 @@ pub struct Proxy {
     counters: Arc<SipCounters>,
     branch_seq: u32,
     rejected_logged: (i64, u32),
+    draining: bool,
 }
+
+/// Retry-After of the 503 a new call gets while the process shuts down.
+const DRAIN_RETRY_AFTER_SECS: u32 = 30;
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
 /// Rejected INVITEs written to the call log per minute; the rest are only counted, so a
@@ -221,7 +230,7 @@ impl Proxy {
         let registrar = Registrar::new(&settings.registrar, &settings.phones)?;
         // The number metadata loads on first use; do it now, not while the first caller waits
         // for our 100 Trying.
-        let _ = super::callerid::to_e164("0134000000");
+        let _ = callerid::to_e164("0134000000");
         let txns = Txns::new(settings.t1, settings.t2, settings.t4);
         Ok(Self {
             settings,
@@ -239,6 +248,7 @@ impl Proxy {
             counters,
             branch_seq: branch::random_generation(),
             rejected_logged: (0, 0),
+            draining: false,
         })
     }
 
@@ -282,6 +292,7 @@ impl Proxy {
             }
             Input::Timer(key) => self.on_timer(key, &mut out),
             Input::FlowClosed(flow) => self.on_flow_closed(flow, &mut out),
+            Input::Drain => self.draining = true,
         }
         out
     }
@@ -731,6 +742,13 @@ impl Proxy {
             self.respond(id, &req, 404, "Not Found", &[], out);
             return;
         };
+        if self.draining {
+            // Shutting down: the carrier retries or fails over to its other trunk target.
+            self.counters.drained.fetch_add(1, Ordering::Relaxed);
+            let retry = [("Retry-After", DRAIN_RETRY_AFTER_SECS.to_string())];
+            self.respond(id, &req, 503, "Service Unavailable", &retry, out);
+            return;
+        }
         let mut fwd = req.clone();
         if let Err((status, reason)) = self.prepare_forward(&mut fwd) {
             self.respond(id, &req, status, reason, &[], out);

@@ -2,7 +2,6 @@
 //!
 //! Nothing outside `wire` and `txn` names a type of the SIP crate (see `notes/sip-stack.md`).
 
-pub mod callerid;
 pub mod core;
 pub mod digest;
 pub mod registrar;

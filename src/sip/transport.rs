@@ -79,6 +79,8 @@ pub struct CounterSnapshot {
     pub registrations: u64,
     /// Refused registrations.
     pub registrations_refused: u64,
+    /// New calls refused with 503 while shutting down.
+    pub drained: u64,
     /// Datagrams dropped because the core was overloaded.
     pub overload_drops: u64,
 }
@@ -110,6 +112,12 @@ impl SipHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(CoreMsg::Status(tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Stops taking new calls: from now on a new INVITE gets 503 with Retry-After, while the
+    /// calls in progress go on to their end.
+    pub async fn drain(&self) {
+        let _ = self.tx.send(CoreMsg::Input(Input::Drain)).await;
     }
 
     /// Stops the sockets and the core.
@@ -383,6 +391,7 @@ impl CoreLoop {
                 calls: load(&c.calls),
                 registrations: load(&c.registrations),
                 registrations_refused: load(&c.registrations_refused),
+                drained: load(&c.drained),
                 overload_drops: load(&self.overload),
             },
         }

@@ -25,6 +25,9 @@ const Manager = (() => {
 
   let statsVersion = 0; // bumped by every pushed snapshot, so a slower GET cannot overwrite it
   let presenceTimer = null;
+  // The business day comes from the server's clock (stats.date), never the browser's: a
+  // workstation with a wrong clock must not show another day's calls.
+  let serverDay = null;
 
   const $ = (id) => document.getElementById(id);
   const visible = () => !$("view-manager").hidden;
@@ -50,6 +53,11 @@ const Manager = (() => {
 
   function renderStats(s) {
     if (!s) return;
+    if (s.date && s.date !== serverDay) {
+      const first = serverDay === null;
+      serverDay = s.date;
+      if (!first) loadCalls(); // the day turned over on the server
+    }
     const formulas = s.formulas || {};
     for (const f of FIGURES) {
       const id = f.key.replace(/_/g, "-");
@@ -97,8 +105,14 @@ const Manager = (() => {
   }
 
   async function loadCalls() {
-    const date = Fmt.jstDate();
-    $("calls-today-date").textContent = date;
+    if (!serverDay) {
+      try {
+        const st = await api("GET", "/api/stats/live");
+        serverDay = (st.stats || st).date || null;
+      } catch (e) { /* the list below reports the failure */ }
+    }
+    const date = serverDay;
+    $("calls-today-date").textContent = date || "—";
     const tbody = $("calls-today").tBodies[0];
     let rows;
     try {
