@@ -200,16 +200,6 @@ pub async fn start(
     let sip_addr = sip.local;
     let state = AppState::new(config, db, clock, events, Some(Arc::new(sip)));
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;
-    if let Some((user, _)) = &bootstrap {
-        state
-            .audit
-            .record(
-                crate::privacy::AuditEntry::new("user.create")
-                    .actor(None, "(bootstrap)")
-                    .target("user", user.id),
-            )
-            .await?;
-    }
     let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {

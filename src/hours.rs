@@ -200,41 +200,21 @@ pub enum HolidayKind {
     ExtraClosed,
 }
 
-/// Why the line is closed at an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClosedReason {
-    /// An open day, but before the opening or at/after the closing time.
-    OutsideHours,
-    /// A day that is not in `open_weekdays`.
-    Weekend,
-    /// A national holiday.
-    NationalHoliday,
-    /// The year-end closure.
-    YearEnd,
-    /// Before the period starts or after it ends.
-    OutsidePeriod,
-    /// Listed in `extra_closed_days`.
-    ExtraClosed,
-}
-
-impl ClosedReason {
-    /// Stable snake_case code for logs, the database and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OutsideHours => "outside_hours",
-            Self::Weekend => "weekend",
-            Self::NationalHoliday => "national_holiday",
-            Self::YearEnd => "year_end",
-            Self::OutsidePeriod => "outside_period",
-            Self::ExtraClosed => "extra_closed",
-        }
-    }
-}
-
-impl fmt::Display for ClosedReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+crate::code_enum! {
+    /// Why the line is closed at an instant.
+    pub enum ClosedReason: "closed_reason" {
+        /// An open day, but before the opening or at/after the closing time.
+        OutsideHours = "outside_hours" / "受付時間外（夜間）",
+        /// A day that is not in `open_weekdays`.
+        Weekend = "weekend" / "土日",
+        /// A national holiday.
+        NationalHoliday = "national_holiday" / "祝日",
+        /// The year-end closure.
+        YearEnd = "year_end" / "年末年始",
+        /// Before the period starts or after it ends.
+        OutsidePeriod = "outside_period" / "受付期間外",
+        /// Listed in `extra_closed_days`.
+        ExtraClosed = "extra_closed" / "臨時休業日",
     }
 }
 

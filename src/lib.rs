@@ -6,6 +6,7 @@ pub mod app;
 pub mod booking;
 pub mod calls;
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod hours;
 pub mod hub;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use madoguchi::clock::SystemClock;
 use madoguchi::config::{self, Config, EnvOverrides};
-use madoguchi::privacy::{generate_password, AuditEntry, Auditor, NewUser, Role, Users};
+use madoguchi::privacy::{generate_password, Actor, NewUser, Role, Users};
 use madoguchi::store::Db;
 
 /// madoguchi — call-center backend for municipal outreach lines (SIP adapter, screen pop,
@@ -208,9 +208,8 @@ fn read_password_stdin() -> anyhow::Result<String> {
 async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
     let db = Db::connect_and_migrate(&config.database_url, 2).await?;
     let clock: madoguchi::clock::SharedClock = Arc::new(SystemClock);
-    let users = Users::new(db.clone(), clock.clone(), config.auth.clone());
-    let audit = Auditor::new(db, clock);
-    let cli_actor = |action: &str| AuditEntry::new(action).actor(None, "(cli)");
+    let users = Users::new(db, clock, config.auth.clone());
+    let cli = Actor::cli();
     let find = |username: String| {
         let users = users.clone();
         async move {
@@ -233,15 +232,15 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
                 (generate_password(), true)
             };
             let user = users
-                .create(NewUser {
-                    username,
-                    display_name,
-                    role,
-                    password: password.clone(),
-                })
-                .await?;
-            audit
-                .record(cli_actor("user.create").target("user", user.id))
+                .create(
+                    &cli,
+                    NewUser {
+                        username,
+                        display_name,
+                        role,
+                        password: password.clone(),
+                    },
+                )
                 .await?;
             println!("created '{}' ({})", user.username, user.role);
             if generated {
@@ -263,10 +262,7 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
         }
         UserCommand::Disable { username } => {
             let u = find(username).await?;
-            users.disable(u.id).await?;
-            audit
-                .record(cli_actor("user.disable").target("user", u.id))
-                .await?;
+            users.disable(&cli, u.id).await?;
             println!("disabled '{}'", u.username);
         }
         UserCommand::Passwd {
@@ -279,10 +275,7 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
             } else {
                 (generate_password(), true)
             };
-            users.set_password(u.id, &password).await?;
-            audit
-                .record(cli_actor("user.password").target("user", u.id))
-                .await?;
+            users.set_password(&cli, u.id, &password).await?;
             println!("password changed for '{}'", u.username);
             if generated {
                 println!("password: {password}");

@@ -39,7 +39,7 @@ fn public_routes_are_exactly_the_expected_ones() {
 async fn every_route_enforces_its_rule() {
     let app = TestApp::spawn(backends()[0]).await;
     let mut sessions = Vec::new();
-    for role in Role::ALL {
+    for &role in Role::ALL {
         let s = if role == Role::Admin {
             app.admin().await
         } else {
@@ -92,7 +92,7 @@ async fn every_route_enforces_its_rule() {
         }
     }
     // Logout for each role, on its own session.
-    for role in Role::ALL {
+    for &role in Role::ALL {
         let s = if role == Role::Admin {
             app.admin().await
         } else {

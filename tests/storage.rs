@@ -10,8 +10,8 @@ use common::{a_working_morning, backends, Kind, TestDb};
 use madoguchi::clock::{ManualClock, SharedClock};
 use madoguchi::config::AuthConfig;
 use madoguchi::privacy::{
-    AuditEntry, AuditFilter, Auditor, LoginFailure, NewUser, Outcome, PrivacyError, Role,
-    SessionStore, Users,
+    Actor, AuditAction, AuditEntry, AuditFilter, AuditOutcome, AuditTarget, Auditor, LoginFailure,
+    NewUser, PrivacyError, Role, SessionStore, Users,
 };
 use madoguchi::store::Db;
 use sqlx::Row;
@@ -62,6 +62,20 @@ fn new_user(name: &str, role: Role) -> NewUser {
     }
 }
 
+/// The actor of set-up steps (like the command line).
+fn test_actor() -> Actor {
+    Actor::cli()
+}
+
+fn sato() -> Actor {
+    Actor::system("sato")
+}
+
+/// Whoever reads the log in a test; each read leaves its own `audit.read` row.
+fn reader() -> Actor {
+    Actor::system("(test reader)")
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent() {
     for kind in backends() {
@@ -84,11 +98,11 @@ async fn staff_list_records_accounts_and_roles() {
         let c = ctx(kind).await;
         let op = c
             .users
-            .create(new_user("sato", Role::Operator))
+            .create(&test_actor(), new_user("sato", Role::Operator))
             .await
             .unwrap();
         c.users
-            .create(new_user("kato", Role::Manager))
+            .create(&test_actor(), new_user("kato", Role::Manager))
             .await
             .unwrap();
         let list = c.users.list().await.unwrap();
@@ -111,22 +125,31 @@ async fn bad_or_duplicate_account_changes_nothing() {
     for kind in backends() {
         let c = ctx(kind).await;
         c.users
-            .create(new_user("sato", Role::Operator))
+            .create(&test_actor(), new_user("sato", Role::Operator))
             .await
             .unwrap();
-        let dup = c.users.create(new_user("sato", Role::Admin)).await;
+        let dup = c
+            .users
+            .create(&test_actor(), new_user("sato", Role::Admin))
+            .await;
         assert!(
             matches!(dup, Err(PrivacyError::DuplicateUsername(_))),
             "{kind:?}"
         );
-        let bad_name = c.users.create(new_user("Sa To", Role::Operator)).await;
+        let bad_name = c
+            .users
+            .create(&test_actor(), new_user("Sa To", Role::Operator))
+            .await;
         assert!(matches!(bad_name, Err(PrivacyError::Invalid(_))));
         let short_pw = c
             .users
-            .create(NewUser {
-                password: "short".into(),
-                ..new_user("suzuki", Role::Operator)
-            })
+            .create(
+                &test_actor(),
+                NewUser {
+                    password: "short".into(),
+                    ..new_user("suzuki", Role::Operator)
+                },
+            )
             .await;
         assert!(matches!(short_pw, Err(PrivacyError::Invalid(_))));
         let list = c.users.list().await.unwrap();
@@ -145,17 +168,25 @@ async fn lockout_after_failures_lasts_the_configured_time() {
     for kind in backends() {
         let c = ctx(kind).await;
         c.users
-            .create(new_user("sato", Role::Operator))
+            .create(&test_actor(), new_user("sato", Role::Operator))
             .await
             .unwrap();
         for i in 1..3 {
-            let a = c.users.authenticate("sato", "wrong").await.unwrap();
+            let a = c
+                .users
+                .authenticate("sato", "wrong", None, AuditAction::Login)
+                .await
+                .unwrap();
             assert_eq!(
                 a.result.unwrap_err(),
                 LoginFailure::InvalidCredentials { failures: i }
             );
         }
-        let third = c.users.authenticate("sato", "wrong").await.unwrap();
+        let third = c
+            .users
+            .authenticate("sato", "wrong", None, AuditAction::Login)
+            .await
+            .unwrap();
         assert!(
             matches!(third.result, Err(LoginFailure::Locked { .. })),
             "{kind:?}"
@@ -164,14 +195,14 @@ async fn lockout_after_failures_lasts_the_configured_time() {
         c.clock.advance(Duration::minutes(9));
         let during = c
             .users
-            .authenticate("sato", "pw-of-sato-123")
+            .authenticate("sato", "pw-of-sato-123", None, AuditAction::Login)
             .await
             .unwrap();
         assert!(matches!(during.result, Err(LoginFailure::Locked { .. })));
         c.clock.advance(Duration::minutes(1));
         let after = c
             .users
-            .authenticate("sato", "pw-of-sato-123")
+            .authenticate("sato", "pw-of-sato-123", None, AuditAction::Login)
             .await
             .unwrap();
         assert!(after.result.is_ok(), "{kind:?}: unlocked after 10 minutes");
@@ -185,7 +216,7 @@ async fn sessions_end_when_idle_or_disabled() {
         let c = ctx(kind).await;
         let u = c
             .users
-            .create(new_user("sato", Role::Operator))
+            .create(&test_actor(), new_user("sato", Role::Operator))
             .await
             .unwrap();
         let (token, _) = c
@@ -208,14 +239,14 @@ async fn sessions_end_when_idle_or_disabled() {
         );
 
         let (token, _) = c.sessions.create(&u, None).await.unwrap();
-        c.users.disable(u.id).await.unwrap();
+        c.users.disable(&test_actor(), u.id).await.unwrap();
         assert!(
             c.sessions.lookup(&token).await.unwrap().is_none(),
             "{kind:?}: disabled account has no session"
         );
         let login = c
             .users
-            .authenticate("sato", "pw-of-sato-123")
+            .authenticate("sato", "pw-of-sato-123", None, AuditAction::Login)
             .await
             .unwrap();
         assert!(login.result.is_err());
@@ -230,12 +261,12 @@ async fn password_change_ends_sessions_and_takes_effect() {
         let c = ctx(kind).await;
         let u = c
             .users
-            .create(new_user("sato", Role::Operator))
+            .create(&test_actor(), new_user("sato", Role::Operator))
             .await
             .unwrap();
         let (token, _) = c.sessions.create(&u, None).await.unwrap();
         c.users
-            .set_password(u.id, "a-brand-new-password")
+            .set_password(&test_actor(), u.id, "a-brand-new-password")
             .await
             .unwrap();
         assert!(
@@ -244,20 +275,22 @@ async fn password_change_ends_sessions_and_takes_effect() {
         );
         assert!(c
             .users
-            .authenticate("sato", "pw-of-sato-123")
+            .authenticate("sato", "pw-of-sato-123", None, AuditAction::Login)
             .await
             .unwrap()
             .result
             .is_err());
         assert!(c
             .users
-            .authenticate("sato", "a-brand-new-password")
+            .authenticate("sato", "a-brand-new-password", None, AuditAction::Login)
             .await
             .unwrap()
             .result
             .is_ok());
         assert!(matches!(
-            c.users.set_password(999_999, "a-brand-new-password").await,
+            c.users
+                .set_password(&test_actor(), 999_999, "a-brand-new-password")
+                .await,
             Err(PrivacyError::UnknownUser)
         ));
         c.done().await;
@@ -270,7 +303,7 @@ async fn audit_log_is_append_only_in_the_database() {
     for kind in backends() {
         let c = ctx(kind).await;
         c.audit
-            .record(AuditEntry::new("login").actor(Some(1), "sato"))
+            .record(&sato(), AuditEntry::new(AuditAction::Login))
             .await
             .unwrap();
         let upd = sqlx::query("UPDATE audit_log SET action = 'x'")
@@ -285,9 +318,13 @@ async fn audit_log_is_append_only_in_the_database() {
             let trunc = sqlx::query("TRUNCATE audit_log").execute(c.db.pool()).await;
             assert!(trunc.is_err(), "truncate refused");
         }
-        let rows = c.audit.query(&AuditFilter::default()).await.unwrap();
+        let rows = c
+            .audit
+            .read(&reader(), &AuditFilter::default())
+            .await
+            .unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].action, "login");
+        assert_eq!(rows[0].action, AuditAction::Login);
         c.done().await;
     }
 }
@@ -299,41 +336,59 @@ async fn audit_log_filters_and_pages_newest_first() {
         for i in 0..5 {
             c.audit
                 .record(
-                    AuditEntry::new(if i % 2 == 0 { "login" } else { "user.create" })
-                        .actor(Some(1), if i < 3 { "sato" } else { "kato" })
-                        .target("user", i)
-                        .outcome(if i == 4 { Outcome::Failed } else { Outcome::Ok })
-                        .detail(serde_json::json!({ "n": i })),
+                    &Actor::system(if i < 3 { "sato" } else { "kato" }),
+                    AuditEntry::new(if i % 2 == 0 {
+                        AuditAction::Login
+                    } else {
+                        AuditAction::UserCreate
+                    })
+                    .target(AuditTarget::User, i)
+                    .outcome(if i == 4 {
+                        AuditOutcome::Failed
+                    } else {
+                        AuditOutcome::Ok
+                    })
+                    .detail(serde_json::json!({ "n": i })),
                 )
                 .await
                 .unwrap();
             c.clock.advance(Duration::minutes(1));
         }
-        let all = c.audit.query(&AuditFilter::default()).await.unwrap();
+        let all = c
+            .audit
+            .read(&reader(), &AuditFilter::default())
+            .await
+            .unwrap();
         assert_eq!(
             all.iter()
                 .map(|r| r.target_id.clone().unwrap())
                 .collect::<Vec<_>>(),
             ["4", "3", "2", "1", "0"]
         );
-        assert_eq!(all[0].outcome, "failed");
+        assert_eq!(all[0].outcome, AuditOutcome::Failed);
         assert_eq!(all[0].detail, Some(serde_json::json!({ "n": 4 })));
 
         let logins = c
             .audit
-            .query(&AuditFilter {
-                action: Some("login".into()),
-                ..Default::default()
-            })
+            .read(
+                &reader(),
+                &AuditFilter {
+                    action: Some(AuditAction::Login),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(logins.len(), 3, "{kind:?}");
         let kato = c
             .audit
-            .query(&AuditFilter {
-                actor: Some("kato".into()),
-                ..Default::default()
-            })
+            .read(
+                &reader(),
+                &AuditFilter {
+                    actor: Some("kato".into()),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(kato.len(), 2);
@@ -343,25 +398,33 @@ async fn audit_log_filters_and_pages_newest_first() {
             ..Default::default()
         };
         assert_eq!(
-            c.audit.query(&window).await.unwrap().len(),
+            c.audit.read(&reader(), &window).await.unwrap().len(),
             2,
             "{kind:?}: from inclusive, to exclusive"
         );
         let page1 = c
             .audit
-            .query(&AuditFilter {
-                limit: Some(2),
-                ..Default::default()
-            })
+            .read(
+                &reader(),
+                &AuditFilter {
+                    limit: Some(2),
+                    target_kind: Some(AuditTarget::User),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         let page2 = c
             .audit
-            .query(&AuditFilter {
-                limit: Some(2),
-                before_id: Some(page1[1].id),
-                ..Default::default()
-            })
+            .read(
+                &reader(),
+                &AuditFilter {
+                    limit: Some(2),
+                    target_kind: Some(AuditTarget::User),
+                    before_id: Some(page1[1].id),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -372,11 +435,11 @@ async fn audit_log_filters_and_pages_newest_first() {
             ["2", "1"]
         );
         let one = AuditFilter {
-            target_kind: Some("user".into()),
+            target_kind: Some(AuditTarget::User),
             target_id: Some("3".into()),
             ..Default::default()
         };
-        assert_eq!(c.audit.query(&one).await.unwrap().len(), 1);
+        assert_eq!(c.audit.read(&reader(), &one).await.unwrap().len(), 1);
         c.done().await;
     }
 }
@@ -385,11 +448,11 @@ async fn audit_log_filters_and_pages_newest_first() {
 async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
     // R-LINE-3: one row per call, completed as it ends; a restart closes open calls.
     use madoguchi::calls::callerid::{CallerId, WithheldReason};
-    use madoguchi::calls::{CallEvent, CallInfo, CallLog, EndCause, Party};
+    use madoguchi::calls::{CallEvent, CallInfo, CallLog, EndCause, EndCode, Party};
     for kind in backends() {
         let c = ctx(kind).await;
         c.users
-            .create(new_user("sato", Role::Operator))
+            .create(&test_actor(), new_user("sato", Role::Operator))
             .await
             .unwrap();
         let log = CallLog::new(c.db.clone());
@@ -446,8 +509,8 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
         let rows = log.list(&Default::default()).await.unwrap();
         assert_eq!(rows.len(), 2, "{kind:?}");
         let a = rows.iter().find(|r| r.call_key == "a").unwrap();
-        assert_eq!(a.end_cause.as_deref(), Some("completed"));
-        assert_eq!(a.hangup_by.as_deref(), Some("caller"));
+        assert_eq!(a.end_cause, Some(EndCode::Completed));
+        assert_eq!(a.hangup_by, Some(Party::Caller));
         assert_eq!(a.answered_by.as_deref(), Some("sato"));
         assert_eq!(a.ring_seconds, Some(4.0));
         assert_eq!(a.talk_seconds, Some(60.0));
@@ -464,14 +527,14 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
             "{kind:?}"
         );
         let w = log.get_by_key("w").await.unwrap().unwrap();
-        assert_eq!(w.end_cause.as_deref(), Some("interrupted"));
+        assert_eq!(w.end_cause, Some(EndCode::Interrupted));
         let day = madoguchi::calls::CallFilter {
             date: Some(t0.date_naive()),
             ..Default::default()
         };
         assert_eq!(log.list(&day).await.unwrap().len(), 2);
         let completed = madoguchi::calls::CallFilter {
-            end_cause: Some("completed".into()),
+            end_cause: Some(EndCode::Completed),
             ..Default::default()
         };
         assert_eq!(log.list(&completed).await.unwrap().len(), 1);

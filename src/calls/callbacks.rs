@@ -7,12 +7,34 @@ use sqlx::Row;
 
 use crate::calls::callerid::display_national;
 use crate::clock::{from_db_time, to_db_time};
+use crate::codes::sql_list;
+use crate::privacy::{append_audit, Actor, AuditAction, AuditEntry, AuditTarget};
 use crate::store::Db;
 
-use super::CallsError;
+use super::{CallbackResult, CallbackStatus, CallsError, EndCode};
 
-/// Causes that put a number on the callback list (every phone refusing counts as no answer).
-pub const MISSED_CAUSES: [&str; 5] = ["abandoned", "busy", "no_answer", "unstaffed", "refused"];
+/// The longest note on a closed callback, in characters.
+pub const NOTE_MAX_CHARS: usize = 500;
+
+/// Why a callback was not closed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// The entry does not exist or was already closed.
+    #[error("the callback is not open")]
+    NotOpen,
+    /// Storage failed.
+    #[error(transparent)]
+    Calls(#[from] CallsError),
+}
+
+impl From<sqlx::Error> for CallbackError {
+    fn from(e: sqlx::Error) -> Self {
+        CallbackError::Calls(e.into())
+    }
+}
 
 /// The caller of a callback entry.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -37,28 +59,32 @@ pub struct Callback {
     /// Missed calls since the entry opened.
     pub missed_count: i64,
     /// How the latest one ended.
-    pub last_cause: String,
+    pub last_cause: EndCode,
 }
 
 /// Records a missed call; idempotent per call key.
 pub async fn record_missed(
     db: &Db,
     e164: &str,
-    cause: &str,
+    cause: EndCode,
     call_key: &str,
     at: DateTime<Utc>,
 ) -> Result<(), CallsError> {
-    sqlx::query(
+    // The conflict target must repeat the partial unique index's predicate literally.
+    sqlx::query(&format!(
         "INSERT INTO callbacks (caller_e164, first_missed_at, last_missed_at, missed_count, last_cause, last_call_key, status) \
-         VALUES ($1, $2, $2, 1, $3, $4, 'open') \
-         ON CONFLICT (caller_e164) WHERE status = 'open' DO UPDATE SET \
+         VALUES ($1, $2, $2, 1, $3, $4, $5) \
+         ON CONFLICT (caller_e164) WHERE status = {open} DO UPDATE SET \
             missed_count = callbacks.missed_count + CASE WHEN callbacks.last_call_key = excluded.last_call_key THEN 0 ELSE 1 END, \
             last_missed_at = excluded.last_missed_at, last_cause = excluded.last_cause, last_call_key = excluded.last_call_key",
-    )
+        open = sql_list(&[CallbackStatus::Open]),
+    ))
+
     .bind(e164)
     .bind(to_db_time(at))
     .bind(cause)
     .bind(call_key)
+    .bind(CallbackStatus::Open)
     .execute(db.pool())
     .await?;
     Ok(())
@@ -66,21 +92,50 @@ pub async fn record_missed(
 
 /// The caller got through after all: the open entry is moot.
 pub async fn answered_later(db: &Db, e164: &str, at: DateTime<Utc>) -> Result<(), CallsError> {
-    sqlx::query("UPDATE callbacks SET status = 'answered_later', closed_at = $1 WHERE caller_e164 = $2 AND status = 'open'")
-        .bind(to_db_time(at))
-        .bind(e164)
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE callbacks SET status = $3, closed_at = $1 WHERE caller_e164 = $2 AND status = $4",
+    )
+    .bind(to_db_time(at))
+    .bind(e164)
+    .bind(CallbackStatus::AnsweredLater)
+    .bind(CallbackStatus::Open)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
-/// Open callbacks, oldest first (the one waiting longest on top).
+/// Open callbacks for `actor`, oldest first (the one waiting longest on top); the read of
+/// their numbers is recorded in the same transaction (R-PII-4).
+pub async fn read_open(
+    db: &Db,
+    actor: &Actor,
+    at: DateTime<Utc>,
+) -> Result<Vec<Callback>, CallsError> {
+    let mut tx = db.pool().begin().await?;
+    let list = open_on(&mut tx).await?;
+    if !list.is_empty() {
+        let ids: Vec<i64> = list.iter().map(|c| c.id).collect();
+        let entry = AuditEntry::new(AuditAction::CallbackRead)
+            .detail(serde_json::json!({ "callback_ids": ids }));
+        append_audit(&mut tx, at, actor, &entry).await?;
+    }
+    tx.commit().await?;
+    Ok(list)
+}
+
+/// Open callbacks, oldest first (not audited: for the service itself and tests).
 pub async fn list_open(db: &Db) -> Result<Vec<Callback>, CallsError> {
+    let mut conn = db.pool().acquire().await?;
+    open_on(&mut conn).await
+}
+
+async fn open_on(conn: &mut sqlx::AnyConnection) -> Result<Vec<Callback>, CallsError> {
     let rows = sqlx::query(
         "SELECT id, caller_e164, first_missed_at, last_missed_at, missed_count, last_cause FROM callbacks \
-         WHERE status = 'open' ORDER BY first_missed_at, id",
+         WHERE status = $1 ORDER BY first_missed_at, id",
     )
-    .fetch_all(db.pool())
+    .bind(CallbackStatus::Open)
+    .fetch_all(conn)
     .await?;
     rows.iter()
         .map(|r| {
@@ -105,9 +160,12 @@ pub async fn list_open(db: &Db) -> Result<Vec<Callback>, CallsError> {
 
 /// How many numbers wait for a callback, and since when the oldest.
 pub async fn waiting(db: &Db) -> Result<(u32, Option<DateTime<Utc>>), CallsError> {
-    let r = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT), MIN(first_missed_at) FROM callbacks WHERE status = 'open'")
-        .fetch_one(db.pool())
-        .await?;
+    let r = sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT), MIN(first_missed_at) FROM callbacks WHERE status = $1",
+    )
+    .bind(CallbackStatus::Open)
+    .fetch_one(db.pool())
+    .await?;
     let n: i64 = r.try_get(0)?;
     let oldest: Option<String> = r.try_get(1)?;
     Ok((
@@ -116,25 +174,41 @@ pub async fn waiting(db: &Db) -> Result<(u32, Option<DateTime<Utc>>), CallsError
     ))
 }
 
-/// Closes an open entry as `called_back` or `closed`; `false` if it was not open.
+/// `actor` closes open entry `id` as called back or closed, with its `callback.close` row
+/// in the same transaction.
 pub async fn close(
     db: &Db,
+    actor: &Actor,
     id: i64,
-    result: &str,
+    result: CallbackResult,
     note: &str,
-    user_id: i64,
     at: DateTime<Utc>,
-) -> Result<bool, CallsError> {
+) -> Result<(), CallbackError> {
+    if note.chars().count() > NOTE_MAX_CHARS {
+        return Err(CallbackError::Invalid(format!(
+            "note must be at most {NOTE_MAX_CHARS} characters"
+        )));
+    }
+    let mut tx = db.pool().begin().await?;
     let n = sqlx::query(
-        "UPDATE callbacks SET status = $1, note = $2, closed_by_user_id = $3, closed_at = $4 WHERE id = $5 AND status = 'open'",
+        "UPDATE callbacks SET status = $1, note = $2, closed_by_user_id = $3, closed_at = $4 WHERE id = $5 AND status = $6",
     )
-    .bind(result)
-    .bind(note)
-    .bind(user_id)
+    .bind(CallbackStatus::from(result))
+    .bind(note.trim())
+    .bind(actor.user_id)
     .bind(to_db_time(at))
     .bind(id)
-    .execute(db.pool())
+    .bind(CallbackStatus::Open)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
-    Ok(n == 1)
+    if n != 1 {
+        return Err(CallbackError::NotOpen);
+    }
+    let entry = AuditEntry::new(AuditAction::CallbackClose)
+        .target(AuditTarget::Callback, id)
+        .detail(serde_json::json!({ "result": result }));
+    append_audit(&mut tx, at, actor, &entry).await?;
+    tx.commit().await?;
+    Ok(())
 }

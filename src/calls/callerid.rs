@@ -5,9 +5,6 @@
 //! comes from P-Asserted-Identity, then the From URI user, then an all-digit From
 //! display name, and is stored as E.164 and shown in national format with hyphens.
 
-use std::fmt;
-use std::str::FromStr;
-
 use phonenumber::{Mode, PhoneNumber};
 
 /// E.164 allows 15 digits; two more leave room for a national or international prefix.
@@ -52,41 +49,19 @@ pub enum CallerId {
     },
 }
 
-/// Why the caller's number is not shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WithheldReason {
-    /// The caller withheld the number (184 prefix or line setting): 非通知.
-    Anonymous,
-    /// A public phone: 公衆電話.
-    Payphone,
-    /// The network could not deliver the number (international, some IP phones): 表示圏外.
-    Unavailable,
+crate::code_enum! {
+    /// Why the caller's number is not shown.
+    pub enum WithheldReason: "withheld_reason" {
+        /// The caller withheld the number (184 prefix or line setting): 非通知.
+        Anonymous = "anonymous" / "非通知",
+        /// A public phone: 公衆電話.
+        Payphone = "payphone" / "公衆電話",
+        /// The network could not deliver the number (international, some IP phones): 表示圏外.
+        Unavailable = "unavailable" / "表示圏外",
+    }
 }
 
-/// A stored withheld-reason code that is not one of ours.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown withheld reason {0:?} (expected anonymous, payphone or unavailable)")]
-pub struct UnknownWithheldReason(pub String);
-
 impl WithheldReason {
-    /// The label operators see: 非通知, 公衆電話 or 表示圏外.
-    pub fn label_ja(self) -> &'static str {
-        match self {
-            Self::Anonymous => "非通知",
-            Self::Payphone => "公衆電話",
-            Self::Unavailable => "表示圏外",
-        }
-    }
-
-    /// Stable code for logs and the database: `anonymous`, `payphone` or `unavailable`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Anonymous => "anonymous",
-            Self::Payphone => "payphone",
-            Self::Unavailable => "unavailable",
-        }
-    }
-
     /// The reason carried by a withheld call's From display name (TTC / NTT NGN convention).
     pub fn from_display_name(name: Option<&str>) -> Self {
         // Carriers differ in case and spacing ("Coin line / payphone"), so compare a
@@ -102,25 +77,6 @@ impl WithheldReason {
             "coinline/payphone" => Self::Payphone,
             "unavailable" | "interactionwithotherservice" => Self::Unavailable,
             _ => Self::Anonymous,
-        }
-    }
-}
-
-impl fmt::Display for WithheldReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for WithheldReason {
-    type Err = UnknownWithheldReason;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "anonymous" => Ok(Self::Anonymous),
-            "payphone" => Ok(Self::Payphone),
-            "unavailable" => Ok(Self::Unavailable),
-            other => Err(UnknownWithheldReason(other.to_string())),
         }
     }
 }

@@ -1,10 +1,12 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::calls::callerid::CallerId;
+use crate::hours::ClosedReason;
+
+use super::{EndCode, Party};
 
 /// What is known about a call from its first INVITE.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,27 +25,7 @@ pub struct CallInfo {
     pub arrived_at: DateTime<Utc>,
 }
 
-/// Which side of a call did something (e.g. hung up).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Party {
-    /// The citizen, through the trunk.
-    Caller,
-    /// The operator's phone.
-    Operator,
-}
-
-impl Party {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Party::Caller => "caller",
-            Party::Operator => "operator",
-        }
-    }
-}
-
-/// How a call ended.
+/// How a call ended, with the detail the proxy knows ([`EndCode`] is the stored code).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndCause {
     /// Answered and then hung up by one side.
@@ -53,7 +35,7 @@ pub enum EndCause {
     /// The line was already in use (R-LINE-2).
     Busy,
     /// Outside the opening hours; the reason code says which rule (R-HOURS-1).
-    Closed(String),
+    Closed(ClosedReason),
     /// No operator phone was registered.
     Unstaffed,
     /// Nobody answered before the ring timeout.
@@ -69,26 +51,31 @@ pub enum EndCause {
 }
 
 impl EndCause {
-    /// Stored code.
-    pub fn as_str(&self) -> &'static str {
+    /// The stored code.
+    pub fn code(&self) -> EndCode {
         match self {
-            EndCause::Completed => "completed",
-            EndCause::Abandoned => "abandoned",
-            EndCause::Busy => "busy",
-            EndCause::Closed(_) => "closed",
-            EndCause::Unstaffed => "unstaffed",
-            EndCause::NoAnswer => "no_answer",
-            EndCause::Refused(_) => "refused",
-            EndCause::Rejected => "rejected",
-            EndCause::Interrupted => "interrupted",
-            EndCause::Expired => "expired",
+            EndCause::Completed => EndCode::Completed,
+            EndCause::Abandoned => EndCode::Abandoned,
+            EndCause::Busy => EndCode::Busy,
+            EndCause::Closed(_) => EndCode::Closed,
+            EndCause::Unstaffed => EndCode::Unstaffed,
+            EndCause::NoAnswer => EndCode::NoAnswer,
+            EndCause::Refused(_) => EndCode::Refused,
+            EndCause::Rejected => EndCode::Rejected,
+            EndCause::Interrupted => EndCode::Interrupted,
+            EndCause::Expired => EndCode::Expired,
         }
+    }
+
+    /// The stored code's name.
+    pub fn as_str(&self) -> &'static str {
+        self.code().as_str()
     }
 
     /// Extra detail stored beside the code (closing reason, refusing status).
     pub fn detail(&self) -> Option<String> {
         match self {
-            EndCause::Closed(reason) => Some(reason.clone()),
+            EndCause::Closed(reason) => Some(reason.as_str().to_string()),
             EndCause::Refused(status) => Some(status.to_string()),
             _ => None,
         }

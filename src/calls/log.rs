@@ -4,15 +4,18 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 use sqlx::Row;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::calls::callerid::{display_national, CallerId};
+use crate::calls::callerid::{display_national, CallerId, WithheldReason};
 use crate::clock::{from_db_time, to_db_time};
+use crate::codes::sql_list;
+use crate::privacy::{append_audit, Actor, AuditAction, AuditEntry, AuditTarget};
 use crate::store::Db;
 
-use super::{CallEvent, CallsError};
+use super::{CallEvent, CallerKind, CallsError, EndCode, Outcome, Party, Topic};
 
 /// The call log table.
 #[derive(Clone)]
@@ -23,14 +26,49 @@ pub struct CallLog {
 /// The caller as stored and shown.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CallerView {
-    /// `number`, `unparsed`, `withheld` or `unknown`.
-    pub kind: String,
+    /// What the network told us.
+    pub kind: CallerKind,
     /// E.164, for valid numbers.
     pub e164: Option<String>,
     /// What the operator sees: 0134-32-4111, the raw digits, or 非通知 / 公衆電話 / 表示圏外.
     pub display: String,
-    /// Withheld reason code.
-    pub withheld_reason: Option<String>,
+    /// Why the number is not shown.
+    pub withheld_reason: Option<WithheldReason>,
+}
+
+impl CallerView {
+    /// The view of what the network told us of the caller.
+    pub fn of(caller: Option<&CallerId>) -> Self {
+        let (kind, e164, display, withheld_reason) = match caller {
+            Some(CallerId::Number { e164, display }) => (
+                CallerKind::Number,
+                Some(e164.clone()),
+                display.clone(),
+                None,
+            ),
+            Some(CallerId::Unparsed { raw_digits }) => {
+                (CallerKind::Unparsed, None, raw_digits.clone(), None)
+            }
+            Some(CallerId::Withheld { reason }) => (
+                CallerKind::Withheld,
+                None,
+                reason.label_ja().to_string(),
+                Some(*reason),
+            ),
+            None => (
+                CallerKind::Unknown,
+                None,
+                CallerKind::Unknown.label_ja().to_string(),
+                None,
+            ),
+        };
+        CallerView {
+            kind,
+            e164,
+            display,
+            withheld_reason,
+        }
+    }
 }
 
 /// One call as the API returns it.
@@ -56,51 +94,41 @@ pub struct CallRow {
     pub answered_extension: Option<String>,
     /// When it ended.
     pub ended_at: Option<DateTime<Utc>>,
-    /// How it ended (`completed`, `abandoned`, `busy`, `closed`, `unstaffed`, `no_answer`, …).
-    pub end_cause: Option<String>,
+    /// How it ended.
+    pub end_cause: Option<EndCode>,
     /// Extra detail: the closing reason, the refusing status.
     pub end_detail: Option<String>,
-    /// `caller` or `operator`, for completed calls.
-    pub hangup_by: Option<String>,
+    /// Who hung up, for completed calls.
+    pub hangup_by: Option<Party>,
     /// Seconds it rang before it was answered or given up.
     pub ring_seconds: Option<f64>,
     /// Seconds of conversation.
     pub talk_seconds: Option<f64>,
     /// The operator's outcome.
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     /// The operator's note.
     pub outcome_note: Option<String>,
     /// Topic tags of an inquiry.
-    pub outcome_topics: Vec<String>,
+    pub outcome_topics: Vec<Topic>,
     /// When the outcome was saved (the end of the wrap-up).
     pub outcome_at: Option<DateTime<Utc>>,
 }
 
-/// Outcome codes an operator can record (R-LINE-3, R-REP-3).
-pub const OUTCOMES: [&str; 7] = [
-    "booking",
-    "facility_request",
-    "inquiry",
-    "opinion",
-    "complaint",
-    "wrong_number",
-    "other",
-];
-/// Topic tags of general questions (R-LINE-5).
-pub const TOPICS: [&str; 5] = ["health_insurance", "renewal", "loss", "fee", "other"];
+/// The longest note an operator can save with an outcome, in characters.
+pub const NOTE_MAX_CHARS: usize = 1000;
 
 /// What the operator records about an answered call.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Outcome {
-    /// One of [`OUTCOMES`].
-    pub outcome: String,
-    /// Free text (no personal data: the UI says so), at most 1000 characters.
+pub struct OutcomeInput {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Free text (no personal data: the UI says so), at most [`NOTE_MAX_CHARS`] characters.
     #[serde(default)]
     pub note: String,
-    /// Tags from [`TOPICS`], for inquiries.
+    /// Topic tags, for inquiries.
     #[serde(default)]
-    pub topics: Vec<String>,
+    pub topics: Vec<Topic>,
 }
 
 /// Why an outcome was not saved.
@@ -126,24 +154,11 @@ impl From<sqlx::Error> for OutcomeError {
     }
 }
 
-impl Outcome {
+impl OutcomeInput {
     fn validate(&self) -> Result<(), OutcomeError> {
-        if !OUTCOMES.contains(&self.outcome.as_str()) {
+        if self.note.chars().count() > NOTE_MAX_CHARS {
             return Err(OutcomeError::Invalid(format!(
-                "unknown outcome '{}' (expected one of {})",
-                self.outcome,
-                OUTCOMES.join(", ")
-            )));
-        }
-        if self.note.chars().count() > 1000 {
-            return Err(OutcomeError::Invalid(
-                "note must be at most 1000 characters".into(),
-            ));
-        }
-        if let Some(t) = self.topics.iter().find(|t| !TOPICS.contains(&t.as_str())) {
-            return Err(OutcomeError::Invalid(format!(
-                "unknown topic '{t}' (expected one of {})",
-                TOPICS.join(", ")
+                "note must be at most {NOTE_MAX_CHARS} characters"
             )));
         }
         Ok(())
@@ -189,10 +204,10 @@ pub struct CallFilter {
     pub to: Option<DateTime<Utc>>,
     /// One day in Asia/Tokyo (`YYYY-MM-DD`); combines with from/to.
     pub date: Option<chrono::NaiveDate>,
-    /// End cause code.
-    pub end_cause: Option<String>,
-    /// Outcome code.
-    pub outcome: Option<String>,
+    /// End cause.
+    pub end_cause: Option<EndCode>,
+    /// Outcome.
+    pub outcome: Option<Outcome>,
     /// Only rows older than this id (paging, newest first).
     pub before_id: Option<i64>,
     /// Page size, default 50, at most 500.
@@ -209,18 +224,15 @@ fn opt_time(r: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error>
 }
 
 fn row_to_call(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
-    let kind: String = r.try_get("caller_kind")?;
+    let kind: CallerKind = r.try_get("caller_kind")?;
     let e164: Option<String> = r.try_get("caller_e164")?;
     let raw: Option<String> = r.try_get("caller_raw")?;
-    let withheld: Option<String> = r.try_get("caller_withheld")?;
-    let display = match (&e164, &raw, &withheld) {
+    let withheld: Option<WithheldReason> = r.try_get("caller_withheld")?;
+    let display = match (&e164, &raw, withheld) {
         (Some(e), _, _) => display_national(e),
         (None, Some(raw), _) => raw.clone(),
-        (None, None, Some(w)) => w
-            .parse::<crate::calls::callerid::WithheldReason>()
-            .map(|w| w.label_ja().to_string())
-            .unwrap_or_else(|_| "非通知".to_string()),
-        _ => "不明".to_string(),
+        (None, None, Some(w)) => w.label_ja().to_string(),
+        _ => CallerKind::Unknown.label_ja().to_string(),
     };
     let ms = |c: &str| -> Result<Option<f64>, sqlx::Error> {
         Ok(r.try_get::<Option<i64>, _>(c)?.map(|v| v as f64 / 1000.0))
@@ -248,10 +260,10 @@ fn row_to_call(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
         talk_seconds: ms("talk_ms")?,
         outcome: r.try_get("outcome")?,
         outcome_note: r.try_get("outcome_note")?,
-        outcome_topics: r
-            .try_get::<Option<String>, _>("outcome_topics")?
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default(),
+        outcome_topics: match r.try_get::<Option<String>, _>("outcome_topics")? {
+            Some(t) => serde_json::from_str(&t).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            None => Vec::new(),
+        },
         outcome_at: opt_time(r, "outcome_at")?,
     })
 }
@@ -271,9 +283,9 @@ struct Upsert {
     answered_by: Option<String>,
     extension: Option<String>,
     ended_at: Option<DateTime<Utc>>,
-    end_cause: Option<&'static str>,
+    end_cause: Option<EndCode>,
     end_detail: Option<String>,
-    hangup_by: Option<&'static str>,
+    hangup_by: Option<Party>,
     ring_ms: Option<i64>,
     talk_ms: Option<i64>,
 }
@@ -313,9 +325,9 @@ impl CallLog {
                 rang_at: *rang_at,
                 answered_at: *answered_at,
                 ended_at: Some(*at),
-                end_cause: Some(cause.as_str()),
+                end_cause: Some(cause.code()),
                 end_detail: cause.detail(),
-                hangup_by: hangup_by.map(|p| p.as_str()),
+                hangup_by: *hangup_by,
                 // Ringing lasts until the answer, or until the caller or the timeout gave up.
                 ring_ms: millis(*rang_at, Some(answered_at.unwrap_or(*at))),
                 talk_ms: millis(*answered_at, Some(*at)),
@@ -324,14 +336,16 @@ impl CallLog {
         };
         let call = event.call();
         let (kind, e164, raw, withheld) = match &call.caller {
-            Some(CallerId::Number { e164, .. }) => ("number", Some(e164.clone()), None, None),
+            Some(CallerId::Number { e164, .. }) => {
+                (CallerKind::Number, Some(e164.clone()), None, None)
+            }
             Some(CallerId::Unparsed { raw_digits }) => {
-                ("unparsed", None, Some(raw_digits.clone()), None)
+                (CallerKind::Unparsed, None, Some(raw_digits.clone()), None)
             }
             Some(CallerId::Withheld { reason }) => {
-                ("withheld", None, None, Some(reason.as_str().to_string()))
+                (CallerKind::Withheld, None, None, Some(*reason))
             }
-            None => ("unknown", None, None, None),
+            None => (CallerKind::Unknown, None, None, None),
         };
         sqlx::query(
             "INSERT INTO calls (call_key, sip_call_id, caller_kind, caller_e164, caller_raw, caller_withheld, line_number, source, arrived_at, \
@@ -373,10 +387,8 @@ impl CallLog {
         .await?;
         if let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) {
             match event {
-                CallEvent::Ended { cause, at, .. }
-                    if super::callbacks::MISSED_CAUSES.contains(&cause.as_str()) =>
-                {
-                    super::callbacks::record_missed(&self.db, e164, cause.as_str(), &call.key, *at)
+                CallEvent::Ended { cause, at, .. } if cause.code().is_missed() => {
+                    super::callbacks::record_missed(&self.db, e164, cause.code(), &call.key, *at)
                         .await?;
                 }
                 CallEvent::Answered { at, .. } => {
@@ -388,16 +400,24 @@ impl CallLog {
         Ok(())
     }
 
-    /// Records the operator's outcome of an answered call (a correction overwrites it).
+    /// Records `actor`'s outcome of an answered call, given by row id or call key (a
+    /// correction overwrites it); the change and its `call.outcome` row commit together.
     pub async fn set_outcome(
         &self,
-        id: i64,
-        o: &Outcome,
-        user_id: i64,
+        actor: &Actor,
+        id_or_key: &str,
+        o: &OutcomeInput,
         at: DateTime<Utc>,
     ) -> Result<CallRow, OutcomeError> {
         o.validate()?;
-        let call = self.get(id).await?.ok_or(OutcomeError::NotFound)?;
+        let id = self
+            .resolve(id_or_key)
+            .await?
+            .ok_or(OutcomeError::NotFound)?;
+        let mut tx = self.db.pool().begin().await?;
+        let call = fetch_one(&mut tx, id)
+            .await?
+            .ok_or(OutcomeError::NotFound)?;
         if call.answered_at.is_none() {
             return Err(OutcomeError::NotAnswered);
         }
@@ -405,30 +425,86 @@ impl CallLog {
             "UPDATE calls SET outcome = $1, outcome_note = $2, outcome_topics = $3, outcome_by_user_id = $4, outcome_at = $5, \
              wrapup_ms = COALESCE(wrapup_ms, $6) WHERE id = $7",
         )
-        .bind(&o.outcome)
+        .bind(o.outcome)
         .bind(o.note.trim())
         .bind(serde_json::to_string(&o.topics).unwrap_or_default())
-        .bind(user_id)
+        .bind(actor.user_id)
         .bind(to_db_time(at))
         // The wrap-up ends with the first save after the call; a later correction is not work time.
         .bind(call.ended_at.map(|e| (at - e).num_milliseconds().max(0)))
         .bind(id)
-        .execute(self.db.pool())
-        .await
-        .map_err(CallsError::from)?;
-        self.get(id).await?.ok_or(OutcomeError::NotFound)
+        .execute(&mut *tx)
+        .await?;
+        let entry = AuditEntry::new(AuditAction::CallOutcome)
+            .target(AuditTarget::Call, id)
+            .detail(serde_json::json!({ "outcome": o.outcome }));
+        append_audit(&mut tx, at, actor, &entry).await?;
+        let row = fetch_one(&mut tx, id)
+            .await?
+            .ok_or(OutcomeError::NotFound)?;
+        tx.commit().await?;
+        Ok(row)
     }
 
-    /// Answered calls still waiting for an outcome; only `username`'s unless `all`.
-    pub async fn wrapups(&self, username: &str, all: bool) -> Result<Vec<CallRow>, CallsError> {
+    /// Answered calls still waiting for an outcome: the actor's own, or everyone's for a
+    /// manager. The read of their numbers is recorded (R-PII-4).
+    pub async fn read_wrapups(
+        &self,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<CallRow>, CallsError> {
+        let all = actor.role == Some(crate::privacy::Role::Manager);
+        let mut tx = self.db.pool().begin().await?;
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM calls WHERE answered_at IS NOT NULL AND outcome IS NULL              AND (answered_by_username = $1 OR $2 = 1) ORDER BY id DESC LIMIT 200"
+            "SELECT {COLUMNS} FROM calls WHERE answered_at IS NOT NULL AND outcome IS NULL \
+             AND (answered_by_username = $1 OR $2 = 1) ORDER BY id DESC LIMIT 200"
         ))
-        .bind(username)
+        .bind(&actor.username)
         .bind(i64::from(all))
-        .fetch_all(self.db.pool())
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
+        let rows = rows
+            .iter()
+            .map(row_to_call)
+            .collect::<Result<Vec<_>, _>>()?;
+        audit_reads(&mut tx, actor, at, &rows).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// The call log for `actor`: calls matching `f`, newest first; the read of their
+    /// numbers is recorded in the same transaction (R-PII-4).
+    pub async fn read_list(
+        &self,
+        actor: &Actor,
+        f: &CallFilter,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<CallRow>, CallsError> {
+        let mut tx = self.db.pool().begin().await?;
+        let rows = list_on(&mut tx, f).await?;
+        audit_reads(&mut tx, actor, at, &rows).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// One call for `actor`, by row id or call key; the read is recorded (R-PII-4).
+    pub async fn read_one(
+        &self,
+        actor: &Actor,
+        id_or_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CallRow>, CallsError> {
+        let Some(id) = self.resolve(id_or_key).await? else {
+            return Ok(None);
+        };
+        let mut tx = self.db.pool().begin().await?;
+        let Some(row) = fetch_one(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let entry = AuditEntry::new(AuditAction::CallRead).target(AuditTarget::Call, id);
+        append_audit(&mut tx, at, actor, &entry).await?;
+        tx.commit().await?;
+        Ok(Some(row))
     }
 
     /// Earlier calls from the same number, newest first, without `except_key`.
@@ -460,17 +536,18 @@ impl CallLog {
         let sum = |cond: &str, value: &str| {
             format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN {value} ELSE 0 END), 0) AS BIGINT)")
         };
+        let is = |c: EndCode| format!("end_cause IN ({})", sql_list(&[c]));
         let answered = "answered_at IS NOT NULL";
         let sql = format!(
             "SELECT {offered}, {answered_n}, {abandoned}, {busy}, {closed}, {no_answer}, {unstaffed}, {ring_sum}, {ring_n}, {handle_sum}, {handle_n}, {within} \
              FROM calls WHERE arrived_at >= $1 AND arrived_at < $2",
-            offered = sum("end_cause IS NULL OR end_cause NOT IN ('closed', 'rejected')", "1"),
+            offered = sum(&format!("end_cause IS NULL OR end_cause NOT IN ({})", sql_list(EndCode::NOT_OFFERED)), "1"),
             answered_n = sum(answered, "1"),
-            abandoned = sum("end_cause = 'abandoned'", "1"),
-            busy = sum("end_cause = 'busy'", "1"),
-            closed = sum("end_cause = 'closed'", "1"),
-            no_answer = sum("end_cause IN ('no_answer', 'refused')", "1"),
-            unstaffed = sum("end_cause = 'unstaffed'", "1"),
+            abandoned = sum(&is(EndCode::Abandoned), "1"),
+            busy = sum(&is(EndCode::Busy), "1"),
+            closed = sum(&is(EndCode::Closed), "1"),
+            no_answer = sum(&format!("end_cause IN ({})", sql_list(EndCode::NO_ANSWER)), "1"),
+            unstaffed = sum(&is(EndCode::Unstaffed), "1"),
             ring_sum = sum(&format!("{answered} AND ring_ms IS NOT NULL"), "ring_ms"),
             ring_n = sum(&format!("{answered} AND ring_ms IS NOT NULL"), "1"),
             handle_sum = sum(&format!("{answered} AND talk_ms IS NOT NULL"), "talk_ms + COALESCE(wrapup_ms, 0)"),
@@ -502,68 +579,21 @@ impl CallLog {
 
     /// Closes calls left open by a previous run as `interrupted`; returns how many.
     pub async fn close_interrupted(&self, now: DateTime<Utc>) -> Result<u64, CallsError> {
-        let n = sqlx::query(
-            "UPDATE calls SET ended_at = $1, end_cause = 'interrupted' WHERE ended_at IS NULL",
-        )
-        .bind(to_db_time(now))
-        .execute(self.db.pool())
-        .await?
-        .rows_affected();
+        let n =
+            sqlx::query("UPDATE calls SET ended_at = $1, end_cause = $2 WHERE ended_at IS NULL")
+                .bind(to_db_time(now))
+                .bind(EndCode::Interrupted)
+                .execute(self.db.pool())
+                .await?
+                .rows_affected();
         Ok(n)
     }
 
-    /// Calls matching `f`, newest first.
+    /// Calls matching `f`, newest first (not audited: for the service itself and tests;
+    /// staff reads go through [`CallLog::read_list`]).
     pub async fn list(&self, f: &CallFilter) -> Result<Vec<CallRow>, CallsError> {
-        let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE 1=1");
-        let mut args: Vec<String> = Vec::new();
-        let mut cond = |sql: &mut String, c: &str, v: String| {
-            args.push(v);
-            sql.push_str(&format!(" AND {c} ${}", args.len()));
-        };
-        if let Some(d) = f.date {
-            let tz = chrono_tz::Asia::Tokyo;
-            let start = d
-                .and_hms_opt(0, 0, 0)
-                .and_then(|t| t.and_local_timezone(tz).single());
-            if let Some(start) = start {
-                let start = start.with_timezone(&Utc);
-                cond(&mut sql, "arrived_at >=", to_db_time(start));
-                cond(
-                    &mut sql,
-                    "arrived_at <",
-                    to_db_time(start + chrono::Duration::days(1)),
-                );
-            }
-        }
-        if let Some(v) = f.from {
-            cond(&mut sql, "arrived_at >=", to_db_time(v));
-        }
-        if let Some(v) = f.to {
-            cond(&mut sql, "arrived_at <", to_db_time(v));
-        }
-        if let Some(v) = &f.end_cause {
-            cond(&mut sql, "end_cause =", v.clone());
-        }
-        if let Some(v) = &f.outcome {
-            cond(&mut sql, "outcome =", v.clone());
-        }
-        let n = args.len();
-        if f.before_id.is_some() {
-            sql.push_str(&format!(" AND id < ${}", n + 1));
-        }
-        sql.push_str(&format!(
-            " ORDER BY id DESC LIMIT {}",
-            f.limit.unwrap_or(50).clamp(1, 500)
-        ));
-        let mut q = sqlx::query(&sql);
-        for a in args {
-            q = q.bind(a);
-        }
-        if let Some(b) = f.before_id {
-            q = q.bind(b);
-        }
-        let rows = q.fetch_all(self.db.pool()).await?;
-        Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
+        let mut conn = self.db.pool().acquire().await?;
+        list_on(&mut conn, f).await
     }
 
     /// One call by row id.
@@ -591,6 +621,88 @@ impl CallLog {
             .await?;
         Ok(row.as_ref().map(row_to_call).transpose()?)
     }
+}
+
+/// Calls matching `f`, newest first, on `conn`.
+async fn list_on(conn: &mut AnyConnection, f: &CallFilter) -> Result<Vec<CallRow>, CallsError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE 1=1");
+    let mut args: Vec<String> = Vec::new();
+    let mut cond = |sql: &mut String, c: &str, v: String| {
+        args.push(v);
+        sql.push_str(&format!(" AND {c} ${}", args.len()));
+    };
+    if let Some(d) = f.date {
+        let tz = chrono_tz::Asia::Tokyo;
+        let start = d
+            .and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_local_timezone(tz).single());
+        if let Some(start) = start {
+            let start = start.with_timezone(&Utc);
+            cond(&mut sql, "arrived_at >=", to_db_time(start));
+            cond(
+                &mut sql,
+                "arrived_at <",
+                to_db_time(start + chrono::Duration::days(1)),
+            );
+        }
+    }
+    if let Some(v) = f.from {
+        cond(&mut sql, "arrived_at >=", to_db_time(v));
+    }
+    if let Some(v) = f.to {
+        cond(&mut sql, "arrived_at <", to_db_time(v));
+    }
+    if let Some(v) = f.end_cause {
+        cond(&mut sql, "end_cause =", v.as_str().to_string());
+    }
+    if let Some(v) = f.outcome {
+        cond(&mut sql, "outcome =", v.as_str().to_string());
+    }
+    let n = args.len();
+    if f.before_id.is_some() {
+        sql.push_str(&format!(" AND id < ${}", n + 1));
+    }
+    sql.push_str(&format!(
+        " ORDER BY id DESC LIMIT {}",
+        f.limit.unwrap_or(50).clamp(1, 500)
+    ));
+    let mut q = sqlx::query(&sql);
+    for a in args {
+        q = q.bind(a);
+    }
+    if let Some(b) = f.before_id {
+        q = q.bind(b);
+    }
+    let rows = q.fetch_all(conn).await?;
+    Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
+}
+
+async fn fetch_one(conn: &mut AnyConnection, id: i64) -> Result<Option<CallRow>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(row_to_call).transpose()
+}
+
+/// Records that `actor` saw the caller numbers of `rows`; nothing for number-less rows.
+async fn audit_reads(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    at: DateTime<Utc>,
+    rows: &[CallRow],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.caller.e164.is_some())
+        .map(|r| r.id)
+        .collect();
+    if !ids.is_empty() {
+        let entry =
+            AuditEntry::new(AuditAction::CallRead).detail(serde_json::json!({ "call_ids": ids }));
+        append_audit(conn, at, actor, &entry).await?;
+    }
+    Ok(())
 }
 
 /// Runs the call-log writer: every event is written, in order, retrying while the database

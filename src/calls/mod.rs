@@ -5,16 +5,21 @@
 
 pub mod callbacks;
 pub mod callerid;
+mod codes;
 mod events;
 mod line;
 mod log;
+pub mod script;
 pub mod stats;
 
-pub use events::{CallEvent, CallEvents, CallInfo, EndCause, Party};
+pub use codes::{
+    CallPhase, CallbackResult, CallbackStatus, CallerKind, EndCode, LineState, Outcome, Party,
+    TalkPath, Topic,
+};
+pub use events::{CallEvent, CallEvents, CallInfo, EndCause};
 pub use line::LineProfile;
 pub use log::{
-    spawn_writer, CallFilter, CallLog, CallRow, CallerView, DayTotals, Outcome, OutcomeError,
-    OUTCOMES, TOPICS,
+    spawn_writer, CallFilter, CallLog, CallRow, CallerView, DayTotals, OutcomeError, OutcomeInput,
 };
 
 /// Failures of the calls domain.

@@ -7,18 +7,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 
 use super::DayTotals;
-
-/// What the line is doing now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LineState {
-    /// No call.
-    Idle,
-    /// A call is ringing the operators' phones.
-    Ringing,
-    /// An operator is talking.
-    Talking,
-}
+pub use super::LineState;
 
 /// The dashboard's figures for one day.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::calls::callbacks;
 use crate::calls::callerid::CallerId;
 use crate::calls::stats::{self, LineState, LiveStats};
-use crate::calls::{CallEvent, CallEvents, CallInfo, CallLog, CallerView};
+use crate::calls::{CallEvent, CallEvents, CallInfo, CallLog, CallPhase, CallerView};
 use crate::clock::SharedClock;
 use crate::store::Db;
 
@@ -39,8 +39,8 @@ pub struct CallState {
     pub line_number: Option<String>,
     /// Arrival.
     pub arrived_at: DateTime<Utc>,
-    /// `ringing`, `talking` or `ended`.
-    pub state: &'static str,
+    /// Ringing, talking or ended.
+    pub state: CallPhase,
     /// The operator account that answered.
     pub answered_by: Option<String>,
     /// The phone that answered.
@@ -75,32 +75,7 @@ pub struct Hub {
 
 /// The caller as the screens show it.
 pub fn caller_view(caller: &Option<CallerId>) -> CallerView {
-    match caller {
-        Some(CallerId::Number { e164, display }) => CallerView {
-            kind: "number".into(),
-            e164: Some(e164.clone()),
-            display: display.clone(),
-            withheld_reason: None,
-        },
-        Some(CallerId::Unparsed { raw_digits }) => CallerView {
-            kind: "unparsed".into(),
-            e164: None,
-            display: raw_digits.clone(),
-            withheld_reason: None,
-        },
-        Some(CallerId::Withheld { reason }) => CallerView {
-            kind: "withheld".into(),
-            e164: None,
-            display: reason.label_ja().to_string(),
-            withheld_reason: Some(reason.as_str().to_string()),
-        },
-        None => CallerView {
-            kind: "unknown".into(),
-            e164: None,
-            display: "不明".into(),
-            withheld_reason: None,
-        },
-    }
+    CallerView::of(caller.as_ref())
 }
 
 impl Hub {
@@ -243,7 +218,7 @@ impl Hub {
                     caller: caller_view(&call.caller),
                     line_number: call.line_number.clone(),
                     arrived_at: call.arrived_at,
-                    state: "ringing",
+                    state: CallPhase::Ringing,
                     answered_by: None,
                     extension: None,
                     history: self.history(call).await,
@@ -261,7 +236,7 @@ impl Hub {
             } => {
                 let mut live_state = self.lock().calls.get(&call.key).cloned();
                 if let Some(s) = &mut live_state {
-                    s.state = "talking";
+                    s.state = CallPhase::Talking;
                     s.answered_by = operator.clone();
                     s.extension = Some(extension.clone());
                 }
@@ -289,18 +264,18 @@ impl Hub {
                         caller: caller_view(&call.caller),
                         line_number: call.line_number.clone(),
                         arrived_at: call.arrived_at,
-                        state: "ended",
+                        state: CallPhase::Ended,
                         answered_by: None,
                         extension: None,
                         history: json!({ "calls": [], "bookings": [] }),
                     });
-                state.state = "ended";
+                state.state = CallPhase::Ended;
                 let secs = |a: Option<DateTime<Utc>>, b: DateTime<Utc>| {
                     a.map(|a| (b - a).num_milliseconds() as f64 / 1000.0)
                 };
                 let body = json!({
                     "call": state,
-                    "cause": cause.as_str(),
+                    "cause": cause.code(),
                     "detail": cause.detail(),
                     "hangup_by": hangup_by,
                     "ring_seconds": secs(*rang_at, answered_at.unwrap_or(*at)),
@@ -316,9 +291,9 @@ impl Hub {
 }
 
 fn line_state(calls: &BTreeMap<String, CallState>) -> LineState {
-    if calls.values().any(|c| c.state == "talking") {
+    if calls.values().any(|c| c.state == CallPhase::Talking) {
         LineState::Talking
-    } else if calls.values().any(|c| c.state == "ringing") {
+    } else if calls.values().any(|c| c.state == CallPhase::Ringing) {
         LineState::Ringing
     } else {
         LineState::Idle

@@ -1,87 +1,151 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::clock::{to_db_time, SharedClock};
 use crate::store::Db;
 
-use super::PrivacyError;
+use super::{PrivacyError, Role, User};
 
-/// How a recorded action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// Done.
-    Ok,
-    /// Tried and failed (e.g. a wrong password).
-    Failed,
-    /// Refused by policy (e.g. a locked account, a missing role).
-    Denied,
+crate::code_enum! {
+    /// How a recorded action ended.
+    pub enum AuditOutcome: "audit_outcome" {
+        /// Done.
+        Ok = "ok" / "成功",
+        /// Tried and failed (e.g. a wrong password).
+        Failed = "failed" / "失敗",
+        /// Refused by policy (e.g. a locked account, a missing role).
+        Denied = "denied" / "拒否",
+    }
 }
 
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Failed => "failed",
-            Outcome::Denied => "denied",
+crate::code_enum! {
+    /// What was done, as recorded in the 取扱記録 (R-PII-4).
+    pub enum AuditAction: "audit_action" {
+        /// A login attempt.
+        Login = "login" / "ログイン",
+        /// A logout.
+        Logout = "logout" / "ログアウト",
+        /// A request the account's role does not allow.
+        Access = "access" / "権限外のアクセス",
+        /// The audit log was read.
+        AuditRead = "audit.read" / "取扱記録の閲覧",
+        /// Call records with caller numbers were read.
+        CallRead = "call.read" / "通話記録の閲覧",
+        /// An operator recorded a call's outcome.
+        CallOutcome = "call.outcome" / "対応記録の保存",
+        /// The callback list was read.
+        CallbackRead = "callback.read" / "折り返し一覧の閲覧",
+        /// A callback was closed.
+        CallbackClose = "callback.close" / "折り返しの完了",
+        /// A staff account was created.
+        UserCreate = "user.create" / "利用者の登録",
+        /// A staff account was disabled.
+        UserDisable = "user.disable" / "利用者の無効化",
+        /// A password was changed or reset.
+        UserPassword = "user.password" / "パスワードの変更",
+    }
+}
+
+crate::code_enum! {
+    /// The kind of record an audited action touched.
+    pub enum AuditTarget: "audit_target" {
+        /// A staff account.
+        User = "user" / "利用者",
+        /// A call record.
+        Call = "call" / "通話記録",
+        /// A callback entry.
+        Callback = "callback" / "折り返し",
+    }
+}
+
+/// Who did something, from where: every domain operation takes one (R-PII-4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The staff account, when one acted.
+    pub user_id: Option<i64>,
+    /// Its username; `(cli)` for the command line, or the name as typed for a failed login.
+    pub username: String,
+    /// The account's role, when known.
+    pub role: Option<Role>,
+    /// The client address.
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    /// A logged-in account acting from `ip`.
+    pub fn user(user: &User, ip: Option<String>) -> Self {
+        Actor {
+            user_id: Some(user.id),
+            username: user.username.clone(),
+            role: Some(user.role),
+            ip,
+        }
+    }
+
+    /// The command line on the server (`madoguchi user …`).
+    pub fn cli() -> Self {
+        Self::system("(cli)")
+    }
+
+    /// The service itself, e.g. `(bootstrap)` creating the first admin.
+    pub fn system(name: &str) -> Self {
+        Actor {
+            user_id: None,
+            username: name.to_string(),
+            role: None,
+            ip: None,
+        }
+    }
+
+    /// Someone not (yet) logged in: the name as typed, capped, and the account if it exists.
+    pub fn unauthenticated(user_id: Option<i64>, typed: &str, ip: Option<String>) -> Self {
+        Actor {
+            user_id,
+            username: typed.chars().take(64).collect(),
+            role: None,
+            ip,
         }
     }
 }
 
 /// One thing to record. Holds ids and codes, never personal data itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuditEntry {
-    /// The staff account that acted, when known.
-    pub actor_user_id: Option<i64>,
-    /// Its username (kept as typed for failed logins), or `(cli)` for the command line.
-    pub actor_username: Option<String>,
-    /// What was done, e.g. `login`, `user.create`, `call.read`.
-    pub action: String,
-    /// `ok`, `failed` or `denied`.
-    pub outcome: Option<Outcome>,
-    /// The kind of record acted on, e.g. `user`, `call`, `booking`.
-    pub target_kind: Option<String>,
+    /// What was done.
+    pub action: AuditAction,
+    /// How it ended (default `ok`).
+    pub outcome: AuditOutcome,
+    /// The kind of record acted on.
+    pub target_kind: Option<AuditTarget>,
     /// Its id.
     pub target_id: Option<String>,
-    /// The client address.
-    pub ip: Option<String>,
     /// Extra facts as JSON (codes and counts, no personal data).
     pub detail: Option<serde_json::Value>,
 }
 
 impl AuditEntry {
     /// An entry for `action` that succeeded.
-    pub fn new(action: &str) -> Self {
+    pub fn new(action: AuditAction) -> Self {
         AuditEntry {
-            action: action.to_string(),
-            ..Default::default()
+            action,
+            outcome: AuditOutcome::Ok,
+            target_kind: None,
+            target_id: None,
+            detail: None,
         }
     }
 
-    /// Sets the acting account.
-    pub fn actor(mut self, user_id: Option<i64>, username: &str) -> Self {
-        self.actor_user_id = user_id;
-        self.actor_username = Some(username.to_string());
-        self
-    }
-
     /// Sets the record acted on.
-    pub fn target(mut self, kind: &str, id: impl ToString) -> Self {
-        self.target_kind = Some(kind.to_string());
+    pub fn target(mut self, kind: AuditTarget, id: impl ToString) -> Self {
+        self.target_kind = Some(kind);
         self.target_id = Some(id.to_string());
         self
     }
 
-    /// Sets how it ended (default `ok`).
-    pub fn outcome(mut self, outcome: Outcome) -> Self {
-        self.outcome = Some(outcome);
-        self
-    }
-
-    /// Sets the client address.
-    pub fn ip(mut self, ip: Option<String>) -> Self {
-        self.ip = ip;
+    /// Sets how it ended.
+    pub fn outcome(mut self, outcome: AuditOutcome) -> Self {
+        self.outcome = outcome;
         self
     }
 
@@ -90,6 +154,32 @@ impl AuditEntry {
         self.detail = Some(detail);
         self
     }
+}
+
+/// Appends one row on `conn` — inside the caller's transaction, so the change and its
+/// 取扱記録 row commit together or not at all.
+pub async fn append(
+    conn: &mut AnyConnection,
+    at: DateTime<Utc>,
+    actor: &Actor,
+    e: &AuditEntry,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO audit_log (at, actor_user_id, actor_username, action, outcome, target_kind, target_id, ip, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(to_db_time(at))
+    .bind(actor.user_id)
+    .bind(&actor.username)
+    .bind(e.action)
+    .bind(e.outcome)
+    .bind(e.target_kind)
+    .bind(&e.target_id)
+    .bind(&actor.ip)
+    .bind(e.detail.as_ref().map(|d| d.to_string()))
+    .fetch_one(conn)
+    .await?;
+    row.try_get::<i64, _>(0)
 }
 
 /// A stored audit row.
@@ -104,11 +194,11 @@ pub struct AuditRow {
     /// Acting username.
     pub actor_username: Option<String>,
     /// What was done.
-    pub action: String,
-    /// `ok`, `failed` or `denied`.
-    pub outcome: String,
+    pub action: AuditAction,
+    /// How it ended.
+    pub outcome: AuditOutcome,
     /// Kind of record.
-    pub target_kind: Option<String>,
+    pub target_kind: Option<AuditTarget>,
     /// Record id.
     pub target_id: Option<String>,
     /// Client address.
@@ -128,9 +218,9 @@ pub struct AuditFilter {
     /// Acting username.
     pub actor: Option<String>,
     /// Action code.
-    pub action: Option<String>,
+    pub action: Option<AuditAction>,
     /// Kind of record.
-    pub target_kind: Option<String>,
+    pub target_kind: Option<AuditTarget>,
     /// Record id.
     pub target_id: Option<String>,
     /// Only rows older than this id (paging, newest first).
@@ -152,28 +242,26 @@ impl Auditor {
         Self { db, clock }
     }
 
-    /// Appends one row.
-    pub async fn record(&self, e: AuditEntry) -> Result<i64, PrivacyError> {
-        let row = sqlx::query(
-            "INSERT INTO audit_log (at, actor_user_id, actor_username, action, outcome, target_kind, target_id, ip, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(to_db_time(self.clock.now()))
-        .bind(e.actor_user_id)
-        .bind(e.actor_username)
-        .bind(e.action)
-        .bind(e.outcome.unwrap_or(Outcome::Ok).as_str())
-        .bind(e.target_kind)
-        .bind(e.target_id)
-        .bind(e.ip)
-        .bind(e.detail.map(|d| d.to_string()))
-        .fetch_one(self.db.pool())
-        .await?;
-        Ok(row.try_get::<i64, _>(0)?)
+    /// Appends one row on its own, for an action that changes nothing else (a refused
+    /// access, a failed password check).
+    pub async fn record(&self, actor: &Actor, e: AuditEntry) -> Result<i64, PrivacyError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(append(&mut conn, self.clock.now(), actor, &e).await?)
     }
 
-    /// Reads rows matching `f`, newest first.
-    pub async fn query(&self, f: &AuditFilter) -> Result<Vec<AuditRow>, PrivacyError> {
+    /// Reads rows matching `f`, newest first; the read itself is recorded in the same
+    /// transaction, so nobody reads the log without leaving a row.
+    pub async fn read(
+        &self,
+        actor: &Actor,
+        f: &AuditFilter,
+    ) -> Result<Vec<AuditRow>, PrivacyError> {
+        if let (Some(from), Some(to)) = (f.from, f.to) {
+            if from > to {
+                return Err(PrivacyError::Invalid("'from' is after 'to'".into()));
+            }
+        }
+        let mut tx = self.db.pool().begin().await?;
         let mut sql = String::from(
             "SELECT id, at, actor_user_id, actor_username, action, outcome, target_kind, target_id, ip, detail FROM audit_log WHERE 1=1",
         );
@@ -191,11 +279,11 @@ impl Auditor {
         if let Some(v) = &f.actor {
             add(&mut sql, "actor_username =", v.clone());
         }
-        if let Some(v) = &f.action {
-            add(&mut sql, "action =", v.clone());
+        if let Some(v) = f.action {
+            add(&mut sql, "action =", v.as_str().to_string());
         }
-        if let Some(v) = &f.target_kind {
-            add(&mut sql, "target_kind =", v.clone());
+        if let Some(v) = f.target_kind {
+            add(&mut sql, "target_kind =", v.as_str().to_string());
         }
         if let Some(v) = &f.target_id {
             add(&mut sql, "target_id =", v.clone());
@@ -214,8 +302,9 @@ impl Auditor {
         if let Some(b) = f.before_id {
             q = q.bind(b);
         }
-        let rows = q.fetch_all(self.db.pool()).await?;
-        rows.iter()
+        let rows = q.fetch_all(&mut *tx).await?;
+        let rows = rows
+            .iter()
             .map(|r| {
                 let at: String = r.try_get("at")?;
                 let detail: Option<String> = r.try_get("detail")?;
@@ -232,6 +321,15 @@ impl Auditor {
                     detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        append(
+            &mut tx,
+            self.clock.now(),
+            actor,
+            &AuditEntry::new(AuditAction::AuditRead),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 }

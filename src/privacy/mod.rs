@@ -10,7 +10,10 @@ mod roles;
 mod sessions;
 mod users;
 
-pub use audit::{AuditEntry, AuditFilter, AuditRow, Auditor, Outcome};
+pub use audit::{
+    append as append_audit, Actor, AuditAction, AuditEntry, AuditFilter, AuditOutcome, AuditRow,
+    AuditTarget, Auditor,
+};
 pub use config::AuthConfig;
 pub use password::{generate_password, hash_password, verify_password};
 pub use roles::Role;
@@ -26,6 +29,9 @@ pub enum PrivacyError {
     /// No such user.
     #[error("no such user")]
     UnknownUser,
+    /// An account may not disable itself.
+    #[error("an account cannot disable itself")]
+    SelfDisable,
     /// Input failed validation.
     #[error("{0}")]
     Invalid(String),

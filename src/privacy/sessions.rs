@@ -9,7 +9,7 @@ use super::AuthConfig;
 use crate::clock::{from_db_time, to_db_time, SharedClock};
 use crate::store::Db;
 
-use super::{PrivacyError, Role, User};
+use super::{append_audit, Actor, AuditAction, AuditEntry, PrivacyError, Role, User};
 
 /// A live login session.
 #[derive(Debug, Clone)]
@@ -53,16 +53,18 @@ impl SessionStore {
         Self { db, clock, auth }
     }
 
-    /// Starts a session for `user`; returns the cookie token and the session.
+    /// Starts a session for `user` logging in from `ip`, with its `login` row in the same
+    /// transaction; returns the cookie token and the session.
     pub async fn create(
         &self,
         user: &User,
         ip: Option<String>,
     ) -> Result<(String, Session), PrivacyError> {
         let now = self.clock.now();
+        let mut tx = self.db.pool().begin().await?;
         sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
             .bind(to_db_time(now))
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await?;
         let token = random_token();
         let csrf = random_token();
@@ -76,10 +78,13 @@ impl SessionStore {
         .bind(user.id)
         .bind(to_db_time(now))
         .bind(to_db_time(expires))
-        .bind(ip)
-        .fetch_one(self.db.pool())
+        .bind(&ip)
+        .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
+        let actor = Actor::user(user, ip);
+        append_audit(&mut tx, now, &actor, &AuditEntry::new(AuditAction::Login)).await?;
+        tx.commit().await?;
         Ok((
             token,
             Session {
@@ -119,10 +124,7 @@ impl SessionStore {
                 .execute(self.db.pool())
                 .await?;
         }
-        let role: String = r.try_get("role")?;
-        let role: Role = role
-            .parse()
-            .map_err(|e: String| sqlx::Error::Decode(e.into()))?;
+        let role: Role = r.try_get("role")?;
         Ok(Some(Session {
             id: sid,
             csrf_token: r.try_get("csrf_token")?,
@@ -160,12 +162,24 @@ impl SessionStore {
             .collect())
     }
 
-    /// Ends one session.
-    pub async fn revoke_id(&self, id: i64) -> Result<(), PrivacyError> {
+    async fn revoke_id(&self, id: i64) -> Result<(), PrivacyError> {
         sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id)
             .execute(self.db.pool())
             .await?;
+        Ok(())
+    }
+
+    /// Ends `actor`'s session `id` (logout), with its `logout` row in the same transaction.
+    pub async fn logout(&self, actor: &Actor, id: i64) -> Result<(), PrivacyError> {
+        let mut tx = self.db.pool().begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let entry = AuditEntry::new(AuditAction::Logout);
+        append_audit(&mut tx, self.clock.now(), actor, &entry).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

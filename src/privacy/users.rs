@@ -7,7 +7,10 @@ use super::AuthConfig;
 use crate::clock::{from_db_time, to_db_time, SharedClock};
 use crate::store::Db;
 
-use super::{generate_password, hash_password, verify_password, PrivacyError, Role};
+use super::{
+    append_audit, generate_password, hash_password, verify_password, Actor, AuditAction,
+    AuditEntry, AuditOutcome, AuditTarget, PrivacyError, Role,
+};
 
 /// A staff account as the application sees it (never the hash).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -78,16 +81,13 @@ pub struct Users {
 const USER_COLUMNS: &str = "id, username, display_name, role, disabled, locked_until, created_at";
 
 fn user_from_row(r: &AnyRow) -> Result<User, sqlx::Error> {
-    let role: String = r.try_get("role")?;
     let locked: Option<String> = r.try_get("locked_until")?;
     let created: String = r.try_get("created_at")?;
     Ok(User {
         id: r.try_get("id")?,
         username: r.try_get("username")?,
         display_name: r.try_get("display_name")?,
-        role: role
-            .parse()
-            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        role: r.try_get("role")?,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         locked_until: locked.as_deref().and_then(from_db_time),
         created_at: from_db_time(&created).unwrap_or_default(),
@@ -141,7 +141,7 @@ impl Users {
     }
 
     /// Creates an account; refuses a taken username or bad input without writing anything.
-    pub async fn create(&self, new: NewUser) -> Result<User, PrivacyError> {
+    pub async fn create(&self, actor: &Actor, new: NewUser) -> Result<User, PrivacyError> {
         validate_username(&new.username)?;
         validate_password(&new.password)?;
         let display = new.display_name.trim();
@@ -159,21 +159,31 @@ impl Users {
             return Err(PrivacyError::DuplicateUsername(new.username));
         }
         let hash = hash_blocking(new.password).await?;
-        let now = to_db_time(self.clock.now());
+        let at = self.clock.now();
+        let now = to_db_time(at);
+        let mut tx = self.db.pool().begin().await?;
         let res = sqlx::query(&format!(
             "INSERT INTO users (username, display_name, role, password_hash, disabled, failed_logins, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, 0, $6, $6) RETURNING {USER_COLUMNS}"
         ))
         .bind(&new.username)
         .bind(display)
-        .bind(new.role.as_str())
+        .bind(new.role)
         .bind(hash)
         .bind(0_i64)
         .bind(now)
-        .fetch_one(self.db.pool())
+        .fetch_one(&mut *tx)
         .await;
         match res {
-            Ok(row) => Ok(user_from_row(&row)?),
+            Ok(row) => {
+                let user = user_from_row(&row)?;
+                let entry = AuditEntry::new(AuditAction::UserCreate)
+                    .target(AuditTarget::User, user.id)
+                    .detail(serde_json::json!({ "role": user.role }));
+                append_audit(&mut tx, at, actor, &entry).await?;
+                tx.commit().await?;
+                Ok(user)
+            }
             // Lost a race with another instance creating the same name.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(PrivacyError::DuplicateUsername(new.username))
@@ -213,11 +223,15 @@ impl Users {
     }
 
     /// Disables an account and ends its sessions.
-    pub async fn disable(&self, id: i64) -> Result<User, PrivacyError> {
+    pub async fn disable(&self, actor: &Actor, id: i64) -> Result<User, PrivacyError> {
+        if actor.user_id == Some(id) {
+            return Err(PrivacyError::SelfDisable);
+        }
+        let at = self.clock.now();
         let mut tx = self.db.pool().begin().await?;
         let n = sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
             .bind(1_i64)
-            .bind(to_db_time(self.clock.now()))
+            .bind(to_db_time(at))
             .bind(id)
             .execute(&mut *tx)
             .await?
@@ -229,23 +243,31 @@ impl Users {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        let entry = AuditEntry::new(AuditAction::UserDisable).target(AuditTarget::User, id);
+        append_audit(&mut tx, at, actor, &entry).await?;
         tx.commit().await?;
         self.get(id).await?.ok_or(PrivacyError::UnknownUser)
     }
 
     /// Sets a new password, clears any lock and ends the account's sessions.
-    pub async fn set_password(&self, id: i64, password: &str) -> Result<(), PrivacyError> {
+    pub async fn set_password(
+        &self,
+        actor: &Actor,
+        id: i64,
+        password: &str,
+    ) -> Result<(), PrivacyError> {
         validate_password(password)?;
         if self.get(id).await?.is_none() {
             return Err(PrivacyError::UnknownUser);
         }
         let hash = hash_blocking(password.to_string()).await?;
+        let at = self.clock.now();
         let mut tx = self.db.pool().begin().await?;
         sqlx::query(
             "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = NULL, updated_at = $2 WHERE id = $3",
         )
         .bind(hash)
-        .bind(to_db_time(self.clock.now()))
+        .bind(to_db_time(at))
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -253,15 +275,21 @@ impl Users {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        let entry = AuditEntry::new(AuditAction::UserPassword).target(AuditTarget::User, id);
+        append_audit(&mut tx, at, actor, &entry).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Checks a login under the lock-out policy and updates the failure count.
+    /// Checks `password` for `username` under the lock-out policy. A failure is counted and
+    /// recorded as `action` (failed, or denied when locked) in one transaction; a success
+    /// records nothing here — the operation it opens (a session, a password change) does.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &str,
+        ip: Option<String>,
+        action: AuditAction,
     ) -> Result<LoginAttempt, PrivacyError> {
         let now = self.clock.now();
         let row = sqlx::query(&format!(
@@ -274,20 +302,30 @@ impl Users {
             // Spend the same time as a real check so timing does not reveal usernames.
             let pw = password.to_string();
             let _ = tokio::task::spawn_blocking(move || verify_password(&pw, dummy_hash())).await;
-            return Ok(LoginAttempt {
+            let attempt = LoginAttempt {
                 user_id: None,
                 reason: "unknown_user",
                 result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
-            });
+            };
+            let mut tx = self.db.pool().begin().await?;
+            self.record_failure(&mut tx, username, ip, action, &attempt)
+                .await?;
+            tx.commit().await?;
+            return Ok(attempt);
         };
         let user = user_from_row(&row)?;
         let hash: String = row.try_get("password_hash")?;
         if let Some(until) = user.locked_until.filter(|u| *u > now) {
-            return Ok(LoginAttempt {
+            let attempt = LoginAttempt {
                 user_id: Some(user.id),
                 reason: "locked",
                 result: Err(LoginFailure::Locked { until }),
-            });
+            };
+            let mut tx = self.db.pool().begin().await?;
+            self.record_failure(&mut tx, username, ip, action, &attempt)
+                .await?;
+            tx.commit().await?;
+            return Ok(attempt);
         }
         let pw = password.to_string();
         let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
@@ -308,41 +346,71 @@ impl Users {
                 result: Ok(user),
             });
         }
-        if user.disabled {
-            return Ok(LoginAttempt {
+        let mut tx = self.db.pool().begin().await?;
+        let attempt = if user.disabled {
+            LoginAttempt {
                 user_id: Some(user.id),
                 reason: "disabled",
                 result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
-            });
+            }
+        } else {
+            let failures: i64 = sqlx::query(
+                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+            )
+            .bind(user.id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            if failures >= i64::from(self.auth.max_failed_logins) {
+                let until = now + Duration::minutes(i64::from(self.auth.lockout_minutes));
+                // The count restarts so that after the lock the full allowance applies again.
+                sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE id = $2")
+                    .bind(to_db_time(until))
+                    .bind(user.id)
+                    .execute(&mut *tx)
+                    .await?;
+                LoginAttempt {
+                    user_id: Some(user.id),
+                    reason: "locked_now",
+                    result: Err(LoginFailure::Locked { until }),
+                }
+            } else {
+                LoginAttempt {
+                    user_id: Some(user.id),
+                    reason: "wrong_password",
+                    result: Err(LoginFailure::InvalidCredentials {
+                        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                    }),
+                }
+            }
+        };
+        self.record_failure(&mut tx, username, ip, action, &attempt)
+            .await?;
+        tx.commit().await?;
+        Ok(attempt)
+    }
+
+    async fn record_failure(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        typed: &str,
+        ip: Option<String>,
+        action: AuditAction,
+        attempt: &LoginAttempt,
+    ) -> Result<(), PrivacyError> {
+        let outcome = match attempt.result {
+            Err(LoginFailure::Locked { .. }) => AuditOutcome::Denied,
+            _ => AuditOutcome::Failed,
+        };
+        let mut entry = AuditEntry::new(action)
+            .outcome(outcome)
+            .detail(serde_json::json!({ "reason": attempt.reason }));
+        if let (AuditAction::UserPassword, Some(id)) = (action, attempt.user_id) {
+            entry = entry.target(AuditTarget::User, id);
         }
-        let failures: i64 = sqlx::query(
-            "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
-        )
-        .bind(user.id)
-        .fetch_one(self.db.pool())
-        .await?
-        .try_get(0)?;
-        if failures >= i64::from(self.auth.max_failed_logins) {
-            let until = now + Duration::minutes(i64::from(self.auth.lockout_minutes));
-            // The count restarts so that after the lock the full allowance applies again.
-            sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE id = $2")
-                .bind(to_db_time(until))
-                .bind(user.id)
-                .execute(self.db.pool())
-                .await?;
-            return Ok(LoginAttempt {
-                user_id: Some(user.id),
-                reason: "locked_now",
-                result: Err(LoginFailure::Locked { until }),
-            });
-        }
-        Ok(LoginAttempt {
-            user_id: Some(user.id),
-            reason: "wrong_password",
-            result: Err(LoginFailure::InvalidCredentials {
-                failures: u32::try_from(failures).unwrap_or(u32::MAX),
-            }),
-        })
+        let actor = Actor::unauthenticated(attempt.user_id, typed, ip);
+        append_audit(conn, self.clock.now(), &actor, &entry).await?;
+        Ok(())
     }
 }
 
@@ -364,12 +432,15 @@ pub async fn bootstrap_admin(
     }
     let password = preset.unwrap_or_else(generate_password);
     match users
-        .create(NewUser {
-            username: "admin".into(),
-            display_name: "システム管理者".into(),
-            role: Role::Admin,
-            password: password.clone(),
-        })
+        .create(
+            &Actor::system("(bootstrap)"),
+            NewUser {
+                username: "admin".into(),
+                display_name: "システム管理者".into(),
+                role: Role::Admin,
+                password: password.clone(),
+            },
+        )
         .await
     {
         Ok(u) => Ok(Some((u, password))),

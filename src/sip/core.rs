@@ -782,10 +782,7 @@ impl Proxy {
             }
             let status = self.line.closed_status;
             self.respond(id, &req, status, closed_phrase(status), &extra, out);
-            out.push(Output::Event(ended(
-                &info,
-                EndCause::Closed(reason.as_str().to_string()),
-            )));
+            out.push(Output::Event(ended(&info, EndCause::Closed(reason))));
             return;
         }
         if self.active_calls() >= self.line.max_concurrent_calls as usize {

@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::privacy::{AuditEntry, Outcome, Role, Session};
+use crate::privacy::{Actor, AuditAction, AuditEntry, AuditOutcome, Role, Session};
 
 use super::error::ApiError;
 
@@ -33,7 +33,7 @@ pub enum Access {
 
 impl Access {
     /// Every logged-in account.
-    pub const STAFF: Access = Access::Roles(&Role::ALL);
+    pub const STAFF: Access = Access::Roles(Role::ALL);
 
     /// Whether `role` passes this rule.
     pub fn admits(self, role: Role) -> bool {
@@ -57,6 +57,28 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
             .get::<CurrentUser>()
             .cloned()
             .ok_or_else(ApiError::unauthenticated)
+    }
+}
+
+/// The logged-in account of the request as the domains see it: the [`Actor`] every domain
+/// operation takes, and the session.
+#[derive(Debug, Clone)]
+pub struct Staff {
+    /// Who acts, from where.
+    pub actor: Actor,
+    /// The session (user, role, anti-CSRF token).
+    pub session: Session,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Staff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentUser(session) = CurrentUser::from_request_parts(parts, state).await?;
+        Ok(Staff {
+            actor: Actor::user(&session.user, client_ip(&parts.extensions)),
+            session,
+        })
     }
 }
 
@@ -96,7 +118,8 @@ fn is_unsafe(m: &Method) -> bool {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// A cross-site form or script sends its own `Origin`; ours always matches `Host`.
@@ -140,14 +163,13 @@ pub async fn authorize(
         Err(e) => return ApiError::internal(e).into_response(),
     };
     if !roles.contains(&session.user.role) {
-        let entry = AuditEntry::new("access")
-            .actor(Some(session.user.id), &session.user.username)
-            .outcome(Outcome::Denied)
-            .ip(client_ip(req.extensions()))
+        let actor = Actor::user(&session.user, client_ip(req.extensions()));
+        let entry = AuditEntry::new(AuditAction::Access)
+            .outcome(AuditOutcome::Denied)
             .detail(
                 serde_json::json!({ "method": req.method().as_str(), "path": req.uri().path() }),
             );
-        if let Err(e) = state.audit.record(entry).await {
+        if let Err(e) = state.audit.record(&actor, entry).await {
             return ApiError::internal(e).into_response();
         }
         return ApiError::forbidden().into_response();

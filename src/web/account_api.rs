@@ -8,24 +8,30 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::app::AppState;
-use crate::privacy::{AuditEntry, AuditFilter, LoginFailure, NewUser, Outcome, Role, User};
+use crate::privacy::{AuditAction, AuditFilter, AuditRow, LoginFailure, NewUser, Role, User};
 
-use super::access::ClientIp;
-use super::access::SESSION_COOKIE;
-use super::{ApiError, CurrentUser, JsonBody, QueryParams};
+use super::access::{ClientIp, Staff, SESSION_COOKIE};
+use super::{parse_id, ApiError, CurrentUser, Done, JsonBody, QueryParams};
+
+/// The health check's answer.
+#[derive(Serialize)]
+pub struct Health {
+    status: &'static str,
+}
 
 /// `GET /healthz`: 200 when the database answers.
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    match sqlx::query("SELECT 1").execute(state.db.pool()).await {
-        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
+    match state.db.ping().await {
+        Ok(()) => Json(Health { status: "ok" }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "database_unavailable" })),
+                Json(Health {
+                    status: "database_unavailable",
+                }),
             )
                 .into_response()
         }
@@ -70,20 +76,13 @@ pub async fn login(
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let username = req.username.trim().to_string();
-    let attempt = state.users.authenticate(&username, &req.password).await?;
-    // The name as typed is kept, capped, so an incident review can see what was tried.
-    let typed: String = username.chars().take(64).collect();
+    let attempt = state
+        .users
+        .authenticate(&username, &req.password, ip.clone(), AuditAction::Login)
+        .await?;
     match attempt.result {
         Ok(user) => {
-            let (token, session) = state.sessions.create(&user, ip.clone()).await?;
-            state
-                .audit
-                .record(
-                    AuditEntry::new("login")
-                        .actor(Some(user.id), &user.username)
-                        .ip(ip),
-                )
-                .await?;
+            let (token, session) = state.sessions.create(&user, ip).await?;
             let body = SessionView {
                 user: &session.user,
                 role_label: session.user.role.label_ja(),
@@ -96,9 +95,8 @@ pub async fn login(
             Ok(res)
         }
         Err(failure) => {
-            let (outcome, err, failures) = match failure {
+            let (err, failures) = match failure {
                 LoginFailure::InvalidCredentials { failures } => (
-                    Outcome::Failed,
                     ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "invalid_credentials",
@@ -109,7 +107,6 @@ pub async fn login(
                 LoginFailure::Locked { until } => {
                     let local = until.with_timezone(&chrono_tz::Asia::Tokyo).format("%H:%M");
                     (
-                        Outcome::Denied,
                         ApiError::new(
                             StatusCode::LOCKED,
                             "account_locked",
@@ -119,16 +116,6 @@ pub async fn login(
                     )
                 }
             };
-            state
-                .audit
-                .record(
-                    AuditEntry::new("login")
-                        .actor(attempt.user_id, &typed)
-                        .outcome(outcome)
-                        .ip(ip)
-                        .detail(json!({ "reason": attempt.reason })),
-                )
-                .await?;
             // Each consecutive failure answers more slowly, which blunts password guessing.
             let delay = state
                 .config
@@ -144,19 +131,10 @@ pub async fn login(
 /// `POST /api/logout`: ends the session.
 pub async fn logout(
     State(state): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    ClientIp(ip): ClientIp,
+    Staff { actor, session }: Staff,
 ) -> Result<Response, ApiError> {
-    state.sessions.revoke_id(s.id).await?;
-    state
-        .audit
-        .record(
-            AuditEntry::new("logout")
-                .actor(Some(s.user.id), &s.user.username)
-                .ip(ip.clone()),
-        )
-        .await?;
-    let mut res = Json(json!({ "ok": true })).into_response();
+    state.sessions.logout(&actor, session.id).await?;
+    let mut res = Json(Done::OK).into_response();
     res.headers_mut().insert(header::SET_COOKIE, clear_cookie());
     Ok(res)
 }
@@ -182,25 +160,19 @@ pub struct ChangePassword {
 /// `POST /api/me/password`: changes one's own password; every session of the account ends.
 pub async fn change_own_password(
     State(state): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    ClientIp(ip): ClientIp,
+    Staff { actor, session }: Staff,
     JsonBody(req): JsonBody<ChangePassword>,
 ) -> Result<Response, ApiError> {
     let attempt = state
         .users
-        .authenticate(&s.user.username, &req.current_password)
+        .authenticate(
+            &session.user.username,
+            &req.current_password,
+            actor.ip.clone(),
+            AuditAction::UserPassword,
+        )
         .await?;
     if attempt.result.is_err() {
-        state
-            .audit
-            .record(
-                AuditEntry::new("user.password")
-                    .actor(Some(s.user.id), &s.user.username)
-                    .target("user", s.user.id)
-                    .outcome(Outcome::Failed)
-                    .ip(ip.clone()),
-            )
-            .await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "invalid_credentials",
@@ -209,18 +181,9 @@ pub async fn change_own_password(
     }
     state
         .users
-        .set_password(s.user.id, &req.new_password)
+        .set_password(&actor, session.user.id, &req.new_password)
         .await?;
-    state
-        .audit
-        .record(
-            AuditEntry::new("user.password")
-                .actor(Some(s.user.id), &s.user.username)
-                .target("user", s.user.id)
-                .ip(ip.clone()),
-        )
-        .await?;
-    let mut res = Json(json!({ "ok": true })).into_response();
+    let mut res = Json(Done::OK).into_response();
     res.headers_mut().insert(header::SET_COOKIE, clear_cookie());
     Ok(res)
 }
@@ -243,62 +206,31 @@ pub struct CreateUser {
 /// `POST /api/users`: adds a staff account.
 pub async fn create_user(
     State(state): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    ClientIp(ip): ClientIp,
+    Staff { actor, .. }: Staff,
     JsonBody(req): JsonBody<CreateUser>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let user = state
         .users
-        .create(NewUser {
-            username: req.username,
-            display_name: req.display_name,
-            role: req.role,
-            password: req.password,
-        })
-        .await?;
-    state
-        .audit
-        .record(
-            AuditEntry::new("user.create")
-                .actor(Some(s.user.id), &s.user.username)
-                .target("user", user.id)
-                .ip(ip.clone())
-                .detail(json!({ "role": user.role })),
+        .create(
+            &actor,
+            NewUser {
+                username: req.username,
+                display_name: req.display_name,
+                role: req.role,
+                password: req.password,
+            },
         )
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request(format!("'{raw}' is not a valid id")))
-}
-
 /// `POST /api/users/{id}/disable`: disables an account and ends its sessions.
 pub async fn disable_user(
     State(state): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    ClientIp(ip): ClientIp,
+    Staff { actor, .. }: Staff,
     Path(id): Path<String>,
 ) -> Result<Json<User>, ApiError> {
-    let id = parse_id(&id)?;
-    if id == s.user.id {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "self",
-            "自分のアカウントは無効にできません。",
-        ));
-    }
-    let user = state.users.disable(id).await?;
-    state
-        .audit
-        .record(
-            AuditEntry::new("user.disable")
-                .actor(Some(s.user.id), &s.user.username)
-                .target("user", id)
-                .ip(ip.clone()),
-        )
-        .await?;
+    let user = state.users.disable(&actor, parse_id(&id)?).await?;
     Ok(Json(user))
 }
 
@@ -311,48 +243,35 @@ pub struct ResetPassword {
 /// `POST /api/users/{id}/password`: an admin sets a new password (also unlocks).
 pub async fn reset_password(
     State(state): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    ClientIp(ip): ClientIp,
+    Staff { actor, .. }: Staff,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ResetPassword>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = parse_id(&id)?;
-    state.users.set_password(id, &req.password).await?;
+) -> Result<Json<Done>, ApiError> {
     state
-        .audit
-        .record(
-            AuditEntry::new("user.password")
-                .actor(Some(s.user.id), &s.user.username)
-                .target("user", id)
-                .ip(ip.clone()),
-        )
+        .users
+        .set_password(&actor, parse_id(&id)?, &req.password)
         .await?;
-    Ok(Json(json!({ "ok": true })))
+    Ok(Json(Done::OK))
+}
+
+/// A page of the audit log.
+#[derive(Serialize)]
+pub struct AuditPage {
+    rows: Vec<AuditRow>,
+    /// Pass as `before_id` for the next (older) page.
+    next_before_id: Option<i64>,
 }
 
 /// `GET /api/audit`: the audit log, newest first, filtered; reading it is itself audited.
 pub async fn audit_log(
     State(state): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    ClientIp(ip): ClientIp,
+    Staff { actor, .. }: Staff,
     QueryParams(filter): QueryParams<AuditFilter>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if let (Some(f), Some(t)) = (filter.from, filter.to) {
-        if f > t {
-            return Err(ApiError::bad_request("'from' is after 'to'"));
-        }
-    }
-    let rows = state.audit.query(&filter).await?;
-    state
-        .audit
-        .record(
-            AuditEntry::new("audit.read")
-                .actor(Some(s.user.id), &s.user.username)
-                .ip(ip.clone()),
-        )
-        .await?;
+) -> Result<Json<AuditPage>, ApiError> {
+    let rows = state.audit.read(&actor, &filter).await?;
     let next_before_id = rows.last().map(|r| r.id);
-    Ok(Json(
-        json!({ "rows": rows, "next_before_id": next_before_id }),
-    ))
+    Ok(Json(AuditPage {
+        rows,
+        next_before_id,
+    }))
 }

@@ -2,8 +2,10 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 
+use crate::calls::callbacks::CallbackError;
+use crate::calls::{CallsError, OutcomeError};
 use crate::privacy::PrivacyError;
 
 /// An API error: a status and the JSON body `{"error": code, "message": text}`.
@@ -68,27 +70,98 @@ impl ApiError {
             "内部エラーが発生しました。",
         )
     }
+
+    /// 422: the input is well-formed but breaks a rule.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
+
+    /// 409: the request conflicts with the record's state.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// The one mapping of a database error: a unique-constraint violation (another request
+    /// or instance got there first) is a 409; anything else is a 500.
+    pub fn from_db(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => Self::conflict(
+                "duplicate",
+                "同じ内容が既に登録されています。画面を更新して確認してください。",
+            ),
+            _ => Self::internal(e),
+        }
+    }
+}
+
+/// The JSON body of every error.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": self.code, "message": self.message })),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error: self.code,
+            message: &self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::from_db(e)
     }
 }
 
 impl From<PrivacyError> for ApiError {
     fn from(e: PrivacyError) -> Self {
         match e {
-            PrivacyError::DuplicateUsername(_) => {
-                Self::new(StatusCode::CONFLICT, "duplicate", e.to_string())
-            }
+            PrivacyError::DuplicateUsername(_) => Self::conflict("duplicate", e.to_string()),
             PrivacyError::UnknownUser => Self::not_found("user"),
-            PrivacyError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
-            PrivacyError::Hash | PrivacyError::Store(_) => Self::internal(e),
+            PrivacyError::SelfDisable => {
+                Self::conflict("self", "自分のアカウントは無効にできません。")
+            }
+            PrivacyError::Invalid(m) => Self::invalid(m),
+            PrivacyError::Store(e) => Self::from_db(e),
+            PrivacyError::Hash => Self::internal(e),
+        }
+    }
+}
+
+impl From<CallsError> for ApiError {
+    fn from(e: CallsError) -> Self {
+        match e {
+            CallsError::Store(e) => Self::from_db(e),
+        }
+    }
+}
+
+impl From<OutcomeError> for ApiError {
+    fn from(e: OutcomeError) -> Self {
+        match e {
+            OutcomeError::Invalid(m) => Self::invalid(m),
+            OutcomeError::NotFound => Self::not_found("call"),
+            OutcomeError::NotAnswered => Self::conflict(
+                "not_answered",
+                "応答していない通話には対応記録を付けられません。",
+            ),
+            OutcomeError::Calls(e) => e.into(),
+        }
+    }
+}
+
+impl From<CallbackError> for ApiError {
+    fn from(e: CallbackError) -> Self {
+        match e {
+            CallbackError::Invalid(m) => Self::invalid(m),
+            CallbackError::NotOpen => {
+                Self::conflict("not_open", "この折り返しは既に対応済みか、存在しません。")
+            }
+            CallbackError::Calls(e) => e.into(),
         }
     }
 }

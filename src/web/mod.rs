@@ -8,6 +8,7 @@ mod account_api;
 mod calls_api;
 mod console_api;
 mod error;
+mod labels;
 mod ui;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,24 @@ use crate::privacy::Role;
 
 pub use access::{Access, CurrentUser};
 pub use error::{ApiError, JsonBody, QueryParams};
+pub use labels::label_table;
+
+/// The answer of an action that has nothing else to say.
+#[derive(serde::Serialize)]
+pub struct Done {
+    ok: bool,
+}
+
+impl Done {
+    /// Done.
+    pub const OK: Done = Done { ok: true };
+}
+
+/// A record id from the path; anything else is a 400.
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("'{raw}' is not a valid id")))
+}
 
 /// One API route: method, path, who may call it, and the handler.
 pub struct ApiRoute {
@@ -65,6 +84,7 @@ pub fn api_routes() -> Vec<ApiRoute> {
         route(Method::POST, "/api/login", Access::Public, a::login),
         route(Method::POST, "/api/logout", Access::STAFF, a::logout),
         route(Method::GET, "/api/me", Access::STAFF, a::me),
+        route(Method::GET, "/api/labels", Access::STAFF, labels::labels),
         route(
             Method::POST,
             "/api/me/password",
