@@ -339,7 +339,7 @@ async fn codes_round_trip_through_the_api_on_each_database() {
         assert_eq!(bad.status(), 422);
 
         // Callback results: a missed call per result, closed with it.
-        for (i, result) in CallbackResult::ALL.iter().enumerate() {
+        for i in 0..CallbackResult::ALL.len() {
             let missed = CallEvent::Ended {
                 call: call(&format!("m{i}"), number(300 + i as u32)),
                 at: t0 + Duration::seconds(20),
