@@ -13,7 +13,7 @@ use madoguchi::calls::{
 };
 use madoguchi::codes::Code;
 use madoguchi::hours::ClosedReason;
-use madoguchi::privacy::{AuditAction, AuditOutcome, AuditTarget, Role};
+use madoguchi::privacy::{AuditAction, AuditOutcome, AuditTarget, LoginRefusal, Role};
 use madoguchi::store::{Backend, Db};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -132,6 +132,7 @@ async fn every_code_round_trips_through_each_database() {
         db_round_trip::<AuditAction>(&db).await;
         db_round_trip::<AuditOutcome>(&db).await;
         db_round_trip::<AuditTarget>(&db).await;
+        db_round_trip::<LoginRefusal>(&db).await;
         db.close().await;
         tdb.cleanup().await;
     }
@@ -161,9 +162,10 @@ async fn the_label_table_covers_every_variant_of_every_kind() {
     json_round_trip::<AuditAction>(&raw, &labels);
     json_round_trip::<AuditOutcome>(&raw, &labels);
     json_round_trip::<AuditTarget>(&raw, &labels);
+    json_round_trip::<LoginRefusal>(&raw, &labels);
     assert_eq!(
         labels.as_object().unwrap().len(),
-        16,
+        17,
         "a new kind needs its round-trip here too"
     );
     // Nobody outside the staff gets it.

@@ -59,13 +59,29 @@ pub enum LoginFailure {
     },
 }
 
+crate::code_enum! {
+    /// Why a password check was refused (the `reason` of a failed `login` audit row).
+    pub enum LoginRefusal: "login_refusal" {
+        /// No account has that name.
+        UnknownUser = "unknown_user" / "存在しない利用者名",
+        /// The password was wrong.
+        WrongPassword = "wrong_password" / "パスワード誤り",
+        /// The password was wrong once too often: the account is locked from now.
+        LockedNow = "locked_now" / "失敗回数超過によりロック",
+        /// The account was already locked.
+        Locked = "locked" / "ロック中",
+        /// The account is disabled.
+        Disabled = "disabled" / "無効化された利用者",
+    }
+}
+
 /// The outcome of a login attempt, with the facts the audit row needs.
 #[derive(Debug, Clone)]
 pub struct LoginAttempt {
     /// The account, when the username exists.
     pub user_id: Option<i64>,
-    /// The reason code for the audit log when refused.
-    pub reason: &'static str,
+    /// Why it was refused (for the audit row), `None` when it succeeded.
+    pub refusal: Option<LoginRefusal>,
     /// The result.
     pub result: Result<User, LoginFailure>,
 }
@@ -304,7 +320,7 @@ impl Users {
             let _ = tokio::task::spawn_blocking(move || verify_password(&pw, dummy_hash())).await;
             let attempt = LoginAttempt {
                 user_id: None,
-                reason: "unknown_user",
+                refusal: Some(LoginRefusal::UnknownUser),
                 result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
             };
             let mut tx = self.db.pool().begin().await?;
@@ -318,7 +334,7 @@ impl Users {
         if let Some(until) = user.locked_until.filter(|u| *u > now) {
             let attempt = LoginAttempt {
                 user_id: Some(user.id),
-                reason: "locked",
+                refusal: Some(LoginRefusal::Locked),
                 result: Err(LoginFailure::Locked { until }),
             };
             let mut tx = self.db.pool().begin().await?;
@@ -342,7 +358,7 @@ impl Users {
             };
             return Ok(LoginAttempt {
                 user_id: Some(user.id),
-                reason: "",
+                refusal: None,
                 result: Ok(user),
             });
         }
@@ -350,7 +366,7 @@ impl Users {
         let attempt = if user.disabled {
             LoginAttempt {
                 user_id: Some(user.id),
-                reason: "disabled",
+                refusal: Some(LoginRefusal::Disabled),
                 result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
             }
         } else {
@@ -371,13 +387,13 @@ impl Users {
                     .await?;
                 LoginAttempt {
                     user_id: Some(user.id),
-                    reason: "locked_now",
+                    refusal: Some(LoginRefusal::LockedNow),
                     result: Err(LoginFailure::Locked { until }),
                 }
             } else {
                 LoginAttempt {
                     user_id: Some(user.id),
-                    reason: "wrong_password",
+                    refusal: Some(LoginRefusal::WrongPassword),
                     result: Err(LoginFailure::InvalidCredentials {
                         failures: u32::try_from(failures).unwrap_or(u32::MAX),
                     }),
@@ -404,7 +420,7 @@ impl Users {
         };
         let mut entry = AuditEntry::new(action)
             .outcome(outcome)
-            .detail(serde_json::json!({ "reason": attempt.reason }));
+            .detail(serde_json::json!({ "reason": attempt.refusal }));
         if let (AuditAction::UserPassword, Some(id)) = (action, attempt.user_id) {
             entry = entry.target(AuditTarget::User, id);
         }

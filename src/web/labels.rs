@@ -14,7 +14,7 @@ use crate::calls::{
 };
 use crate::codes::Code;
 use crate::hours::ClosedReason;
-use crate::privacy::{AuditAction, AuditOutcome, AuditTarget, Role};
+use crate::privacy::{AuditAction, AuditOutcome, AuditTarget, LoginRefusal, Role};
 
 /// The labels of one kind, in display order (a JSON object keeps the order it is written in).
 pub struct KindLabels(Vec<(&'static str, &'static str)>);
@@ -48,6 +48,7 @@ pub fn label_table() -> BTreeMap<&'static str, KindLabels> {
     kind::<AuditAction>(&mut t);
     kind::<AuditOutcome>(&mut t);
     kind::<AuditTarget>(&mut t);
+    kind::<LoginRefusal>(&mut t);
     t
 }
 
