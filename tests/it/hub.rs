@@ -3,7 +3,7 @@
 //! the call in its first message, a stuck client delays nobody, and the outcome, wrap-up,
 //! callback and statistics APIs reflect what happened.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

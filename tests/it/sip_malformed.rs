@@ -10,7 +10,7 @@
 //! transport token, `{N}` a per-run unique token (Call-IDs, branches, tags), `{CL}` the body
 //! length. Numbers are made up (0134-22-…, 090-…); our line is 0120-000-000 / 0134-00-0000.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
