@@ -15,3 +15,4 @@ mod sip_leaks;
 mod sip_logs;
 mod sip_malformed;
 mod storage;
+mod test_databases;

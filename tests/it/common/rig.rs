@@ -1,5 +1,4 @@
 //! A running server with sipp peers: the carrier's trunk and operator phones.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::time::Duration;
