@@ -1,5 +1,4 @@
 //! A running server with sipp peers: the carrier's trunk and operator phones.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +9,7 @@ use madoguchi::sip::settings::PhoneSettings;
 use serde_json::Value;
 
 use super::sipp::{self, Sipp};
-use super::{backends, TestApp};
+use super::{backends, Kind, TestApp};
 
 pub const LINE: &str = "0120000000";
 pub const CALLER: &str = "0134220001";
@@ -40,11 +39,21 @@ pub struct Rig {
 }
 
 impl Rig {
+    /// The rig on the first backend (SQLite); None when sipp is missing outside CI.
     pub async fn new(start: DateTime<Utc>, tweak: impl FnOnce(&mut Config)) -> Option<Rig> {
+        Self::on(backends()[0], start, tweak).await
+    }
+
+    /// The rig on the database backend `kind`; None when sipp is missing outside CI.
+    pub async fn on(
+        kind: Kind,
+        start: DateTime<Utc>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<Rig> {
         if !sipp::available() {
             return None;
         }
-        let app = TestApp::spawn_at(backends()[0], start, |c| {
+        let app = TestApp::spawn_at(kind, start, |c| {
             phones(c);
             tweak(c);
         })

@@ -17,7 +17,7 @@ pub fn available() -> bool {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("sipp (Debian package sip-tester) is missing under CI=true");
         }
-        eprintln!("note: sipp not installed; SIP interop test skipped (scripts/test installs it)");
+        eprintln!("note: sipp not installed; the sipp part of this test is skipped (scripts/test installs it)");
     }
     ok
 }

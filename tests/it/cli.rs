@@ -1,7 +1,7 @@
 //! The `madoguchi` binary as an operator runs it: start-up, first login, bad configuration
 //! and the `user` commands.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};

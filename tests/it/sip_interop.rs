@@ -3,7 +3,7 @@
 //! Each case ends correctly on the wire and is logged with the right cause (R-LINE-1..3,
 //! R-HOURS-1).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

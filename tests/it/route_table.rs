@@ -1,7 +1,7 @@
 //! Every API route refuses an anonymous request and every role its rule does not admit,
 //! proven against the running server from the route table itself (R-PII-1, R-PII-3).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,4 @@
 //! Test support: a fresh database per test on each backend, and the real server on port 0.
-#![allow(dead_code)]
 
 pub mod rig;
 pub mod sipp;
@@ -15,6 +14,7 @@ use madoguchi::clock::{ManualClock, SharedClock};
 use madoguchi::config::{AuthConfig, Config, Profile};
 use madoguchi::store::Db;
 use serde_json::Value;
+use sqlx::{Connection, PgConnection};
 
 /// The password the test servers give their first admin.
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -45,11 +45,11 @@ pub fn backends() -> Vec<Kind> {
     }
 }
 
-/// A throw-away database: a temp SQLite file, or a fresh PostgreSQL database.
+/// A throw-away database: a temp SQLite file, or a fresh PostgreSQL database. Either goes
+/// away when this is dropped, also when the test panics.
 pub struct TestDb {
-    pub kind: Kind,
     pub url: String,
-    pg_name: Option<String>,
+    pg: Option<PgDatabase>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -78,33 +78,16 @@ impl TestDb {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let url = format!("sqlite://{}/test.db", dir.path().display());
                 TestDb {
-                    kind,
                     url,
-                    pg_name: None,
+                    pg: None,
                     _dir: Some(dir),
                 }
             }
             Kind::Postgres => {
-                static N: AtomicU32 = AtomicU32::new(0);
-                let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-                let name = format!(
-                    "mdg_t_{}_{}_{}",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::Relaxed),
-                    Utc::now().timestamp_subsec_nanos()
-                );
-                let admin = Db::connect(&admin_url, 1)
-                    .await
-                    .expect("connect to DATABASE_URL");
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(admin.pool())
-                    .await
-                    .expect("create test database");
-                admin.close().await;
+                let pg = PgDatabase::create().await;
                 TestDb {
-                    kind,
-                    url: replace_db_name(&admin_url, &name),
-                    pg_name: Some(name),
+                    url: pg.url.clone(),
+                    pg: Some(pg),
                     _dir: None,
                 }
             }
@@ -118,16 +101,86 @@ impl TestDb {
             .expect("open test database")
     }
 
-    /// Drops a PostgreSQL test database (SQLite's temp dir goes by itself).
+    /// The PostgreSQL database's name (None on SQLite).
+    pub fn pg_name(&self) -> Option<&str> {
+        self.pg.as_ref().map(|pg| pg.name.as_str())
+    }
+
+    /// Removes it now, off the async worker (dropping it does the same, blocking).
     pub async fn cleanup(self) {
-        if let Some(name) = &self.pg_name {
-            let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-            if let Ok(admin) = Db::connect(&admin_url, 1).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(admin.pool())
-                    .await;
-                admin.close().await;
-            }
+        tokio::task::spawn_blocking(move || drop(self))
+            .await
+            .expect("drop test database");
+    }
+}
+
+/// The PostgreSQL server the tests use (`DATABASE_URL`); its own database is only the door
+/// through which test databases are created and dropped.
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL")
+}
+
+/// A fresh PostgreSQL database for one test, dropped when this guard is dropped: at the end
+/// of the test, and while unwinding from a panic, so failing tests leave no databases behind.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> PgDatabase {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "mdg_t_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            Utc::now().timestamp_subsec_nanos()
+        );
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .expect("connect to DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        PgDatabase {
+            url: replace_db_name(&admin, &name),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    /// `drop` cannot await and may run on a runtime's worker (where `block_on` panics), so
+    /// the DROP runs on its own thread with its own small runtime, joined before returning:
+    /// once the guard is gone, so is the database. FORCE ends the connections a panicking
+    /// test left open. A failure is printed, not raised: panicking while unwinding aborts.
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&admin_url())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = conn.close().await;
+                Ok(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: test database {} not dropped: {e}", self.name),
+            Err(_) => eprintln!("warning: dropping test database {} panicked", self.name),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! appears, the operator records an outcome, the call list shows it, and the manager's
 //! dashboard counts the call (issue 4, R-LINE-4). Screenshots go to `test-artifacts/`.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

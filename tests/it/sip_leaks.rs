@@ -3,7 +3,7 @@
 //! and no timer is left (pitfall 9 of notes/sip-stack.md). The core is Sans-IO, so this
 //! drives it directly with a simulated clock: no sockets, no sleeping.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! The storage suite: every test runs on SQLite and, when DATABASE_URL points to one, on
 //! PostgreSQL, each on a fresh database (R-PII-1, R-PII-4).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

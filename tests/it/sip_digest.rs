@@ -1,7 +1,7 @@
 //! Digest authentication of operator phones (RFC 7616 / RFC 8760), with the in-repo Rust
 //! phone because sipp has no SHA-256. MD5 with sipp is covered by every interop test.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

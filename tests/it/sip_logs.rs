@@ -1,6 +1,6 @@
 //! A call at `RUST_LOG=info` never prints the caller's number (design.md, pitfall 10).
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};

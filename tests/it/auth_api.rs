@@ -1,7 +1,7 @@
 //! Login, lock-out, sessions, CSRF, accounts and the audit log over real HTTP, on each
 //! database backend (R-PII-1, R-PII-4).
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::{backends, TestApp, ADMIN_PASSWORD};

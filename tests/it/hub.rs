@@ -1,14 +1,16 @@
 //! Screen pop and live stats over WebSocket, driven by real sipp calls (R-LINE-3, R-LINE-4,
 //! issue 4): the pop arrives with the caller's history, a client that connects mid-call gets
 //! the call in its first message, a stuck client delays nobody, and the outcome, wrap-up,
-//! callback and statistics APIs reflect what happened.
+//! callback and statistics APIs reflect what happened. The call-log paths (history, wrap-ups,
+//! outcome, callback closing) run on every backend the rig offers (SQLite, and PostgreSQL
+//! when DATABASE_URL names one).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::rig::{jst, wait, Rig, CALLER};
-use common::sipp;
+use common::rig::{jst, wait, Rig};
+use common::{backends, sipp};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -62,9 +64,16 @@ async fn next(ws: &mut Ws, kind: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screen_pop_with_history_answer_end_and_outcome() {
-    let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |_| {}).await else {
-        return;
-    };
+    for kind in backends() {
+        eprintln!("backend {kind:?}");
+        let Some(rig) = Rig::on(kind, jst(2026, 11, 25, 10, 0), |_| {}).await else {
+            return;
+        };
+        screen_pop_with_history_answer_end_and_outcome_on(rig).await;
+    }
+}
+
+async fn screen_pop_with_history_answer_end_and_outcome_on(rig: Rig) {
     rig.staff().await;
     let (mut phone, uas_port) = rig.sipp_phone_on("ph1", "phone-answer", &[]).await;
     // An earlier call from the same number, so the pop has history.
@@ -210,9 +219,16 @@ async fn a_stuck_client_delays_neither_the_call_nor_other_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_calls_wait_once_per_number_for_a_callback() {
-    let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |_| {}).await else {
-        return;
-    };
+    for kind in backends() {
+        eprintln!("backend {kind:?}");
+        let Some(rig) = Rig::on(kind, jst(2026, 11, 25, 10, 0), |_| {}).await else {
+            return;
+        };
+        missed_calls_wait_once_per_number_for_a_callback_on(rig).await;
+    }
+}
+
+async fn missed_calls_wait_once_per_number_for_a_callback_on(rig: Rig) {
     rig.staff().await;
     // Two abandoned calls from the same number.
     let (mut phone, port) = rig
@@ -280,7 +296,6 @@ async fn missed_calls_wait_once_per_number_for_a_callback() {
     assert_eq!(again.status(), 409);
     let list: Value = op.get("/api/callbacks").await.json().await.unwrap();
     assert!(list["callbacks"].as_array().unwrap().is_empty());
-    let _ = CALLER;
     rig.stop().await;
 }
 

@@ -1,0 +1,18 @@
+//! madoguchi's integration tests, one binary: the real server, real peers (sipp, Chromium)
+//! and both database backends. One binary links once and lets every module share the rig in
+//! `common` (zero-to-production's layout). Run one area with `cargo test --test it hub::`.
+
+mod common;
+
+mod auth_api;
+mod browser;
+mod cli;
+mod hub;
+mod route_table;
+mod sip_digest;
+mod sip_interop;
+mod sip_leaks;
+mod sip_logs;
+mod sip_malformed;
+mod storage;
+mod test_databases;
