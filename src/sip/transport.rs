@@ -145,10 +145,8 @@ pub async fn start<F>(
 where
     F: FnOnce(SocketAddr) -> Result<Proxy, String>,
 {
-    let udp = UdpSocket::bind(addr).await?;
+    let (udp, tcp) = bind_pair(addr).await?;
     let local = udp.local_addr()?;
-    // TCP on the same port as UDP, so one address is the adapter.
-    let tcp = TcpListener::bind(local).await?;
     let proxy = build(local).map_err(std::io::Error::other)?;
     let udp = Arc::new(udp);
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
@@ -191,6 +189,23 @@ where
         shutdown,
         tasks: Mutex::new(tasks),
     })
+}
+
+/// UDP and TCP on the same port, so one address is the adapter. With port 0 the kernel
+/// picks a free UDP port whose TCP twin may be taken: try again with another.
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut tries = 0;
+    loop {
+        let udp = UdpSocket::bind(addr).await?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 && tries < 20 => {
+                tries += 1;
+                tracing::debug!(error = %e, "TCP twin of the UDP port taken; binding again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn udp_reader(udp: Arc<UdpSocket>, tx: mpsc::Sender<CoreMsg>, overload: Arc<AtomicU64>) {

@@ -4,9 +4,11 @@
 
 mod common;
 
+mod architecture;
 mod auth_api;
 mod browser;
 mod cli;
+mod codes;
 mod hub;
 mod route_table;
 mod sip_digest;

@@ -3,7 +3,7 @@
 //! A domain operation whose 取扱記録 row cannot be written leaves no change behind (item 2,
 //! R-PII-4).
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use madoguchi::calls::callerid::{CallerId, WithheldReason};
