@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::calls::callbacks;
 use crate::calls::callerid::CallerId;
 use crate::calls::stats::{self, LineState, LiveStats};
-use crate::calls::{CallEvent, CallEvents, CallInfo, CallLog, CallPhase, CallerView};
+use crate::calls::{
+    CallEvent, CallEvents, CallInfo, CallLog, CallPhase, CallerView, EndCode, Outcome, Party,
+};
 use crate::clock::SharedClock;
 use crate::store::Db;
 
@@ -46,7 +47,97 @@ pub struct CallState {
     /// The phone that answered.
     pub extension: Option<String>,
     /// Earlier calls and bookings of this number.
-    pub history: Value,
+    pub history: PopHistory,
+}
+
+/// What the pop shows of a caller's past.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PopHistory {
+    /// Earlier calls from the number, newest first.
+    pub calls: Vec<EarlierCall>,
+    /// The number's bookings (filled by the booking core).
+    pub bookings: Vec<serde_json::Value>,
+}
+
+/// One earlier call in the pop's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct EarlierCall {
+    /// Row id.
+    pub id: i64,
+    /// Arrival.
+    pub arrived_at: DateTime<Utc>,
+    /// How it ended.
+    pub end_cause: Option<EndCode>,
+    /// The operator's outcome.
+    pub outcome: Option<Outcome>,
+}
+
+/// Who answered a call.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnsweredBy {
+    /// The operator account.
+    pub operator: Option<String>,
+    /// The phone.
+    pub extension: String,
+}
+
+/// A message to the screens; `type` names it, and every message carries `seq` (monotonic)
+/// and `at` (the server's clock).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type")]
+pub enum HubMessage {
+    /// The live picture, first on every (re)connect.
+    #[serde(rename = "snapshot")]
+    Snapshot {
+        /// Calls ringing or in progress.
+        calls: Vec<CallState>,
+        /// Today's figures, once computed.
+        stats: Option<LiveStats>,
+    },
+    /// A call rings: the screen pop.
+    #[serde(rename = "call.ringing")]
+    CallRinging {
+        /// The call, with the caller's history.
+        call: CallState,
+    },
+    /// An operator answered.
+    #[serde(rename = "call.answered")]
+    CallAnswered {
+        /// The call.
+        call: CallState,
+        /// Who answered.
+        by: AnsweredBy,
+    },
+    /// The call is over.
+    #[serde(rename = "call.ended")]
+    CallEnded {
+        /// The call.
+        call: CallState,
+        /// How it ended.
+        cause: EndCode,
+        /// The closing reason or the refusing status.
+        detail: Option<String>,
+        /// Who hung up, for completed calls.
+        hangup_by: Option<Party>,
+        /// Seconds it rang.
+        ring_seconds: Option<f64>,
+        /// Seconds of conversation.
+        talk_seconds: Option<f64>,
+    },
+    /// Today's figures changed.
+    #[serde(rename = "stats")]
+    Stats {
+        /// The figures.
+        stats: LiveStats,
+    },
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    #[serde(flatten)]
+    message: &'a HubMessage,
+    seq: u64,
+    at: DateTime<Utc>,
 }
 
 struct Client {
@@ -104,15 +195,13 @@ impl Hub {
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
         let mut live = self.lock();
         live.seq += 1;
-        let snapshot = json!({
-            "type": "snapshot",
-            "seq": live.seq,
-            "at": self.clock.now(),
-            "calls": live.calls.values().collect::<Vec<_>>(),
-            "stats": live.stats,
-        });
+        let snapshot = HubMessage::Snapshot {
+            calls: live.calls.values().cloned().collect(),
+            stats: live.stats.clone(),
+        };
+        let text = self.envelope(&snapshot, live.seq);
         live.clients.push(Client { id, tx });
-        (id, Arc::from(snapshot.to_string()), rx)
+        (id, text, rx)
     }
 
     /// Forgets a client (its socket closed).
@@ -130,33 +219,47 @@ impl Hub {
         line_state(&self.lock().calls)
     }
 
-    fn broadcast(&self, kind: &str, mut body: Value, update: impl FnOnce(&mut Live)) {
+    fn envelope(&self, message: &HubMessage, seq: u64) -> Arc<str> {
+        let envelope = Envelope {
+            message,
+            seq,
+            at: self.clock.now(),
+        };
+        // Plain data: serialising it cannot fail.
+        Arc::from(serde_json::to_string(&envelope).unwrap_or_default())
+    }
+
+    fn broadcast(&self, message: HubMessage, update: impl FnOnce(&mut Live)) {
         let mut live = self.lock();
         update(&mut live);
         live.seq += 1;
-        body["type"] = json!(kind);
-        body["seq"] = json!(live.seq);
-        body["at"] = json!(self.clock.now());
-        let text: Arc<str> = Arc::from(body.to_string());
+        let text = self.envelope(&message, live.seq);
         // A full or closed queue drops the client: it reconnects and gets a snapshot.
         live.clients.retain(|c| c.tx.try_send(text.clone()).is_ok());
     }
 
-    async fn history(&self, call: &CallInfo) -> Value {
+    async fn history(&self, call: &CallInfo) -> PopHistory {
         let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) else {
-            return json!({ "calls": [], "bookings": [] });
+            return PopHistory::default();
         };
         let earlier = self
             .log
             .history(e164, &call.key, 10)
             .await
             .unwrap_or_default();
-        let calls: Vec<Value> = earlier
-            .iter()
-            .map(|c| json!({ "id": c.id, "arrived_at": c.arrived_at, "end_cause": c.end_cause, "outcome": c.outcome }))
-            .collect();
-        // Bookings linked to the number arrive with the booking core.
-        json!({ "calls": calls, "bookings": [] })
+        PopHistory {
+            calls: earlier
+                .iter()
+                .map(|c| EarlierCall {
+                    id: c.id,
+                    arrived_at: c.arrived_at,
+                    end_cause: c.end_cause,
+                    outcome: c.outcome,
+                })
+                .collect(),
+            // Bookings linked to the number arrive with the booking core.
+            bookings: Vec::new(),
+        }
     }
 
     /// Today's figures, computed from the call log.
@@ -182,8 +285,9 @@ impl Hub {
 
     async fn push_stats(&self) {
         if let Some(s) = self.compute_stats().await {
-            self.broadcast("stats", json!({ "stats": s }), |live| {
-                live.stats = Some(s.clone())
+            let update = s.clone();
+            self.broadcast(HubMessage::Stats { stats: s }, |live| {
+                live.stats = Some(update)
             });
         }
     }
@@ -223,8 +327,10 @@ impl Hub {
                     extension: None,
                     history: self.history(call).await,
                 };
-                let body = json!({ "call": state });
-                self.broadcast("call.ringing", body, |live| {
+                let message = HubMessage::CallRinging {
+                    call: state.clone(),
+                };
+                self.broadcast(message, |live| {
                     live.calls.insert(state.call_key.clone(), state);
                 });
             }
@@ -241,8 +347,14 @@ impl Hub {
                     s.extension = Some(extension.clone());
                 }
                 let Some(state) = live_state else { return };
-                let body = json!({ "call": state, "by": { "operator": operator, "extension": extension } });
-                self.broadcast("call.answered", body, |live| {
+                let message = HubMessage::CallAnswered {
+                    call: state.clone(),
+                    by: AnsweredBy {
+                        operator: operator.clone(),
+                        extension: extension.clone(),
+                    },
+                };
+                self.broadcast(message, |live| {
                     live.calls.insert(state.call_key.clone(), state);
                 });
             }
@@ -267,22 +379,22 @@ impl Hub {
                         state: CallPhase::Ended,
                         answered_by: None,
                         extension: None,
-                        history: json!({ "calls": [], "bookings": [] }),
+                        history: PopHistory::default(),
                     });
                 state.state = CallPhase::Ended;
                 let secs = |a: Option<DateTime<Utc>>, b: DateTime<Utc>| {
                     a.map(|a| (b - a).num_milliseconds() as f64 / 1000.0)
                 };
-                let body = json!({
-                    "call": state,
-                    "cause": cause.code(),
-                    "detail": cause.detail(),
-                    "hangup_by": hangup_by,
-                    "ring_seconds": secs(*rang_at, answered_at.unwrap_or(*at)),
-                    "talk_seconds": secs(*answered_at, *at),
-                });
+                let message = HubMessage::CallEnded {
+                    call: state,
+                    cause: cause.code(),
+                    detail: cause.detail(),
+                    hangup_by: *hangup_by,
+                    ring_seconds: secs(*rang_at, answered_at.unwrap_or(*at)),
+                    talk_seconds: secs(*answered_at, *at),
+                };
                 let key = call.key.clone();
-                self.broadcast("call.ended", body, |live| {
+                self.broadcast(message, |live| {
                     live.calls.remove(&key);
                 });
             }
@@ -316,11 +428,16 @@ mod tests {
         let (_, _, _stuck) = hub.connect();
         let (_, _, mut live) = hub.connect();
         assert_eq!(hub.clients(), 2);
+        let stats = hub.compute_stats().await.unwrap();
         for i in 0..(CLIENT_QUEUE + 10) {
-            hub.broadcast("stats", json!({ "n": i }), |_| {});
+            let message = HubMessage::Stats {
+                stats: stats.clone(),
+            };
+            hub.broadcast(message, |_| {});
             // The live client keeps up; the stuck one never reads.
             let got = live.try_recv().expect("the live client is served at once");
-            assert!(got.contains(&format!("\"n\":{i}")));
+            assert!(got.starts_with("{\"type\":\"stats\""), "{got}");
+            assert!(got.contains(&format!("\"seq\":{}", i + 3)), "{got}");
         }
         assert_eq!(
             hub.clients(),
