@@ -16,16 +16,25 @@ macro_rules! asset {
     };
 }
 
+/// Every file under `/assets/`. The scripts are ES modules: a page loads one entry module
+/// (`app.js`, `login.js`) and each module imports what it uses by relative path.
 const ASSETS: &[(&str, &str)] = &[
     asset!("style.css"),
     asset!("login.js"),
+    asset!("app.js"),
+    asset!("api.js"),
+    asset!("dom.js"),
     asset!("labels.js"),
+    asset!("clock.js"),
+    asset!("format.js"),
     asset!("live.js"),
+    asset!("shell.js"),
     asset!("operator.js"),
     asset!("manager.js"),
-    asset!("app.js"),
+    asset!("accounts.js"),
 ];
 
+/// Module scripts must come as JavaScript or the browser refuses them.
 fn mime_for(name: &str) -> &'static str {
     if name.ends_with(".css") {
         "text/css; charset=utf-8"
@@ -53,16 +62,46 @@ async fn asset(Path(file): Path<String>) -> Response {
 mod tests {
     use super::*;
 
+    fn served(name: &str) -> bool {
+        ASSETS.iter().any(|(n, _)| *n == name)
+    }
+
+    fn scripts() -> impl Iterator<Item = (&'static str, &'static str)> {
+        ASSETS.iter().copied().filter(|(n, _)| n.ends_with(".js"))
+    }
+
     #[test]
     fn every_asset_a_page_loads_is_served() {
         for page in [LOGIN_HTML, APP_HTML] {
             for part in page.split("/assets/").skip(1) {
                 let name = part.split('"').next().unwrap_or_default();
-                let served = ASSETS.iter().any(|(n, _)| *n == name);
-                assert!(served, "/assets/{name} is referenced but not served");
+                assert!(served(name), "/assets/{name} is referenced but not served");
+            }
+            // Classic scripts would run in page order with globals; the UI is modules only.
+            for tag in page.split("<script").skip(1) {
+                assert!(tag.starts_with(r#" type="module""#), "<script{tag}");
             }
         }
         assert_eq!(mime_for("app.js"), "text/javascript; charset=utf-8");
         assert_eq!(mime_for("style.css"), "text/css; charset=utf-8");
+    }
+
+    #[test]
+    fn every_module_a_script_imports_is_served() {
+        for (name, body) in scripts() {
+            for part in body.split(r#"from "./"#).skip(1) {
+                let import = part.split('"').next().unwrap_or_default();
+                assert!(served(import), "{name} imports ./{import}, which is not served");
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_dom_module_creates_elements_or_parses_html() {
+        for (name, body) in scripts().filter(|(n, _)| *n != "dom.js") {
+            for pattern in ["createElement", "innerHTML", "outerHTML", "insertAdjacentHTML"] {
+                assert!(!body.contains(pattern), "{name} uses {pattern}; build DOM with h()");
+            }
+        }
     }
 }

@@ -76,7 +76,7 @@ async fn browser(chrome: &str, driver: &str) -> (Driver, Client) {
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1280,900", "--lang=ja-JP", format!("--user-data-dir={}", profile.display()),
+                "--window-size=1366,768", "--lang=ja-JP", format!("--user-data-dir={}", profile.display()),
             ]
         }),
     );

@@ -1,9 +1,10 @@
 // Login page: posts JSON to /api/login and moves to the console on success.
-"use strict";
-document.getElementById("login-form").addEventListener("submit", async (ev) => {
+import { byId } from "./dom.js";
+
+byId("login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const err = document.getElementById("login-error");
-  const button = document.getElementById("login-button");
+  const err = byId("login-error");
+  const button = byId("login-button");
   err.hidden = true;
   button.disabled = true;
   try {
@@ -11,8 +12,8 @@ document.getElementById("login-form").addEventListener("submit", async (ev) => {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
-        username: document.getElementById("username").value,
-        password: document.getElementById("password").value,
+        username: byId("username").value,
+        password: byId("password").value,
       }),
     });
     if (res.ok) {

@@ -1,185 +1,197 @@
 // Manager dashboard: today's live stats (pushed by the hub), today's call list with
 // outcomes, and who is logged in with a registered phone.
-"use strict";
+import { api } from "./api.js";
+import { serverNow } from "./clock.js";
+import { byId as $, h } from "./dom.js";
+import * as fmt from "./format.js";
+import { label } from "./labels.js";
+import * as live from "./live.js";
+import { isShown, onShow } from "./shell.js";
 
-const Manager = (() => {
-  // The order and grouping of the figures on the dashboard. `kind` decides the format;
-  // the formula text for each tooltip comes from the API (stats.formulas[key]).
-  const FIGURES = [
-    { key: "line_state", label: "回線の状態", kind: "state" },
-    { key: "offered", label: "着信数", kind: "count" },
-    { key: "answered", label: "応答数", kind: "count" },
-    { key: "abandoned", label: "放棄（呼出中に切断）", kind: "count" },
-    { key: "busy", label: "話中", kind: "count" },
-    { key: "closed", label: "時間外", kind: "count" },
-    { key: "no_answer", label: "応答なし", kind: "count" },
-    { key: "unstaffed", label: "不在（電話機未登録）", kind: "count" },
-    { key: "callbacks_waiting", label: "折り返し待ち", kind: "count" },
-    { key: "callbacks_oldest_wait_seconds", label: "折り返し最長待ち", kind: "duration" },
-    { key: "asa_seconds", label: "平均応答時間（ASA）", kind: "duration" },
-    { key: "aht_seconds", label: "平均処理時間（AHT）", kind: "duration" },
-    { key: "abandonment_rate", label: "放棄率", kind: "percent" },
-    { key: "service_level", label: "サービスレベル", kind: "percent" },
-  ];
-  const PRESENCE_POLL_MS = 30000;
+// The order and grouping of the figures on the dashboard. `kind` decides the format;
+// the formula text for each tooltip comes from the API (stats.formulas[key]). A figure that
+// counts one code is named by that code's label (`code`: [kind, code]), plus a `note`.
+const FIGURES = [
+  { key: "line_state", label: "回線の状態", kind: "state" },
+  { key: "offered", label: "着信数", kind: "count" },
+  { key: "answered", label: "応答数", kind: "count" },
+  { key: "abandoned", code: ["end_cause", "abandoned"], note: "呼出中に切断", kind: "count" },
+  { key: "busy", code: ["end_cause", "busy"], kind: "count" },
+  { key: "closed", code: ["end_cause", "closed"], kind: "count" },
+  { key: "no_answer", code: ["end_cause", "no_answer"], kind: "count" },
+  { key: "unstaffed", code: ["end_cause", "unstaffed"], note: "電話機未登録", kind: "count" },
+  { key: "callbacks_waiting", code: ["callback_status", "open"], kind: "count" },
+  { key: "callbacks_oldest_wait_seconds", label: "折り返し最長待ち", kind: "duration" },
+  { key: "asa_seconds", label: "平均応答時間（ASA）", kind: "duration" },
+  { key: "aht_seconds", label: "平均処理時間（AHT）", kind: "duration" },
+  { key: "abandonment_rate", label: "放棄率", kind: "percent" },
+  { key: "service_level", label: "サービスレベル", kind: "percent" },
+];
+const PRESENCE_POLL_MS = 30000;
 
-  let statsVersion = 0; // bumped by every pushed snapshot, so a slower GET cannot overwrite it
-  let presenceTimer = null;
-  // The business day comes from the server's clock (stats.date), never the browser's: a
-  // workstation with a wrong clock must not show another day's calls.
-  let serverDay = null;
+let statsVersion = 0; // bumped by every pushed snapshot, so a slower GET cannot overwrite it
+let presenceTimer = null;
+// The business day comes from the server's clock (stats.date), never the browser's: a
+// workstation with a wrong clock must not show another day's calls.
+let serverDay = null;
 
-  const $ = (id) => document.getElementById(id);
-  const visible = () => !$("view-manager").hidden;
+const visible = () => isShown("manager");
 
-  // ---------------------------------------------------------------- live stats
+// ---------------------------------------------------------------- live stats
 
-  function buildGrid() {
-    $("stat-grid").replaceChildren(...FIGURES.map((f) => h("div", {
-      class: "stat stat-" + f.kind,
-      id: "stat-card-" + f.key.replace(/_/g, "-"),
-      tabindex: 0,
-    },
-    h("span", { class: "stat-label", id: "stat-label-" + f.key.replace(/_/g, "-"), text: f.label }),
-    h("span", { class: "stat-value", id: "stat-" + f.key.replace(/_/g, "-"), text: "—" }))));
+function figureLabel(f) {
+  const name = f.code ? label(...f.code) : f.label;
+  return f.note ? `${name}（${f.note}）` : name;
+}
+
+function buildGrid() {
+  $("stat-grid").replaceChildren(...FIGURES.map((f) => h("div", {
+    class: "stat stat-" + f.kind,
+    id: "stat-card-" + f.key.replace(/_/g, "-"),
+    tabindex: 0,
+  },
+  h("span", { class: "stat-label", id: "stat-label-" + f.key.replace(/_/g, "-"), text: figureLabel(f) }),
+  h("span", { class: "stat-value", id: "stat-" + f.key.replace(/_/g, "-"), text: "—" }))));
+}
+
+function format(f, v) {
+  if (f.kind === "state") return label("line_state", v) || "—";
+  if (f.kind === "count") return v === null || v === undefined ? "—" : String(v);
+  if (f.kind === "duration") return fmt.duration(v);
+  return fmt.percent(v);
+}
+
+function renderStats(s) {
+  if (!s) return;
+  if (s.date && s.date !== serverDay) {
+    const first = serverDay === null;
+    serverDay = s.date;
+    if (!first) loadCalls(); // the day turned over on the server
   }
-
-  function format(f, v) {
-    if (f.kind === "state") return Labels.LINE_STATE[v] || v || "—";
-    if (f.kind === "count") return v === null || v === undefined ? "—" : String(v);
-    if (f.kind === "duration") return Fmt.duration(v);
-    return Fmt.percent(v);
+  const formulas = s.formulas || {};
+  for (const f of FIGURES) {
+    const id = f.key.replace(/_/g, "-");
+    const card = $("stat-card-" + id);
+    $("stat-" + id).textContent = format(f, s[f.key]);
+    card.title = formulas[f.key] || "";
+    if (f.key === "line_state") card.dataset.state = s.line_state || "";
+    if (f.key === "callbacks_waiting") card.classList.toggle("alert", Number(s.callbacks_waiting) > 0);
   }
-
-  function renderStats(s) {
-    if (!s) return;
-    if (s.date && s.date !== serverDay) {
-      const first = serverDay === null;
-      serverDay = s.date;
-      if (!first) loadCalls(); // the day turned over on the server
-    }
-    const formulas = s.formulas || {};
-    for (const f of FIGURES) {
-      const id = f.key.replace(/_/g, "-");
-      const card = $("stat-card-" + id);
-      $("stat-" + id).textContent = format(f, s[f.key]);
-      card.title = formulas[f.key] || "";
-      if (f.key === "line_state") card.dataset.state = s.line_state || "";
-      if (f.key === "callbacks_waiting") card.classList.toggle("alert", Number(s.callbacks_waiting) > 0);
-    }
-    if (s.service_level_secs !== undefined && s.service_level_secs !== null) {
-      $("stat-label-service-level").textContent = `サービスレベル（${s.service_level_secs}秒以内に応答）`;
-    }
-    $("stats-updated").textContent = "更新 " + Fmt.clock(s.at || s.computed_at || new Date().toISOString());
-    // Keyboard and screen-reader users cannot hover a tooltip: list the formulas too.
-    const list = $("stats-formulas");
-    const rows = FIGURES.filter((f) => formulas[f.key]);
-    if (list.childElementCount !== rows.length * 2 || list.dataset.sig !== JSON.stringify(formulas)) {
-      list.dataset.sig = JSON.stringify(formulas);
-      list.replaceChildren(...rows.flatMap((f) => [
-        h("dt", { text: $("stat-label-" + f.key.replace(/_/g, "-")).textContent }),
-        h("dd", { text: formulas[f.key] }),
-      ]));
-    }
+  if (s.service_level_secs !== undefined && s.service_level_secs !== null) {
+    $("stat-label-service-level").textContent = `サービスレベル（${s.service_level_secs}秒以内に応答）`;
   }
+  $("stats-updated").textContent = "更新 " + fmt.clock(s.at || s.computed_at || new Date(serverNow()).toISOString());
+  // Keyboard and screen-reader users cannot hover a tooltip: list the formulas too.
+  const list = $("stats-formulas");
+  const rows = FIGURES.filter((f) => formulas[f.key]);
+  if (list.childElementCount !== rows.length * 2 || list.dataset.sig !== JSON.stringify(formulas)) {
+    list.dataset.sig = JSON.stringify(formulas);
+    list.replaceChildren(...rows.flatMap((f) => [
+      h("dt", { text: $("stat-label-" + f.key.replace(/_/g, "-")).textContent }),
+      h("dd", { text: formulas[f.key] }),
+    ]));
+  }
+}
 
-  async function loadStats() {
-    const version = statsVersion;
+async function loadStats() {
+  const version = statsVersion;
+  try {
+    const data = await api("GET", "/api/stats/live");
+    if (version === statsVersion) renderStats(data.stats || data);
+    $("stats-error").hidden = true;
+  } catch (e) {
+    $("stats-error").textContent = "統計を読み込めませんでした：" + e.message;
+    $("stats-error").hidden = false;
+  }
+}
+
+// ---------------------------------------------------------------- today's calls
+
+function endText(r) {
+  if (!r.ended_at && !r.end_cause) return label("call_phase", r.answered_at ? "talking" : "ringing");
+  const parts = [fmt.endCause(r.end_cause) || "—"];
+  if (r.end_cause === "completed" && r.hangup_by) parts.push(label("party", r.hangup_by));
+  return parts.join("・");
+}
+
+async function loadCalls() {
+  if (!serverDay) {
     try {
-      const data = await api("GET", "/api/stats/live");
-      if (version === statsVersion) renderStats(data.stats || data);
-      $("stats-error").hidden = true;
-    } catch (e) {
-      $("stats-error").textContent = "統計を読み込めませんでした：" + e.message;
-      $("stats-error").hidden = false;
-    }
+      const st = await api("GET", "/api/stats/live");
+      serverDay = (st.stats || st).date || null;
+    } catch (e) { /* the list below reports the failure */ }
   }
-
-  // ---------------------------------------------------------------- today's calls
-
-  function endText(r) {
-    if (!r.ended_at && !r.end_cause) return r.answered_at ? "通話中" : "呼出中";
-    const parts = [Fmt.endCause(r.end_cause) || "—"];
-    if (r.end_cause === "completed" && Labels.HANGUP[r.hangup_by]) parts.push(Labels.HANGUP[r.hangup_by]);
-    return parts.join("・");
+  const date = serverDay;
+  $("calls-today-date").textContent = date || "—";
+  const tbody = $("calls-today").tBodies[0];
+  if (!date) {
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "error", text: "サーバーの日付を読み込めませんでした。" })));
+    return;
   }
-
-  async function loadCalls() {
-    if (!serverDay) {
-      try {
-        const st = await api("GET", "/api/stats/live");
-        serverDay = (st.stats || st).date || null;
-      } catch (e) { /* the list below reports the failure */ }
-    }
-    const date = serverDay;
-    $("calls-today-date").textContent = date || "—";
-    const tbody = $("calls-today").tBodies[0];
-    let rows;
-    try {
-      // limit: the API pages by 50 by default; one day of one line fits in 500.
-      rows = (await api("GET", `/api/calls?date=${date}&limit=500`)).calls || [];
-    } catch (e) {
-      tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "error", text: "読み込めませんでした：" + e.message })));
-      return;
-    }
-    $("calls-today-count").textContent = `${rows.length}件`;
-    if (!rows.length) {
-      tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "muted", text: "本日の着信はまだありません。" })));
-      return;
-    }
-    tbody.replaceChildren(...rows.map((r) => h("tr", { dataset: { callKey: r.call_key }, class: r.end_cause ? "cause-" + r.end_cause : "live" },
-      h("td", { text: Fmt.clock(r.arrived_at) }),
-      h("td", { text: Fmt.caller(r.caller) }),
-      h("td", { class: "num", text: r.ring_seconds === null || r.ring_seconds === undefined ? "—" : Fmt.duration(r.ring_seconds) }),
-      h("td", { text: r.answered_by ? r.answered_by + (r.answered_extension ? `（${r.answered_extension}）` : "") : "—" }),
-      h("td", { class: "num", text: r.talk_seconds ? Fmt.duration(r.talk_seconds) : "—" }),
-      h("td", { text: endText(r), title: r.end_detail || null }),
-      h("td", { class: "outcome", text: Fmt.outcome(r.outcome) || (r.answered_at ? "未入力" : "") }),
-      h("td", { class: "note", text: r.outcome_note || "", title: r.outcome_note || null }))));
+  let rows;
+  try {
+    // limit: the API pages by 50 by default; one day of one line fits in 500.
+    rows = (await api("GET", `/api/calls?date=${date}&limit=500`)).calls || [];
+  } catch (e) {
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "error", text: "読み込めませんでした：" + e.message })));
+    return;
   }
-
-  // ---------------------------------------------------------------- presence
-
-  async function loadPresence() {
-    const tbody = $("presence-table").tBodies[0];
-    let staff;
-    try {
-      staff = (await api("GET", "/api/presence")).staff || [];
-    } catch (e) {
-      tbody.replaceChildren(h("tr", {}, h("td", { colspan: 4, class: "error", text: "読み込めませんでした：" + e.message })));
-      return;
-    }
-    // Only people who can take calls matter for "is the line staffed"; the others are listed for completeness.
-    const ready = staff.filter((s) => s.logged_in && (s.phones || []).length).length;
-    $("presence-summary").textContent = `ログイン中 ${staff.filter((s) => s.logged_in).length}名・受電可能（ログイン中かつ電話機登録あり） ${ready}名`;
-    tbody.replaceChildren(...staff.map((s) => {
-      const phones = s.phones || [];
-      const warn = (s.logged_in && !phones.length && s.role === "operator") || (!s.logged_in && phones.length);
-      return h("tr", { class: warn ? "warn" : "", dataset: { username: s.username } },
-        h("td", {}, h("strong", { text: s.display_name || s.username }), h("div", { class: "muted small", text: s.username })),
-        h("td", { text: ROLE_LABEL[s.role] || s.role }),
-        h("td", { text: s.logged_in ? "ログイン中" : "—" }),
-        h("td", {}, phones.length
-          ? h("ul", { class: "plain" }, phones.map((p) => h("li", { class: "small", text: `${p.contact}${p.transport ? `（${p.transport.toUpperCase()}）` : ""}` })))
-          : h("span", { class: "muted", text: "未登録" })));
-    }));
+  $("calls-today-count").textContent = `${rows.length}件`;
+  if (!rows.length) {
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "muted", text: "本日の着信はまだありません。" })));
+    return;
   }
+  tbody.replaceChildren(...rows.map((r) => h("tr", { dataset: { callKey: r.call_key }, class: r.end_cause ? "cause-" + r.end_cause : "live" },
+    h("td", { text: fmt.clock(r.arrived_at) }),
+    h("td", { text: fmt.caller(r.caller) }),
+    h("td", { class: "num", text: r.ring_seconds === null || r.ring_seconds === undefined ? "—" : fmt.duration(r.ring_seconds) }),
+    h("td", { text: r.answered_by ? r.answered_by + (r.answered_extension ? `（${r.answered_extension}）` : "") : "—" }),
+    h("td", { class: "num", text: r.talk_seconds ? fmt.duration(r.talk_seconds) : "—" }),
+    h("td", { text: endText(r), title: r.end_detail || null }),
+    h("td", { class: "outcome", text: fmt.outcome(r.outcome) || (r.answered_at ? "未入力" : "") }),
+    h("td", { class: "note", text: r.outcome_note || "", title: r.outcome_note || null }))));
+}
 
-  // ---------------------------------------------------------------- wiring
+// ---------------------------------------------------------------- presence
 
-  // Reads happen only while the dashboard is on screen; otherwise it is re-read on show.
-  const refreshCalls = coalesce(() => { if (visible()) loadCalls(); }, 500);
-
-  function init() {
-    buildGrid();
-    Live.on("stats", (s) => { statsVersion += 1; renderStats(s); });
-    Live.on("call.ended", refreshCalls);
-    Live.on("snapshot", refreshCalls);
-    document.addEventListener("madoguchi:outcome-saved", refreshCalls);
-    loadStats();
+async function loadPresence() {
+  const tbody = $("presence-table").tBodies[0];
+  let staff;
+  try {
+    staff = (await api("GET", "/api/presence")).staff || [];
+  } catch (e) {
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 4, class: "error", text: "読み込めませんでした：" + e.message })));
+    return;
   }
+  // Only people who can take calls matter for "is the line staffed"; the others are listed for completeness.
+  const ready = staff.filter((s) => s.logged_in && (s.phones || []).length).length;
+  $("presence-summary").textContent = `ログイン中 ${staff.filter((s) => s.logged_in).length}名・受電可能（ログイン中かつ電話機登録あり） ${ready}名`;
+  tbody.replaceChildren(...staff.map((s) => {
+    const phones = s.phones || [];
+    const warn = (s.logged_in && !phones.length && s.role === "operator") || (!s.logged_in && phones.length);
+    return h("tr", { class: warn ? "warn" : "", dataset: { username: s.username } },
+      h("td", {}, h("strong", { text: s.display_name || s.username }), h("div", { class: "muted small", text: s.username })),
+      h("td", { text: label("role", s.role) }),
+      h("td", { text: s.logged_in ? "ログイン中" : "—" }),
+      h("td", {}, phones.length
+        ? h("ul", { class: "plain" }, phones.map((p) => h("li", { class: "small", text: `${p.contact}${p.transport ? `（${p.transport.toUpperCase()}）` : ""}` })))
+        : h("span", { class: "muted", text: "未登録" })));
+  }));
+}
 
-  function onShow() {
+// ---------------------------------------------------------------- wiring
+
+// Reads happen only while the dashboard is on screen; otherwise it is re-read on show.
+const refreshCalls = live.coalesce(() => { if (visible()) loadCalls(); }, 500);
+
+// Sets the dashboard up; call before live.start().
+export function init() {
+  buildGrid();
+  live.on("stats", (s) => { statsVersion += 1; renderStats(s); });
+  live.on("call.ended", refreshCalls);
+  live.on("snapshot", refreshCalls);
+  document.addEventListener("madoguchi:outcome-saved", refreshCalls);
+  onShow("manager", () => {
     loadCalls();
     loadPresence();
     clearInterval(presenceTimer);
@@ -187,7 +199,6 @@ const Manager = (() => {
       if (visible()) loadPresence();
       else { clearInterval(presenceTimer); presenceTimer = null; }
     }, PRESENCE_POLL_MS);
-  }
-
-  return { init, onShow };
-})();
+  });
+  loadStats();
+}

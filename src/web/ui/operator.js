@@ -1,393 +1,394 @@
 // Operator console: the call banner (screen pop, R-LINE-4), the outcome form (R-LINE-3,
 // R-REP-3), open wrap-ups, the missed-call callback list and the talk script (R-LINE-6).
-"use strict";
+import { api } from "./api.js";
+import { serverNow } from "./clock.js";
+import { byId as $, h, serverHtml } from "./dom.js";
+import * as fmt from "./format.js";
+import { codes, label } from "./labels.js";
+import * as live from "./live.js";
+import { isShown, onShow, show } from "./shell.js";
 
-const Operator = (() => {
-  const BASE_TITLE = document.title;
-  let me = null;
-  let bound = null; // the call the outcome form is for: { call_key, caller, arrived_at, ... }
-  let dirty = false; // the operator has typed or chosen something not yet saved
-  let tickTimer = null;
-  let talk = { paths: [], sections: [], chosen: null };
-  let lastCallbacksWaiting = null;
+const BASE_TITLE = document.title;
+let me = null;
+let bound = null; // the call the outcome form is for: { call_key, caller, arrived_at, ... }
+let dirty = false; // the operator has typed or chosen something not yet saved
+let tickTimer = null;
+const talk = { paths: [], sections: [], chosen: null }; // paths: talk_path codes, in order
+let lastCallbacksWaiting = null;
 
-  const $ = (id) => document.getElementById(id);
-  const visible = () => !$("view-operator").hidden;
+const visible = () => isShown("operator");
 
-  // ---------------------------------------------------------------- call banner
+// ---------------------------------------------------------------- call banner
 
-  // Which call the banner shows: a ringing call first (it needs someone now), then the
-  // newest call in progress, else the call that just ended.
-  function primaryCall() {
-    const all = [...Live.calls.values()];
-    const newest = (a, b) => Date.parse(b.arrived_at) - Date.parse(a.arrived_at);
-    const ringing = all.filter((c) => c.state === "ringing").sort(newest);
-    const talking = all.filter((c) => c.state === "talking").sort(newest);
-    const active = ringing.concat(talking);
-    if (active.length) return { call: active[0], others: active.length - 1 };
-    const ended = all.filter((c) => c.state === "ended").sort((a, b) => b.endedMs - a.endedMs);
-    return { call: ended[0] || null, others: 0 };
+// Which call the banner shows: a ringing call first (it needs someone now), then the
+// newest call in progress, else the call that just ended.
+function primaryCall() {
+  const all = [...live.calls.values()];
+  const newest = (a, b) => Date.parse(b.arrived_at) - Date.parse(a.arrived_at);
+  const ringing = all.filter((c) => c.state === "ringing").sort(newest);
+  const talking = all.filter((c) => c.state === "talking").sort(newest);
+  const active = ringing.concat(talking);
+  if (active.length) return { call: active[0], others: active.length - 1 };
+  const ended = all.filter((c) => c.state === "ended").sort((a, b) => b.endedMs - a.endedMs);
+  return { call: ended[0] || null, others: 0 };
+}
+
+// A phone not linked to a staff account answers with only its extension known.
+function answeredByText(c) {
+  if (!c.answered_by) return c.extension ? `内線 ${c.extension}` : "—";
+  const who = c.answered_by === me.user.username ? "あなた" : c.answered_by;
+  return c.extension ? `${who}（内線 ${c.extension}）` : who;
+}
+
+function stateText(c) {
+  if (c.state === "ringing") return label("line_state", "ringing");
+  if (c.state === "talking") {
+    const by = c.answered_by === me.user.username ? "あなたが応答" : `${answeredByText(c)} が応答`;
+    return `${label("line_state", "talking")}（${by}）`;
   }
+  const e = c.ended || {};
+  const parts = [fmt.endCause(e.cause) || label("call_phase", "ended")];
+  if (e.hangup_by) parts.push(label("party", e.hangup_by));
+  return "終了：" + parts.join("・");
+}
 
-  // A phone not linked to a staff account answers with only its extension known.
-  function answeredByText(c) {
-    if (!c.answered_by) return c.extension ? `内線 ${c.extension}` : "—";
-    const who = c.answered_by === me.user.username ? "あなた" : c.answered_by;
-    return c.extension ? `${who}（内線 ${c.extension}）` : who;
+function timerText(c) {
+  const now = serverNow();
+  if (c.state === "ringing") {
+    const t = Date.parse(c.arrived_at);
+    return Number.isNaN(t) ? "" : "呼出 " + fmt.timer(now - t);
   }
+  if (c.state === "talking") return c.answeredMs ? "通話 " + fmt.timer(now - c.answeredMs) : "";
+  const e = c.ended || {};
+  if (e.talk_seconds) return "通話 " + fmt.duration(e.talk_seconds);
+  if (e.ring_seconds) return "呼出 " + fmt.duration(e.ring_seconds);
+  return "";
+}
 
-  function stateText(c) {
-    if (c.state === "ringing") return "着信中";
-    if (c.state === "talking") return c.answered_by === me.user.username ? "通話中（あなたが応答）" : `通話中（${answeredByText(c)} が応答）`;
-    const e = c.ended || {};
-    const parts = [Fmt.endCause(e.cause) || "終了"];
-    if (e.hangup_by && Labels.HANGUP[e.hangup_by]) parts.push(Labels.HANGUP[e.hangup_by]);
-    return "終了：" + parts.join("・");
-  }
-
-  function timerText(c) {
-    const now = Live.serverNow();
-    if (c.state === "ringing") {
-      const t = Date.parse(c.arrived_at);
-      return Number.isNaN(t) ? "" : "呼出 " + Fmt.timer(now - t);
+function renderHistory(c) {
+  const box = $("call-banner-history");
+  const hist = c.history || { calls: [], bookings: [] };
+  const earlier = hist.calls || [];
+  const bookings = hist.bookings || [];
+  const parts = [h("h3", { text: "この番号の履歴" })];
+  if (c.caller && c.caller.kind === "withheld") {
+    parts.push(h("p", { class: "muted", text: "番号が通知されていないため、履歴は照合できません。" }));
+  } else if (!earlier.length && !bookings.length) {
+    parts.push(h("p", { class: "muted", text: "過去の着信・予約はありません。" }));
+  } else {
+    const SHOWN = 5;
+    parts.push(h("h4", { text: `過去の着信（${earlier.length}件）` }));
+    if (earlier.length) {
+      parts.push(h("ul", { class: "cb-list" }, earlier.slice(0, SHOWN).map((x) =>
+        h("li", {}, h("span", { class: "when", text: fmt.when(x.arrived_at) }), " ",
+          [fmt.endCause(x.end_cause) || "—", fmt.outcome(x.outcome)].filter(Boolean).join("・")))));
+      if (earlier.length > SHOWN) parts.push(h("p", { class: "muted small", text: `ほか ${earlier.length - SHOWN} 件` }));
     }
-    if (c.state === "talking") return c.answeredMs ? "通話 " + Fmt.timer(now - c.answeredMs) : "";
-    const e = c.ended || {};
-    if (e.talk_seconds) return "通話 " + Fmt.duration(e.talk_seconds);
-    if (e.ring_seconds) return "呼出 " + Fmt.duration(e.ring_seconds);
-    return "";
-  }
-
-  function renderHistory(c) {
-    const box = $("call-banner-history");
-    const hist = c.history || { calls: [], bookings: [] };
-    const earlier = hist.calls || [];
-    const bookings = hist.bookings || [];
-    const parts = [h("h3", { text: "この番号の履歴" })];
-    if (c.caller && c.caller.kind === "withheld") {
-      parts.push(h("p", { class: "muted", text: "番号が通知されていないため、履歴は照合できません。" }));
-    } else if (!earlier.length && !bookings.length) {
-      parts.push(h("p", { class: "muted", text: "過去の着信・予約はありません。" }));
+    parts.push(h("h4", { text: `予約（${bookings.length}件）` }));
+    if (bookings.length) {
+      parts.push(h("ul", { class: "cb-list" }, bookings.map((b) => {
+        // The booking record lands with a later issue; accept the likely field names.
+        const no = b.reception_number ?? b.reception_no ?? b.number ?? "—";
+        const visit = b.visit_date ?? b.visit_on ?? "未定";
+        const status = b.status_label || b.status || "";
+        return h("li", {}, `受付番号 ${no}・訪問日 ${visit}`, status ? `・${status}` : "");
+      })));
     } else {
-      const SHOWN = 5;
-      parts.push(h("h4", { text: `過去の着信（${earlier.length}件）` }));
-      if (earlier.length) {
-        parts.push(h("ul", { class: "cb-list" }, earlier.slice(0, SHOWN).map((x) =>
-          h("li", {}, h("span", { class: "when", text: Fmt.when(x.arrived_at) }), " ",
-            [Fmt.endCause(x.end_cause) || "—", Fmt.outcome(x.outcome)].filter(Boolean).join("・")))));
-        if (earlier.length > SHOWN) parts.push(h("p", { class: "muted small", text: `ほか ${earlier.length - SHOWN} 件` }));
-      }
-      parts.push(h("h4", { text: `予約（${bookings.length}件）` }));
-      if (bookings.length) {
-        parts.push(h("ul", { class: "cb-list" }, bookings.map((b) => {
-          // The booking record lands with a later issue; accept the likely field names.
-          const no = b.reception_number ?? b.reception_no ?? b.number ?? "—";
-          const visit = b.visit_date ?? b.visit_on ?? "未定";
-          const status = b.status_label || Labels.BOOKING_STATUS[b.status] || b.status || "";
-          return h("li", {}, `受付番号 ${no}・訪問日 ${visit}`, status ? `・${status}` : "");
-        })));
-      } else {
-        parts.push(h("p", { class: "muted small", text: "この番号からの予約はありません。" }));
-      }
+      parts.push(h("p", { class: "muted small", text: "この番号からの予約はありません。" }));
     }
-    box.replaceChildren(...parts);
   }
+  box.replaceChildren(...parts);
+}
 
-  function renderBanner() {
-    const banner = $("call-banner");
-    const { call: c, others } = primaryCall();
-    clearInterval(tickTimer);
-    tickTimer = null;
-    if (!c) {
-      banner.hidden = true;
-      banner.dataset.callKey = "";
-      document.title = BASE_TITLE;
-      return;
-    }
-    banner.dataset.callKey = c.call_key;
-    banner.dataset.state = c.state;
-    banner.className = "call-banner state-" + c.state;
-    $("call-banner-state").textContent = stateText(c);
-    $("call-banner-caller").textContent = Fmt.caller(c.caller);
-    $("call-banner-arrived").textContent = Fmt.clock(c.arrived_at);
-    $("call-banner-line").textContent = c.line_number || "—";
-    $("call-banner-answered").textContent = answeredByText(c);
-    $("call-banner-more").hidden = others < 1;
-    $("call-banner-more").textContent = others ? `ほかに ${others} 件の着信・通話があります` : "";
-    $("call-banner-dismiss").hidden = c.state !== "ended";
-    const timer = $("call-banner-timer");
-    timer.textContent = timerText(c);
-    if (c.state !== "ended") tickTimer = setInterval(() => { timer.textContent = timerText(c); }, 1000);
-    renderHistory(c);
-    banner.hidden = false;
-    // The title shows in the task bar, so a ringing call is noticed from another window.
-    if (c.state === "ringing") document.title = "【着信】" + Fmt.caller(c.caller) + " — " + BASE_TITLE;
-    else if (c.state === "talking") document.title = "【通話中】" + BASE_TITLE;
-    else document.title = BASE_TITLE;
-    if (bound && Live.calls.has(bound.call_key)) renderTarget();
+function renderBanner() {
+  const banner = $("call-banner");
+  const { call: c, others } = primaryCall();
+  clearInterval(tickTimer);
+  tickTimer = null;
+  if (!c) {
+    banner.hidden = true;
+    banner.dataset.callKey = "";
+    document.title = BASE_TITLE;
+    return;
   }
+  banner.dataset.callKey = c.call_key;
+  banner.dataset.state = c.state;
+  banner.className = "call-banner state-" + c.state;
+  $("call-banner-state").textContent = stateText(c);
+  $("call-banner-caller").textContent = fmt.caller(c.caller);
+  $("call-banner-arrived").textContent = fmt.clock(c.arrived_at);
+  $("call-banner-line").textContent = c.line_number || "—";
+  $("call-banner-answered").textContent = answeredByText(c);
+  $("call-banner-more").hidden = others < 1;
+  $("call-banner-more").textContent = others ? `ほかに ${others} 件の着信・通話があります` : "";
+  $("call-banner-dismiss").hidden = c.state !== "ended";
+  const timer = $("call-banner-timer");
+  timer.textContent = timerText(c);
+  if (c.state !== "ended") tickTimer = setInterval(() => { timer.textContent = timerText(c); }, 1000);
+  renderHistory(c);
+  banner.hidden = false;
+  // The title shows in the task bar, so a ringing call is noticed from another window.
+  if (c.state === "ringing") document.title = "【着信】" + fmt.caller(c.caller) + " — " + BASE_TITLE;
+  else if (c.state === "talking") document.title = "【通話中】" + BASE_TITLE;
+  else document.title = BASE_TITLE;
+  if (bound && live.calls.has(bound.call_key)) renderTarget();
+}
 
-  // The banner buttons: choose the talk-script path and preset the outcome for this call.
-  function startFrom(path, outcome) {
-    const key = $("call-banner").dataset.callKey;
-    const c = key && Live.calls.get(key);
-    if (typeof show === "function" && !visible()) show("operator");
-    if (c && (!bound || bound.call_key !== c.call_key)) bind(c);
-    $("outcome-select").value = outcome;
-    dirty = true; // an explicit choice: a new ringing call must not take the form away
-    syncTopics();
+// The banner buttons: choose the talk-script path and preset the outcome for this call.
+function startFrom(path, outcome) {
+  const key = $("call-banner").dataset.callKey;
+  const c = key && live.calls.get(key);
+  if (!visible()) show("operator");
+  if (c && (!bound || bound.call_key !== c.call_key)) bind(c);
+  $("outcome-select").value = outcome;
+  dirty = true; // an explicit choice: a new ringing call must not take the form away
+  syncTopics();
+  setStatus("");
+  chooseTalkPath(path);
+}
+
+// ---------------------------------------------------------------- outcome form
+
+function setStatus(text, kind) {
+  const el = $("outcome-status");
+  el.textContent = text;
+  el.className = "status" + (kind ? " " + kind : "");
+}
+
+function syncTopics() {
+  $("outcome-topics").hidden = $("outcome-select").value !== "inquiry";
+}
+
+function renderTarget() {
+  const el = $("outcome-target");
+  if (!bound) {
+    el.textContent = "対象の通話：未選択（着信すると自動で選ばれます）";
+    return;
+  }
+  const c = live.calls.get(bound.call_key);
+  let state = c ? label("call_phase", c.state) : "";
+  // On a shared line several consoles pop the same call; say whose it became.
+  if (c && c.answered_by) state += `・応答 ${c.answered_by === me.user.username ? "あなた" : c.answered_by}`;
+  el.textContent = `対象の通話：${fmt.clock(bound.arrived_at)} 着信・${fmt.caller(bound.caller)}` + (state ? `（${state}）` : "");
+  for (const li of document.querySelectorAll("#wrapups [data-call-key]")) {
+    li.classList.toggle("current", li.dataset.callKey === bound.call_key);
+  }
+}
+
+// Points the form at a call. `row` is a CallRow (from the wrap-up list) or a live CallState.
+function bind(row) {
+  const same = bound && bound.call_key === row.call_key;
+  bound = { call_key: row.call_key, caller: row.caller, arrived_at: row.arrived_at };
+  $("outcome-form").dataset.callKey = row.call_key;
+  if (!same) {
+    $("outcome-select").value = row.outcome || "";
+    $("outcome-note").value = row.outcome_note || "";
+    for (const cb of document.querySelectorAll('#outcome-topics input[type="checkbox"]')) cb.checked = false;
+    dirty = false;
     setStatus("");
-    chooseTalkPath(path);
   }
+  syncTopics();
+  renderTarget();
+}
 
-  // ---------------------------------------------------------------- outcome form
+// A new call takes the form only if the operator is not in the middle of another one.
+function maybeBind(c) {
+  if (!bound || !dirty || bound.call_key === c.call_key) bind(c);
+}
 
-  function setStatus(text, kind) {
-    const el = $("outcome-status");
-    el.textContent = text;
-    el.className = "status" + (kind ? " " + kind : "");
-  }
-
-  function syncTopics() {
-    $("outcome-topics").hidden = $("outcome-select").value !== "inquiry";
-  }
-
-  function renderTarget() {
-    const el = $("outcome-target");
-    if (!bound) {
-      el.textContent = "対象の通話：未選択（着信すると自動で選ばれます）";
-      return;
-    }
-    const live = Live.calls.get(bound.call_key);
-    let state = live ? { ringing: "呼出中", talking: "通話中", ended: "終了" }[live.state] : "";
-    // On a shared line several consoles pop the same call; say whose it became.
-    if (live && live.answered_by) state += `・応答 ${live.answered_by === me.user.username ? "あなた" : live.answered_by}`;
-    el.textContent = `対象の通話：${Fmt.clock(bound.arrived_at)} 着信・${Fmt.caller(bound.caller)}` + (state ? `（${state}）` : "");
-    for (const li of document.querySelectorAll("#wrapups [data-call-key]")) {
-      li.classList.toggle("current", li.dataset.callKey === bound.call_key);
-    }
-  }
-
-  // Points the form at a call. `row` is a CallRow (from the wrap-up list) or a live CallState.
-  function bind(row) {
-    const same = bound && bound.call_key === row.call_key;
-    bound = { call_key: row.call_key, caller: row.caller, arrived_at: row.arrived_at };
-    $("outcome-form").dataset.callKey = row.call_key;
-    if (!same) {
-      $("outcome-select").value = row.outcome || "";
-      $("outcome-note").value = row.outcome_note || "";
-      for (const cb of document.querySelectorAll('#outcome-topics input[type="checkbox"]')) cb.checked = false;
-      dirty = false;
-      setStatus("");
-    }
-    syncTopics();
-    renderTarget();
-  }
-
-  // A new call takes the form only if the operator is not in the middle of another one.
-  function maybeBind(c) {
-    if (!bound || !dirty || bound.call_key === c.call_key) bind(c);
-  }
-
-  async function save(ev) {
-    ev.preventDefault();
-    if (!bound) { setStatus("対象の通話がありません。着信中の通話か、未入力の一覧から選んでください。", "error"); return; }
-    const outcome = $("outcome-select").value;
-    if (!outcome) { setStatus("対応結果を選んでください。", "error"); $("outcome-select").focus(); return; }
-    const topics = outcome === "inquiry"
-      ? [...document.querySelectorAll('#outcome-topics input[type="checkbox"]:checked')].map((cb) => cb.value)
-      : [];
-    const key = bound.call_key;
-    const button = $("outcome-save");
-    button.disabled = true;
-    setStatus("保存中…");
-    try {
-      await api("PATCH", "/api/calls/" + encodeURIComponent(key), { outcome, note: $("outcome-note").value.trim(), topics });
-      if (bound && bound.call_key === key) { dirty = false; setStatus("保存しました", "ok"); }
-      loadWrapups();
-      document.dispatchEvent(new CustomEvent("madoguchi:outcome-saved", { detail: { call_key: key } }));
-    } catch (e) {
-      setStatus(e.message || "保存できませんでした。", "error");
-    } finally {
-      button.disabled = false;
-    }
-  }
-
-  // ---------------------------------------------------------------- wrap-ups
-
-  async function loadWrapups() {
-    const list = $("wrapups-list");
-    let rows;
-    try {
-      rows = (await api("GET", "/api/calls/wrapups")).calls || [];
-    } catch (e) {
-      list.replaceChildren(h("li", { class: "error", text: "読み込めませんでした：" + e.message }));
-      return;
-    }
-    $("wrapups-count").textContent = rows.length ? String(rows.length) : "";
-    if (!rows.length) {
-      list.replaceChildren(h("li", { class: "muted", text: "未入力の対応記録はありません。" }));
-      return;
-    }
-    list.replaceChildren(...rows.map((r) => h("li", { dataset: { callKey: r.call_key } },
-      h("button", {
-        type: "button",
-        class: "linklike",
-        onclick: () => { bind(r); $("outcome-select").focus(); },
-      },
-      h("span", { class: "when", text: Fmt.when(r.arrived_at) }), " ",
-      h("strong", { text: Fmt.caller(r.caller) }),
-      ` 通話 ${Fmt.duration(r.talk_seconds)}`,
-      r.answered_by ? `・応答 ${r.answered_by === me.user.username ? "あなた" : r.answered_by}` : ""))));
-    renderTarget();
-  }
-
-  // ---------------------------------------------------------------- callbacks
-
-  async function loadCallbacks() {
-    const body = $("callbacks-body");
-    let rows;
-    try {
-      rows = (await api("GET", "/api/callbacks")).callbacks || [];
-    } catch (e) {
-      body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "error", text: "読み込めませんでした：" + e.message })));
-      return;
-    }
-    $("callbacks-count").textContent = rows.length ? String(rows.length) : "";
-    if (!rows.length) {
-      body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "muted", text: "折り返しが必要な不在着信はありません。" })));
-      return;
-    }
-    body.replaceChildren(...rows.map(callbackRow));
-  }
-
-  function callbackRow(cb) {
-    const note = h("input", { type: "text", class: "cb-note", maxlength: 200, placeholder: "メモ（任意）", "aria-label": "メモ（任意・個人情報は書かない）" });
-    const err = h("span", { class: "error small", role: "alert" });
-    const close = async (result, buttons) => {
-      buttons.forEach((b) => { b.disabled = true; });
-      err.textContent = "";
-      try {
-        await api("POST", `/api/callbacks/${encodeURIComponent(cb.id)}/close`, { result, note: note.value.trim() });
-        loadCallbacks();
-      } catch (e) {
-        err.textContent = e.message;
-        buttons.forEach((b) => { b.disabled = false; });
-      }
-    };
-    const done = h("button", { type: "button", class: "small" }, "折り返し済み");
-    const drop = h("button", { type: "button", class: "small secondary" }, "対応不要としてクローズ");
-    done.addEventListener("click", () => close("called_back", [done, drop]));
-    drop.addEventListener("click", () => close("closed", [done, drop]));
-    return h("tr", { dataset: { callbackId: cb.id } },
-      h("td", {}, h("strong", { text: Fmt.caller(cb.caller) })),
-      h("td", { text: `${cb.missed_count ?? 1}回` }),
-      h("td", {}, Fmt.when(cb.last_missed_at),
-        cb.missed_count > 1 ? h("div", { class: "muted small", text: "初回 " + Fmt.when(cb.first_missed_at) }) : null),
-      h("td", { text: Fmt.endCause(cb.last_cause) }),
-      h("td", { class: "actions" }, done, " ", drop, note, err));
-  }
-
-  // ---------------------------------------------------------------- talk script
-
-  async function loadTalkScript() {
-    const body = $("talk-script-body");
-    try {
-      const data = await api("GET", "/api/talk-script");
-      talk.sections = data.sections || [];
-      const paths = (data.paths || []).filter((p) => p.id !== "common");
-      talk.paths = paths.length ? paths : Labels.TALK_PATHS;
-    } catch (e) {
-      talk.paths = Labels.TALK_PATHS;
-      body.replaceChildren(h("p", { class: "error", text: "トークスクリプトを読み込めませんでした：" + e.message }));
-      renderPathButtons();
-      return;
-    }
-    renderPathButtons();
-    renderTalkScript();
-  }
-
-  function renderPathButtons() {
-    $("talk-paths").replaceChildren(...talk.paths.map((p) => h("button", {
-      type: "button",
-      class: "path",
-      dataset: { path: p.id },
-      "aria-pressed": String(talk.chosen === p.id),
-      onclick: () => chooseTalkPath(talk.chosen === p.id ? null : p.id),
-    }, p.label)));
-  }
-
-  function chooseTalkPath(id) {
-    talk.chosen = id;
-    for (const b of document.querySelectorAll("#talk-paths button")) {
-      b.setAttribute("aria-pressed", String(b.dataset.path === id));
-    }
-    renderTalkScript();
-  }
-
-  function renderTalkScript() {
-    const body = $("talk-script-body");
-    const chosen = talk.chosen;
-    const shown = talk.sections.filter((s) => (s.paths || []).includes("common") || (chosen && (s.paths || []).includes(chosen)));
-    const hint = chosen
-      ? null
-      : h("p", { class: "muted small", text: "用件が分かったら上のボタンで種類を選ぶと、該当する案内が表示されます。" });
-    body.replaceChildren(...[hint].filter(Boolean), ...shown.map((s) => {
-      const content = h("div", { class: "ts-body" });
-      // Rendered from the approved Markdown and sanitised by the server; it holds no call data.
-      content.innerHTML = s.html || "";
-      const onlyHere = !(s.paths || []).includes("common");
-      return h("article", { class: "ts-section" + (onlyHere ? " ts-specific" : ""), dataset: { section: s.id } },
-        h("h4", { text: s.title }), content);
-    }));
-    if (!shown.length) body.append(h("p", { class: "muted", text: "表示する項目がありません。" }));
-  }
-
-  // ---------------------------------------------------------------- wiring
-
-  const refreshLists = coalesce(() => { if (visible()) { loadWrapups(); loadCallbacks(); } }, 500);
-
-  function init(session) {
-    me = session;
-    const select = $("outcome-select");
-    select.replaceChildren(h("option", { value: "" }, "選択してください"),
-      ...Object.entries(Labels.OUTCOME).map(([v, label]) => h("option", { value: v }, label)));
-    $("outcome-topics-list").replaceChildren(...Object.entries(Labels.TOPIC).map(([v, label]) =>
-      h("label", { class: "check" }, h("input", { type: "checkbox", name: "topics", value: v }), " " + label)));
-    select.addEventListener("change", () => { dirty = true; syncTopics(); setStatus(""); });
-    $("outcome-form").addEventListener("input", () => { dirty = true; if ($("outcome-status").classList.contains("ok")) setStatus(""); });
-    $("outcome-form").addEventListener("submit", save);
-    $("banner-start-booking").addEventListener("click", () => startFrom("new", "booking"));
-    $("banner-start-facility").addEventListener("click", () => startFrom("facility", "facility_request"));
-    $("call-banner-dismiss").addEventListener("click", () => Live.dismiss($("call-banner").dataset.callKey));
-    renderTarget();
-
-    Live.on("calls", renderBanner);
-    Live.on("call.ringing", (m) => maybeBind(Live.calls.get(m.call.call_key)));
-    Live.on("call.answered", (m) => {
-      if (m.call.answered_by === me.user.username) maybeBind(Live.calls.get(m.call.call_key));
-    });
-    Live.on("call.ended", refreshLists);
-    Live.on("snapshot", (m) => {
-      // After a reconnect, pick up a call already in progress and anything missed meanwhile.
-      const mine = (m.calls || []).find((c) => c.state === "ringing" || c.answered_by === me.user.username);
-      if (mine) maybeBind(Live.calls.get(mine.call_key));
-      refreshLists();
-    });
-    Live.on("stats", (s) => {
-      // Another operator may have closed a callback: the count is our cue to re-read.
-      if (s.callbacks_waiting !== lastCallbacksWaiting) {
-        if (lastCallbacksWaiting !== null) refreshLists();
-        lastCallbacksWaiting = s.callbacks_waiting;
-      }
-    });
-    loadTalkScript();
-  }
-
-  function onShow() {
+async function save(ev) {
+  ev.preventDefault();
+  if (!bound) { setStatus("対象の通話がありません。着信中の通話か、未入力の一覧から選んでください。", "error"); return; }
+  const outcome = $("outcome-select").value;
+  if (!outcome) { setStatus("対応結果を選んでください。", "error"); $("outcome-select").focus(); return; }
+  const topics = outcome === "inquiry"
+    ? [...document.querySelectorAll('#outcome-topics input[type="checkbox"]:checked')].map((cb) => cb.value)
+    : [];
+  const key = bound.call_key;
+  const button = $("outcome-save");
+  button.disabled = true;
+  setStatus("保存中…");
+  try {
+    await api("PATCH", "/api/calls/" + encodeURIComponent(key), { outcome, note: $("outcome-note").value.trim(), topics });
+    if (bound && bound.call_key === key) { dirty = false; setStatus("保存しました", "ok"); }
     loadWrapups();
-    loadCallbacks();
+    document.dispatchEvent(new CustomEvent("madoguchi:outcome-saved", { detail: { call_key: key } }));
+  } catch (e) {
+    setStatus(e.message || "保存できませんでした。", "error");
+  } finally {
+    button.disabled = false;
   }
+}
 
-  return { init, onShow };
-})();
+// ---------------------------------------------------------------- wrap-ups
+
+async function loadWrapups() {
+  const list = $("wrapups-list");
+  let rows;
+  try {
+    rows = (await api("GET", "/api/calls/wrapups")).calls || [];
+  } catch (e) {
+    list.replaceChildren(h("li", { class: "error", text: "読み込めませんでした：" + e.message }));
+    return;
+  }
+  $("wrapups-count").textContent = rows.length ? String(rows.length) : "";
+  if (!rows.length) {
+    list.replaceChildren(h("li", { class: "muted", text: "未入力の対応記録はありません。" }));
+    return;
+  }
+  list.replaceChildren(...rows.map((r) => h("li", { dataset: { callKey: r.call_key } },
+    h("button", {
+      type: "button",
+      class: "linklike",
+      onclick: () => { bind(r); $("outcome-select").focus(); },
+    },
+    h("span", { class: "when", text: fmt.when(r.arrived_at) }), " ",
+    h("strong", { text: fmt.caller(r.caller) }),
+    ` 通話 ${fmt.duration(r.talk_seconds)}`,
+    r.answered_by ? `・応答 ${r.answered_by === me.user.username ? "あなた" : r.answered_by}` : ""))));
+  renderTarget();
+}
+
+// ---------------------------------------------------------------- callbacks
+
+async function loadCallbacks() {
+  const body = $("callbacks-body");
+  let rows;
+  try {
+    rows = (await api("GET", "/api/callbacks")).callbacks || [];
+  } catch (e) {
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "error", text: "読み込めませんでした：" + e.message })));
+    return;
+  }
+  $("callbacks-count").textContent = rows.length ? String(rows.length) : "";
+  if (!rows.length) {
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "muted", text: "折り返しが必要な不在着信はありません。" })));
+    return;
+  }
+  body.replaceChildren(...rows.map(callbackRow));
+}
+
+function callbackRow(cb) {
+  const note = h("input", { type: "text", class: "cb-note", maxlength: 200, placeholder: "メモ（任意）", "aria-label": "メモ（任意・個人情報は書かない）" });
+  const err = h("span", { class: "error small", role: "alert" });
+  const close = async (result, buttons) => {
+    buttons.forEach((b) => { b.disabled = true; });
+    err.textContent = "";
+    try {
+      await api("POST", `/api/callbacks/${encodeURIComponent(cb.id)}/close`, { result, note: note.value.trim() });
+      loadCallbacks();
+    } catch (e) {
+      err.textContent = e.message;
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  };
+  const done = h("button", { type: "button", class: "small", onclick: () => close("called_back", [done, drop]) },
+    label("callback_result", "called_back"));
+  const drop = h("button", { type: "button", class: "small secondary", onclick: () => close("closed", [done, drop]) },
+    label("callback_result", "closed"));
+  return h("tr", { dataset: { callbackId: cb.id } },
+    h("td", {}, h("strong", { text: fmt.caller(cb.caller) })),
+    h("td", { text: `${cb.missed_count ?? 1}回` }),
+    h("td", {}, fmt.when(cb.last_missed_at),
+      cb.missed_count > 1 ? h("div", { class: "muted small", text: "初回 " + fmt.when(cb.first_missed_at) }) : null),
+    h("td", { text: fmt.endCause(cb.last_cause) }),
+    h("td", { class: "actions" }, done, " ", drop, note, err));
+}
+
+// ---------------------------------------------------------------- talk script
+
+async function loadTalkScript() {
+  const body = $("talk-script-body");
+  try {
+    const data = await api("GET", "/api/talk-script");
+    talk.sections = data.sections || [];
+    // The script says which paths it has; their names come from the label table.
+    const ids = (data.paths || []).map((p) => p.id).filter((id) => id !== "common");
+    talk.paths = ids.length ? ids : codes("talk_path").map(([id]) => id);
+  } catch (e) {
+    talk.paths = codes("talk_path").map(([id]) => id);
+    body.replaceChildren(h("p", { class: "error", text: "トークスクリプトを読み込めませんでした：" + e.message }));
+    renderPathButtons();
+    return;
+  }
+  renderPathButtons();
+  renderTalkScript();
+}
+
+function renderPathButtons() {
+  $("talk-paths").replaceChildren(...talk.paths.map((id) => h("button", {
+    type: "button",
+    class: "path",
+    dataset: { path: id },
+    "aria-pressed": String(talk.chosen === id),
+    onclick: () => chooseTalkPath(talk.chosen === id ? null : id),
+  }, label("talk_path", id))));
+}
+
+function chooseTalkPath(id) {
+  talk.chosen = id;
+  for (const b of document.querySelectorAll("#talk-paths button")) {
+    b.setAttribute("aria-pressed", String(b.dataset.path === id));
+  }
+  renderTalkScript();
+}
+
+function renderTalkScript() {
+  const body = $("talk-script-body");
+  const chosen = talk.chosen;
+  const shown = talk.sections.filter((s) => (s.paths || []).includes("common") || (chosen && (s.paths || []).includes(chosen)));
+  const hint = chosen
+    ? null
+    : h("p", { class: "muted small", text: "用件が分かったら上のボタンで種類を選ぶと、該当する案内が表示されます。" });
+  body.replaceChildren(...[hint].filter(Boolean), ...shown.map((s) => {
+    // Rendered from the approved Markdown and sanitised by the server; it holds no call data.
+    const content = h("div", { class: "ts-body" }, serverHtml(s.html));
+    const onlyHere = !(s.paths || []).includes("common");
+    return h("article", { class: "ts-section" + (onlyHere ? " ts-specific" : ""), dataset: { section: s.id } },
+      h("h4", { text: s.title }), content);
+  }));
+  if (!shown.length) body.append(h("p", { class: "muted", text: "表示する項目がありません。" }));
+}
+
+// ---------------------------------------------------------------- wiring
+
+const refreshLists = live.coalesce(() => { if (visible()) { loadWrapups(); loadCallbacks(); } }, 500);
+
+// Sets the console up for the signed-in operator or manager; call before live.start().
+export function init(session) {
+  me = session;
+  const select = $("outcome-select");
+  select.replaceChildren(h("option", { value: "" }, "選択してください"),
+    ...codes("outcome").map(([v, text]) => h("option", { value: v }, text)));
+  $("outcome-topics-list").replaceChildren(...codes("topic").map(([v, text]) =>
+    h("label", { class: "check" }, h("input", { type: "checkbox", name: "topics", value: v }), " " + text)));
+  select.addEventListener("change", () => { dirty = true; syncTopics(); setStatus(""); });
+  $("outcome-form").addEventListener("input", () => { dirty = true; if ($("outcome-status").classList.contains("ok")) setStatus(""); });
+  $("outcome-form").addEventListener("submit", save);
+  $("banner-start-booking").addEventListener("click", () => startFrom("new", "booking"));
+  $("banner-start-facility").addEventListener("click", () => startFrom("facility", "facility_request"));
+  $("call-banner-dismiss").addEventListener("click", () => live.dismiss($("call-banner").dataset.callKey));
+  renderTarget();
+
+  live.on("calls", renderBanner);
+  live.on("call.ringing", (m) => maybeBind(live.calls.get(m.call.call_key)));
+  live.on("call.answered", (m) => {
+    if (m.call.answered_by === me.user.username) maybeBind(live.calls.get(m.call.call_key));
+  });
+  live.on("call.ended", refreshLists);
+  live.on("snapshot", (m) => {
+    // After a reconnect, pick up a call already in progress and anything missed meanwhile.
+    const mine = (m.calls || []).find((c) => c.state === "ringing" || c.answered_by === me.user.username);
+    if (mine) maybeBind(live.calls.get(mine.call_key));
+    refreshLists();
+  });
+  live.on("stats", (s) => {
+    // Another operator may have closed a callback: the count is our cue to re-read.
+    if (s.callbacks_waiting !== lastCallbacksWaiting) {
+      if (lastCallbacksWaiting !== null) refreshLists();
+      lastCallbacksWaiting = s.callbacks_waiting;
+    }
+  });
+  onShow("operator", () => { loadWrapups(); loadCallbacks(); });
+  loadTalkScript();
+}

@@ -1,0 +1,75 @@
+// How times, durations, rates, callers and codes are written on every screen.
+import { TZ, jstDate, serverDay } from "./clock.js";
+import { label } from "./labels.js";
+
+function parse(iso) {
+  if (!iso) return null;
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+// "10:32:05" in Japan time, whatever the workstation's clock zone is.
+export function clock(iso) {
+  const d = parse(iso);
+  if (!d) return "—";
+  return d.toLocaleTimeString("ja-JP", { timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+// Dates in the history: "今日 10:32" for the server's today, otherwise "2026/6/3 10:32".
+export function when(iso) {
+  const d = parse(iso);
+  if (!d) return "—";
+  const time = d.toLocaleTimeString("ja-JP", { timeZone: TZ, hour: "2-digit", minute: "2-digit" });
+  if (jstDate(d) === serverDay()) return "今日 " + time;
+  return d.toLocaleDateString("ja-JP", { timeZone: TZ, year: "numeric", month: "numeric", day: "numeric" }) + " " + time;
+}
+
+// A date and time for logs: "2026/11/25 10:32:05".
+export function dateTime(iso) {
+  const d = parse(iso);
+  return d ? d.toLocaleString("ja-JP", { timeZone: TZ }) : "—";
+}
+
+// Durations in words: "45秒", "3分12秒", "2時間5分", "1日3時間". Null means "no data yet".
+export function duration(sec) {
+  if (sec === null || sec === undefined || Number.isNaN(Number(sec))) return "—";
+  let s = Number(sec);
+  if (s < 10 && s % 1 !== 0) return s.toFixed(1) + "秒";
+  s = Math.round(s);
+  if (s < 60) return s + "秒";
+  if (s < 3600) return Math.floor(s / 60) + "分" + String(s % 60).padStart(2, "0") + "秒";
+  if (s < 86400) return Math.floor(s / 3600) + "時間" + Math.floor((s % 3600) / 60) + "分";
+  return Math.floor(s / 86400) + "日" + Math.floor((s % 86400) / 3600) + "時間";
+}
+
+// A running timer: "0:12", "12:03", "1:02:03".
+export function timer(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const hh = Math.floor(s / 3600), mm = Math.floor((s % 3600) / 60), ss = s % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return hh ? `${hh}:${two(mm)}:${two(ss)}` : `${mm}:${two(ss)}`;
+}
+
+// Rates arrive as fractions (0..1); null when nothing was offered yet.
+export function percent(x) {
+  if (x === null || x === undefined || Number.isNaN(Number(x))) return "—";
+  return (Number(x) * 100).toFixed(1) + "%";
+}
+
+// The caller as the server wrote it (number, or 非通知 / 公衆電話 / 表示圏外), else why not.
+export function caller(c) {
+  if (!c) return label("caller_kind", "unknown");
+  if (c.display) return c.display;
+  if (c.withheld_reason) return label("withheld_reason", c.withheld_reason);
+  return label("caller_kind", c.kind || "unknown");
+}
+
+// The end cause of a call, "" if it has not ended.
+export function endCause(code) {
+  return label("end_cause", code);
+}
+
+// The recorded outcome of a call, "" if none yet.
+export function outcome(code) {
+  return label("outcome", code);
+}
