@@ -91,7 +91,10 @@ mod tests {
         for (name, body) in scripts() {
             for part in body.split(r#"from "./"#).skip(1) {
                 let import = part.split('"').next().unwrap_or_default();
-                assert!(served(import), "{name} imports ./{import}, which is not served");
+                assert!(
+                    served(import),
+                    "{name} imports ./{import}, which is not served"
+                );
             }
         }
     }
@@ -99,8 +102,16 @@ mod tests {
     #[test]
     fn only_the_dom_module_creates_elements_or_parses_html() {
         for (name, body) in scripts().filter(|(n, _)| *n != "dom.js") {
-            for pattern in ["createElement", "innerHTML", "outerHTML", "insertAdjacentHTML"] {
-                assert!(!body.contains(pattern), "{name} uses {pattern}; build DOM with h()");
+            for pattern in [
+                "createElement",
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+            ] {
+                assert!(
+                    !body.contains(pattern),
+                    "{name} uses {pattern}; build DOM with h()"
+                );
             }
         }
     }

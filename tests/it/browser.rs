@@ -238,6 +238,7 @@ async fn operator_sees_the_pop_records_an_outcome_and_the_dashboard_counts_it() 
         "/保存しました/.test(document.getElementById('outcome-status').textContent)",
     )
     .await;
+    artifact("console.png", &op.screenshot().await.unwrap());
 
     let mgr_api = rig.app.login("manager1", "password-manager1").await;
     let saved: Value = mgr_api
@@ -294,6 +295,21 @@ async fn operator_sees_the_pop_records_an_outcome_and_the_dashboard_counts_it() 
     )
     .await;
     artifact("dashboard.png", &mgr.screenshot().await.unwrap());
+
+    // The 取扱記録 view names each action by the server's label table, not its code.
+    mgr.execute(
+        "document.querySelector('#nav a[data-view=\"audit\"]').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &mgr,
+        "the saved outcome in the audit log, by its label",
+        "/対応記録の保存/.test(document.getElementById('audit-table').textContent)",
+    )
+    .await;
+    artifact("audit.png", &mgr.screenshot().await.unwrap());
 
     let _ = op.close().await;
     let _ = mgr.close().await;
