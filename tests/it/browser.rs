@@ -176,6 +176,15 @@ async fn operator_sees_the_pop_records_an_outcome_and_the_dashboard_counts_it() 
         "/リアルタイム接続中/.test(document.getElementById('ws-status').textContent)",
     )
     .await;
+    // "今日" in the history is the server's day (pinned to 2026-11-25), not the browser's.
+    let today = op
+        .execute(
+            "return import('/assets/format.js').then((f) => f.when('2026-11-25T01:30:00Z'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(today, "今日 10:30", "the history's day is the server's");
 
     let mut phone = rig
         .sipp_phone(

@@ -1,6 +1,7 @@
 // The account views: staff accounts (list, add, disable), the 取扱記録 (audit log) and the
 // own password change.
 import { api } from "./api.js";
+import { serverNow } from "./clock.js";
 import { byId as $, h } from "./dom.js";
 import * as fmt from "./format.js";
 import { codes, label } from "./labels.js";
@@ -14,7 +15,7 @@ function formJson(form) {
 
 function userState(u) {
   if (u.disabled) return "無効";
-  return u.locked_until && new Date(u.locked_until) > new Date() ? "ロック中" : "有効";
+  return u.locked_until && Date.parse(u.locked_until) > serverNow() ? "ロック中" : "有効";
 }
 
 async function loadUsers() {
