@@ -14,7 +14,7 @@ pub use events::{CallEvent, CallEvents, CallInfo, EndCause, Party};
 pub use line::LineProfile;
 pub use log::{
     spawn_writer, CallFilter, CallLog, CallRow, CallerView, DayTotals, Outcome, OutcomeError,
-    OUTCOMES, TOPICS,
+    StoredEvents, OUTCOMES, TOPICS,
 };
 
 /// Failures of the calls domain.
