@@ -192,6 +192,7 @@ type Ended = (&'static str, Stage, Result<(), JoinError>);
 struct Supervisor {
     running: JoinSet<Ended>,
     left: Vec<Stage>,
+    problems: Vec<String>,
 }
 
 impl Supervisor {
@@ -216,6 +217,24 @@ impl Supervisor {
     fn left(&self, stage: Stage) -> bool {
         self.left.contains(&stage)
     }
+
+    /// A task ended: fine if its stage was told to stop, else a failure (logged, recorded).
+    fn judge(&mut self, signals: &Signals, (task, stage, result): Ended) -> Option<TaskFailure> {
+        let how = match result {
+            Ok(()) if signals.of(stage).is_cancelled() => return None,
+            Ok(()) => "ended by itself",
+            Err(e) if e.is_panic() => "panicked",
+            Err(_) => "was cancelled",
+        };
+        let failure = TaskFailure { task, how };
+        tracing::error!(
+            task,
+            how,
+            "a long-lived task failed; the process stops with an error so that it is restarted"
+        );
+        self.problems.push(failure.to_string());
+        Some(failure)
+    }
 }
 
 /// A running server: its bound addresses, the first admin's password if one was just
@@ -231,7 +250,6 @@ pub struct RunningServer {
     pub state: AppState,
     signals: Signals,
     supervisor: Supervisor,
-    problems: Vec<String>,
 }
 
 impl RunningServer {
@@ -242,7 +260,7 @@ impl RunningServer {
             let Some(ended) = self.supervisor.next().await else {
                 return std::future::pending().await;
             };
-            if let Some(failure) = self.judge(ended) {
+            if let Some(failure) = self.supervisor.judge(&self.signals, ended) {
                 return failure;
             }
         }
@@ -271,12 +289,12 @@ impl RunningServer {
         self.finish(Stage::Writer, WRITER_STOP_LIMIT).await;
         self.signals.all.cancel();
         self.finish(Stage::Hub, HUB_STOP_LIMIT).await;
-        if self.problems.is_empty() {
+        if self.supervisor.problems.is_empty() {
             tracing::info!("stopped cleanly");
             Ok(())
         } else {
             Err(StopError {
-                problems: self.problems,
+                problems: self.supervisor.problems,
             })
         }
     }
@@ -335,7 +353,7 @@ impl RunningServer {
                 }
                 ended = self.supervisor.next() => {
                     if let Some(ended) = ended {
-                        self.judge(ended);
+                        self.supervisor.judge(&self.signals, ended);
                     }
                     return;
                 }
@@ -349,7 +367,7 @@ impl RunningServer {
         while self.supervisor.left(stage) {
             match tokio::time::timeout_at(deadline, self.supervisor.next()).await {
                 Ok(Some(ended)) => {
-                    self.judge(ended);
+                    self.supervisor.judge(&self.signals, ended);
                 }
                 Ok(None) => return,
                 Err(_) if stage == Stage::Writer => {
@@ -357,7 +375,7 @@ impl RunningServer {
                         "the call log writer did not finish within {limit:?}: events not yet written are lost (their calls close as interrupted at the next start)"
                     );
                     tracing::error!("{problem}");
-                    self.problems.push(problem);
+                    self.supervisor.problems.push(problem);
                     return;
                 }
                 Err(_) => {
@@ -366,24 +384,6 @@ impl RunningServer {
                 }
             }
         }
-    }
-
-    /// A task ended: fine if its stage was told to stop, else a failure (logged, recorded).
-    fn judge(&mut self, (task, stage, result): Ended) -> Option<TaskFailure> {
-        let how = match result {
-            Ok(()) if self.signals.of(stage).is_cancelled() => return None,
-            Ok(()) => "ended by itself",
-            Err(e) if e.is_panic() => "panicked",
-            Err(_) => "was cancelled",
-        };
-        let failure = TaskFailure { task, how };
-        tracing::error!(
-            task,
-            how,
-            "a long-lived task failed; the process stops with an error so that it is restarted"
-        );
-        self.problems.push(failure.to_string());
-        Some(failure)
     }
 }
 
@@ -507,6 +507,71 @@ pub async fn start(
         state,
         signals,
         supervisor,
-        problems: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_or_ends_before_its_stage_stops_is_a_failure() {
+        let signals = Signals::new();
+        let mut sup = Supervisor::default();
+        sup.watch(
+            "panicking",
+            Stage::Hub,
+            tokio::spawn(async { panic!("boom") }),
+        );
+        let ended = sup.next().await.unwrap();
+        let f = sup.judge(&signals, ended).expect("a panic is a failure");
+        assert_eq!(f.to_string(), "panicking panicked");
+
+        sup.watch("quitter", Stage::Writer, tokio::spawn(async {}));
+        let ended = sup.next().await.unwrap();
+        let f = sup
+            .judge(&signals, ended)
+            .expect("ending unasked is a failure");
+        assert_eq!(f.how, "ended by itself");
+        assert_eq!(sup.problems.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn stopping_in_order_ends_each_stage_and_only_its_own() {
+        let signals = Signals::new();
+        let mut sup = Supervisor::default();
+        for (name, stage) in [
+            ("sip", Stage::Intake),
+            ("writer", Stage::Writer),
+            ("hub", Stage::Hub),
+        ] {
+            let token = signals.of(stage).clone();
+            sup.watch(
+                name,
+                stage,
+                tokio::spawn(async move { token.cancelled().await }),
+            );
+        }
+        signals.intake.cancel();
+        let ended = sup.next().await.unwrap();
+        assert_eq!(ended.0, "sip");
+        assert!(
+            sup.judge(&signals, ended).is_none(),
+            "asked to stop: not a failure"
+        );
+        assert!(!sup.left(Stage::Intake) && sup.left(Stage::Writer) && sup.left(Stage::Hub));
+        assert!(
+            !signals.writer.is_cancelled(),
+            "the writer outlives the intake"
+        );
+        signals.writer.cancel();
+        assert_eq!(sup.next().await.unwrap().0, "writer");
+        assert!(!signals.all.is_cancelled());
+        signals.all.cancel();
+        let ended = sup.next().await.unwrap();
+        assert_eq!(ended.0, "hub");
+        assert!(sup.judge(&signals, ended).is_none());
+        assert!(sup.next().await.is_none());
+        assert!(sup.problems.is_empty());
+    }
 }

@@ -668,3 +668,56 @@ async fn write_one(log: &CallLog, stored: &StoredEvents, event: Arc<CallEvent>) 
     // No reader (the hub not started, or gone) is fine: the row is what matters.
     let _ = stored.0.send(event);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::{CallEvents, CallInfo, EndCause};
+
+    fn call(i: usize) -> CallInfo {
+        CallInfo {
+            key: format!("key-{i}"),
+            sip_call_id: format!("call-{i}"),
+            caller: None,
+            line_number: Some("0120000000".into()),
+            source: "127.0.0.1:5060".into(),
+            arrived_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn on_stop_the_writer_writes_everything_queued_and_announces_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/w.db", dir.path().display());
+        let log = CallLog::new(Db::connect_and_migrate(&url, 1).await.unwrap());
+        let (events, stored) = (CallEvents::new(), StoredEvents::new());
+        let mut heard = stored.subscribe();
+        let queue = events.subscribe();
+        for i in 0..20 {
+            let at = Utc::now();
+            events.publish(CallEvent::Ringing { call: call(i), at });
+            events.publish(CallEvent::Ended {
+                call: call(i),
+                at,
+                cause: EndCause::Abandoned,
+                hangup_by: None,
+                rang_at: Some(at),
+                answered_at: None,
+            });
+        }
+        // Told to stop before it has written anything: all 40 events are still queued.
+        let stop = CancellationToken::new();
+        stop.cancel();
+        spawn_writer(log.clone(), queue, stored, stop)
+            .await
+            .unwrap();
+        for i in 0..20 {
+            let row = log.get_by_key(&format!("key-{i}")).await.unwrap().unwrap();
+            assert_eq!(row.end_cause.as_deref(), Some("abandoned"));
+        }
+        for _ in 0..40 {
+            assert!(heard.try_recv().is_ok(), "each stored event is announced");
+        }
+        assert!(heard.try_recv().is_err());
+    }
+}
