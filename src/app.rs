@@ -321,7 +321,8 @@ impl RunningServer {
             let Some(status) = sip.status().await else {
                 return;
             };
-            // Relays: a BYE passed on whose 200 OK has yet to come back.
+            // Relays: in-dialog requests passed on (a BYE), each counted until its transaction
+            // ends (T4 after the answer, over UDP), so the answer has surely gone back.
             let open = (status.tables.calls, status.tables.relays);
             if open == (0, 0) {
                 tracing::info!("no call in progress");
