@@ -1,7 +1,8 @@
 //! Orderly shutdown of the real binary under load: 50 sipp calls in flight, SIGTERM, a new
 //! call during the drain gets 503 with Retry-After, the process exits 0 once the calls have
 //! ended, and after a restart every call is in the log once, `completed` (none lost, none
-//! `interrupted`).
+//! `interrupted`). Also the cap on SIP TCP connections that keeps a flood from exhausting
+//! the process.
 
 mod common;
 
@@ -398,4 +399,56 @@ async fn sigterm_with_calls_in_flight_drains_then_logs_every_call_once() {
             .all(|(_, cause)| cause.as_deref() == Some("completed")),
         "{rows:?}"
     );
+}
+
+#[tokio::test]
+async fn a_tcp_connection_over_the_cap_is_closed_at_once_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let app =
+        common::TestApp::spawn_with(common::Kind::Sqlite, |c| c.sip_max_tcp_connections = 2).await;
+    let sip = app.server.state.sip.clone().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            tokio::net::TcpStream::connect(app.server.sip_addr)
+                .await
+                .unwrap(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sip.status().await.unwrap().tcp_flows < 2 {
+        assert!(Instant::now() < deadline, "two connections held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut over = tokio::net::TcpStream::connect(app.server.sip_addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(2), over.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the third connection is closed at once: {read:?}"
+    );
+    let status = sip.status().await.unwrap();
+    assert_eq!(status.counters.tcp_refused, 1);
+    assert_eq!(status.tcp_flows, 2);
+    // A slot freed is a slot taken again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sip.status().await.unwrap().tcp_flows > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection is forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _again = tokio::net::TcpStream::connect(app.server.sip_addr)
+        .await
+        .unwrap();
+    while sip.status().await.unwrap().tcp_flows < 2 {
+        assert!(Instant::now() < deadline, "a freed slot is used again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sip.status().await.unwrap().counters.tcp_refused, 1);
+    app.stop().await;
 }
