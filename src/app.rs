@@ -1,14 +1,29 @@
-//! Builds the one [`AppState`] and starts the server; used by `main` and by the tests.
+//! Builds the one [`AppState`], starts the server and stops it in order; used by `main` and
+//! by the tests.
+//!
+//! Shutdown follows tokio-rs/mini-redis: one signal that every long-lived task listens to (a
+//! tree of [`CancellationToken`]s, so the parts stop in order), and every such task watched,
+//! so one that panics or ends by itself fails the process instead of leaving it half alive.
+//! An orderly stop goes:
+//!
+//! 1. the SIP side drains: a new INVITE gets 503 with Retry-After; calls in progress go on;
+//! 2. wait until no call is in progress, or the grace period ends;
+//! 3. stop the intake: SIP sockets, core and connections, and the HTTP server;
+//! 4. the call-log writer writes every event still queued and ends;
+//! 5. the hub ends.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::calls::{spawn_writer, CallEvents, CallLog};
+use crate::calls::{spawn_writer, CallEvents, CallLog, StoredEvents};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::hours::OpeningHours;
@@ -18,6 +33,15 @@ use crate::sip;
 use crate::sip::core::{Proxy, SipCounters};
 use crate::sip::transport::SipHandle;
 use crate::store::{Db, StoreError};
+
+/// How often the drain looks whether calls are still in progress.
+const DRAIN_POLL: Duration = Duration::from_millis(200);
+/// How long the SIP side and the HTTP server get to close once told to.
+const INTAKE_STOP_LIMIT: Duration = Duration::from_secs(10);
+/// How long the call-log writer gets to write what is queued (the database may be slow).
+const WRITER_STOP_LIMIT: Duration = Duration::from_secs(30);
+/// How long the hub gets to end.
+const HUB_STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Everything a request handler or background task needs. Cheap to clone.
 #[derive(Clone)]
@@ -61,18 +85,13 @@ impl AppState {
         db: Db,
         clock: SharedClock,
         events: CallEvents,
+        hub: Hub,
         sip: Option<Arc<SipHandle>>,
     ) -> Self {
         let users = Users::new(db.clone(), clock.clone(), config.auth.clone());
         let sessions = SessionStore::new(db.clone(), clock.clone(), config.auth.clone());
         let audit = Auditor::new(db.clone(), clock.clone());
         let db_for_calls = db.clone();
-        let hub = Hub::start(
-            &events,
-            db.clone(),
-            clock.clone(),
-            config.profile.line.service_level_secs,
-        );
         AppState(Arc::new(AppInner {
             config,
             db,
@@ -108,8 +127,118 @@ pub enum StartError {
     Calls(#[from] crate::calls::CallsError),
 }
 
-/// A running server: its bound address, the first admin's password if one was just
-/// created, and a handle to stop it.
+/// A long-lived task that failed: it panicked, or ended while it should still run.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{task} {how}")]
+pub struct TaskFailure {
+    /// Which task.
+    pub task: &'static str,
+    /// What happened to it.
+    pub how: &'static str,
+}
+
+/// A stop that was not clean: a task failed, or the call-log writer could not finish.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("; "))]
+pub struct StopError {
+    /// Each problem, in the order seen.
+    pub problems: Vec<String>,
+}
+
+/// The parts of the server in the order they stop; each has its own token in the one tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// SIP sockets, core and connections; the HTTP server.
+    Intake,
+    /// The call-log writer.
+    Writer,
+    /// The hub.
+    Hub,
+}
+
+/// The shutdown signal: cancelling `all` stops everything at once; an orderly stop cancels
+/// `intake`, then `writer`, then `all` (each token is a child of the next).
+struct Signals {
+    all: CancellationToken,
+    writer: CancellationToken,
+    intake: CancellationToken,
+}
+
+impl Signals {
+    fn new() -> Self {
+        let all = CancellationToken::new();
+        let writer = all.child_token();
+        let intake = writer.child_token();
+        Signals {
+            all,
+            writer,
+            intake,
+        }
+    }
+
+    fn of(&self, stage: Stage) -> &CancellationToken {
+        match stage {
+            Stage::Intake => &self.intake,
+            Stage::Writer => &self.writer,
+            Stage::Hub => &self.all,
+        }
+    }
+}
+
+type Ended = (&'static str, Stage, Result<(), JoinError>);
+
+/// Watches the long-lived tasks; each must run until its stage is told to stop.
+#[derive(Default)]
+struct Supervisor {
+    running: JoinSet<Ended>,
+    left: Vec<Stage>,
+    problems: Vec<String>,
+}
+
+impl Supervisor {
+    fn watch(&mut self, name: &'static str, stage: Stage, task: JoinHandle<()>) {
+        self.left.push(stage);
+        self.running.spawn(async move { (name, stage, task.await) });
+    }
+
+    /// The next watched task to end; `None` when none is left.
+    async fn next(&mut self) -> Option<Ended> {
+        loop {
+            // The watchers cannot fail; one is aborted only when the set is dropped.
+            if let Ok(ended) = self.running.join_next().await? {
+                if let Some(i) = self.left.iter().position(|s| *s == ended.1) {
+                    self.left.swap_remove(i);
+                }
+                return Some(ended);
+            }
+        }
+    }
+
+    fn left(&self, stage: Stage) -> bool {
+        self.left.contains(&stage)
+    }
+
+    /// A task ended: fine if its stage was told to stop, else a failure (logged, recorded).
+    fn judge(&mut self, signals: &Signals, (task, stage, result): Ended) -> Option<TaskFailure> {
+        let how = match result {
+            Ok(()) if signals.of(stage).is_cancelled() => return None,
+            Ok(()) => "ended by itself",
+            Err(e) if e.is_panic() => "panicked",
+            Err(_) => "was cancelled",
+        };
+        let failure = TaskFailure { task, how };
+        tracing::error!(
+            task,
+            how,
+            "a long-lived task failed; the process stops with an error so that it is restarted"
+        );
+        self.problems.push(failure.to_string());
+        Some(failure)
+    }
+}
+
+/// A running server: its bound addresses, the first admin's password if one was just
+/// created, and what it takes to stop it in order.
 pub struct RunningServer {
     /// Where HTTP is actually listening (port 0 resolved).
     pub http_addr: SocketAddr,
@@ -119,23 +248,143 @@ pub struct RunningServer {
     pub bootstrap: Option<(User, String)>,
     /// The shared state, for tests that look inside.
     pub state: AppState,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    signals: Signals,
+    supervisor: Supervisor,
 }
 
 impl RunningServer {
-    /// Stops accepting and waits for the server task to end.
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
-        if let Some(sip) = &self.state.sip {
-            sip.stop().await;
+    /// Waits until a long-lived task fails (panics, or ends by itself). The server is then
+    /// half alive: stop it with [`RunningServer::shutdown`], which reports the failure.
+    pub async fn failure(&mut self) -> TaskFailure {
+        loop {
+            let Some(ended) = self.supervisor.next().await else {
+                return std::future::pending().await;
+            };
+            if let Some(failure) = self.supervisor.judge(&self.signals, ended) {
+                return failure;
+            }
         }
     }
 
-    /// Waits until the server ends by itself (it normally does not).
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    /// Stops in order (see the module docs): new calls get 503 at once, calls in progress
+    /// get up to `grace` (cut short when `hurry` completes, e.g. on a second signal), and
+    /// every call event already published is in the call log before this returns. An error
+    /// names each task that failed on the way, or before.
+    pub async fn shutdown(
+        mut self,
+        grace: Duration,
+        hurry: impl Future<Output = ()>,
+    ) -> Result<(), StopError> {
+        if let Some(sip) = self.state.sip.clone() {
+            sip.drain().await;
+            self.wait_for_calls(&sip, grace, hurry).await;
+        }
+        self.signals.intake.cancel();
+        if let Some(sip) = &self.state.sip {
+            sip.stop().await;
+        }
+        self.finish(Stage::Intake, INTAKE_STOP_LIMIT).await;
+        // Nothing publishes call events any more: the writer empties its queue and ends.
+        self.signals.writer.cancel();
+        self.finish(Stage::Writer, WRITER_STOP_LIMIT).await;
+        self.signals.all.cancel();
+        self.finish(Stage::Hub, HUB_STOP_LIMIT).await;
+        if self.supervisor.problems.is_empty() {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        } else {
+            Err(StopError {
+                problems: self.supervisor.problems,
+            })
+        }
+    }
+
+    /// Stops in order without waiting for calls in progress (they stay open in the log and
+    /// close as interrupted at the next start); a failure is logged. For tests.
+    pub async fn stop(self) {
+        if let Err(e) = self.shutdown(Duration::ZERO, std::future::pending()).await {
+            tracing::error!(error = %e, "unclean stop");
+        }
+    }
+
+    async fn wait_for_calls(
+        &mut self,
+        sip: &SipHandle,
+        grace: Duration,
+        hurry: impl Future<Output = ()>,
+    ) {
+        let deadline = Instant::now() + grace;
+        tokio::pin!(hurry);
+        let mut shown = None;
+        loop {
+            // No answer: the core is gone, there is nothing left to wait for.
+            let Some(status) = sip.status().await else {
+                return;
+            };
+            // Relays: in-dialog requests passed on (a BYE), each counted until its transaction
+            // ends (T4 after the answer, over UDP), so the answer has surely gone back.
+            let open = (status.tables.calls, status.tables.relays);
+            if open == (0, 0) {
+                tracing::info!("no call in progress");
+                return;
+            }
+            if Instant::now() >= deadline {
+                if !grace.is_zero() {
+                    tracing::warn!(
+                        calls = open.0,
+                        "grace period over with calls in progress; they close as interrupted at the next start"
+                    );
+                }
+                return;
+            }
+            if shown != Some(open) {
+                tracing::info!(
+                    calls = open.0,
+                    relays = open.1,
+                    left_secs = (deadline - Instant::now()).as_secs(),
+                    "draining: new calls get 503; waiting for the calls in progress to end"
+                );
+                shown = Some(open);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(DRAIN_POLL) => {}
+                () = &mut hurry => {
+                    tracing::warn!(calls = open.0, "asked again to stop: not waiting for calls in progress");
+                    return;
+                }
+                ended = self.supervisor.next() => {
+                    if let Some(ended) = ended {
+                        self.supervisor.judge(&self.signals, ended);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until every task of `stage` has ended, at most `limit`.
+    async fn finish(&mut self, stage: Stage, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.supervisor.left(stage) {
+            match tokio::time::timeout_at(deadline, self.supervisor.next()).await {
+                Ok(Some(ended)) => {
+                    self.supervisor.judge(&self.signals, ended);
+                }
+                Ok(None) => return,
+                Err(_) if stage == Stage::Writer => {
+                    let problem = format!(
+                        "the call log writer did not finish within {limit:?}: events not yet written are lost (their calls close as interrupted at the next start)"
+                    );
+                    tracing::error!("{problem}");
+                    self.supervisor.problems.push(problem);
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(?stage, "still running {limit:?} after stop; leaving it");
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -165,8 +414,32 @@ pub async fn start(
             "calls left open by the previous run closed as interrupted"
         );
     }
+    let signals = Signals::new();
+    // A start that fails half-way stops what it had started.
+    let started = signals.all.clone().drop_guard();
+    let mut supervisor = Supervisor::default();
     let events = CallEvents::new();
-    spawn_writer(call_log, events.subscribe());
+    let stored = StoredEvents::new();
+    // Both subscribe before the SIP side starts, so they see every call.
+    supervisor.watch(
+        "call log writer",
+        Stage::Writer,
+        spawn_writer(
+            call_log,
+            events.subscribe(),
+            stored.clone(),
+            signals.writer.clone(),
+        ),
+    );
+    let (hub, hub_task) = Hub::start(
+        &events,
+        &stored,
+        db.clone(),
+        clock.clone(),
+        config.profile.line.service_level_secs,
+        signals.all.clone(),
+    );
+    supervisor.watch("hub", Stage::Hub, hub_task);
     let hours =
         OpeningHours::new(&config.profile.hours).map_err(|e| StartError::Profile(e.to_string()))?;
     let (sip_settings, line, sip_clock) = (
@@ -191,35 +464,105 @@ pub async fn start(
         },
         events.clone(),
         counters,
+        config.sip_max_tcp_connections,
+        signals.intake.clone(),
     )
     .await
     .map_err(|e| StartError::Bind {
         addr: config.sip_addr,
         reason: e.to_string(),
     })?;
+    for (name, task) in sip.take_tasks() {
+        supervisor.watch(name, Stage::Intake, task);
+    }
     let sip_addr = sip.local;
-    let state = AppState::new(config, db, clock, events, Some(Arc::new(sip)));
+    let state = AppState::new(config, db, clock, events, hub, Some(Arc::new(sip)));
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;
     let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let (tx, mut rx) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
+    let stop_http = signals.intake.clone().cancelled_owned();
+    let http = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stop_http)
             .await
         {
             tracing::error!(error = %e, "http server stopped");
         }
     });
+    supervisor.watch("HTTP server", Stage::Intake, http);
     tracing::info!(%http_addr, "http listening");
+    started.disarm();
     Ok(RunningServer {
         http_addr,
         sip_addr,
         bootstrap,
         state,
-        shutdown: tx,
-        task,
+        signals,
+        supervisor,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_or_ends_before_its_stage_stops_is_a_failure() {
+        let signals = Signals::new();
+        let mut sup = Supervisor::default();
+        sup.watch(
+            "panicking",
+            Stage::Hub,
+            tokio::spawn(async { panic!("boom") }),
+        );
+        let ended = sup.next().await.unwrap();
+        let f = sup.judge(&signals, ended).expect("a panic is a failure");
+        assert_eq!(f.to_string(), "panicking panicked");
+
+        sup.watch("quitter", Stage::Writer, tokio::spawn(async {}));
+        let ended = sup.next().await.unwrap();
+        let f = sup
+            .judge(&signals, ended)
+            .expect("ending unasked is a failure");
+        assert_eq!(f.how, "ended by itself");
+        assert_eq!(sup.problems.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn stopping_in_order_ends_each_stage_and_only_its_own() {
+        let signals = Signals::new();
+        let mut sup = Supervisor::default();
+        for (name, stage) in [
+            ("sip", Stage::Intake),
+            ("writer", Stage::Writer),
+            ("hub", Stage::Hub),
+        ] {
+            let token = signals.of(stage).clone();
+            sup.watch(
+                name,
+                stage,
+                tokio::spawn(async move { token.cancelled().await }),
+            );
+        }
+        signals.intake.cancel();
+        let ended = sup.next().await.unwrap();
+        assert_eq!(ended.0, "sip");
+        assert!(
+            sup.judge(&signals, ended).is_none(),
+            "asked to stop: not a failure"
+        );
+        assert!(!sup.left(Stage::Intake) && sup.left(Stage::Writer) && sup.left(Stage::Hub));
+        assert!(
+            !signals.writer.is_cancelled(),
+            "the writer outlives the intake"
+        );
+        signals.writer.cancel();
+        assert_eq!(sup.next().await.unwrap().0, "writer");
+        assert!(!signals.all.is_cancelled());
+        signals.all.cancel();
+        let ended = sup.next().await.unwrap();
+        assert_eq!(ended.0, "hub");
+        assert!(sup.judge(&signals, ended).is_none());
+        assert!(sup.next().await.is_none());
+        assert!(sup.problems.is_empty());
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -25,6 +26,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/madoguchi.db";
 pub const DEFAULT_SIP_CONFIG_DIR: &str = "sip-config";
 /// Default city profile directory.
 pub const DEFAULT_PROFILE: &str = "profiles/otaru-2026";
+/// Default of `[sip] shutdown_grace_secs`.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
 /// A configuration problem; its `Display` is the one line printed at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,10 @@ pub struct Config {
     pub sip_advertised: Option<SocketAddr>,
     /// Trunk, phones, registrar and timers of the SIP adapter.
     pub sip: SipSettings,
+    /// Most TCP connections the SIP adapter holds at once; more are closed at once.
+    pub sip_max_tcp_connections: usize,
+    /// On SIGTERM/SIGINT, how long calls in progress may go on before the process stops.
+    pub sip_shutdown_grace: Duration,
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
     /// Most connections the pool opens.
@@ -115,6 +122,8 @@ struct SipSection {
     t1_ms: Option<u64>,
     t2_ms: Option<u64>,
     t4_ms: Option<u64>,
+    max_tcp_connections: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,6 +285,28 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
             "must be a concrete address, not 0.0.0.0",
         ));
     }
+    let sip_max_tcp_connections = file
+        .sip
+        .max_tcp_connections
+        .unwrap_or(crate::sip::transport::DEFAULT_MAX_TCP_CONNECTIONS);
+    if !(1..=65_536).contains(&sip_max_tcp_connections) {
+        return Err(ConfigError::value(
+            &file_name,
+            "sip.max_tcp_connections",
+            "must be between 1 and 65536",
+        ));
+    }
+    let grace_secs = file
+        .sip
+        .shutdown_grace_secs
+        .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS);
+    if grace_secs > 3600 {
+        return Err(ConfigError::value(
+            &file_name,
+            "sip.shutdown_grace_secs",
+            "must be between 0 and 3600",
+        ));
+    }
 
     Ok(Config {
         http_addr,
@@ -283,6 +314,8 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         sip_addr,
         sip_advertised,
         sip,
+        sip_max_tcp_connections,
+        sip_shutdown_grace: Duration::from_secs(grace_secs),
         database_url,
         database_max_connections,
         auth: file.auth,
@@ -580,6 +613,22 @@ mod tests {
         let c = load(Some(Path::new(&example)), &env_with_profile()).unwrap();
         assert_eq!(c.http_addr.to_string(), DEFAULT_HTTP_ADDR);
         assert_eq!(c.sip_addr.to_string(), DEFAULT_SIP_ADDR);
+        assert_eq!(c.sip_max_tcp_connections, 1024);
+        assert_eq!(c.sip_shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn shutdown_grace_and_tcp_cap_are_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "[sip]\nshutdown_grace_secs = 3601\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("sip.shutdown_grace_secs"), "{e}");
+        let p = write(&d, "[sip]\nmax_tcp_connections = 0\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("sip.max_tcp_connections"), "{e}");
+        let p = write(&d, "[sip]\nshutdown_grace_secs = 0\n");
+        let c = load(Some(&p), &env_with_profile()).unwrap();
+        assert_eq!(c.sip_shutdown_grace, Duration::ZERO);
     }
 
     #[test]

@@ -143,7 +143,8 @@ async fn serve(config: Config, clock: madoguchi::clock::SharedClock) -> anyhow::
         .ok()
         .filter(|p| !p.is_empty());
     let profile = config.profile.city.service_name_ja.clone();
-    let server = madoguchi::app::start(config, clock, preset).await?;
+    let grace = config.sip_shutdown_grace;
+    let mut server = madoguchi::app::start(config, clock, preset).await?;
     // A closed stdout (a supervisor that stopped reading) must not stop the service, so
     // these writes ignore errors where println! would panic.
     let mut out = std::io::stdout();
@@ -165,9 +166,24 @@ async fn serve(config: Config, clock: madoguchi::clock::SharedClock) -> anyhow::
         );
     }
     let _ = out.flush();
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    server.stop().await;
+    // A task that fails (a panic in the SIP core, the call log writer, the hub, the HTTP
+    // server) stops the process with an error, so the service manager restarts it.
+    let failure = tokio::select! {
+        () = shutdown_signal() => None,
+        failure = server.failure() => Some(failure),
+    };
+    match &failure {
+        None => tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: no new calls; waiting for the calls in progress (a second signal stops at once)"
+        ),
+        Some(f) => tracing::error!(failure = %f, "shutting down after a failure"),
+    }
+    let stopped = server.shutdown(grace, shutdown_signal()).await;
+    if let Some(f) = failure {
+        anyhow::bail!("{f}; stopped after it (see the log above)");
+    }
+    stopped.context("unclean stop")?;
     Ok(())
 }
 

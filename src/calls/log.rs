@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::Row;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::calls::callerid::{display_national, CallerId, WithheldReason};
 use crate::clock::{from_db_time, to_db_time};
@@ -705,20 +706,130 @@ async fn audit_reads(
     Ok(())
 }
 
+/// Call events the writer has committed to the call log, in the order written: for readers
+/// of the log that must not run ahead of it (the hub's figures). A reader that falls behind
+/// is told it missed some (`Lagged`); it never holds up the writer.
+#[derive(Clone)]
+pub struct StoredEvents(broadcast::Sender<Arc<CallEvent>>);
+
+/// Notifications a reader may fall behind by before it is told it missed some.
+const STORED_QUEUE: usize = 1024;
+
+impl StoredEvents {
+    /// A channel with no readers yet.
+    pub fn new() -> Self {
+        Self(broadcast::channel(STORED_QUEUE).0)
+    }
+
+    /// A new reader; it hears of events stored from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CallEvent>> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for StoredEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Runs the call-log writer: every event is written, in order, retrying while the database
-/// is unavailable, so no call is ever lost. Ends when the channel closes.
+/// is unavailable, and announced on `stored` once committed.
+///
+/// Cancel `stop` only after the SIP side, the one publisher, has stopped: the writer then
+/// closes its queue, writes everything still in it and ends, so an event published is an
+/// event written.
 pub fn spawn_writer(
     log: CallLog,
     mut rx: mpsc::UnboundedReceiver<Arc<CallEvent>>,
+    stored: StoredEvents,
+    stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            let mut backoff = Duration::from_millis(100);
-            while let Err(e) = log.apply(&event).await {
-                tracing::warn!(error = %e, call = %event.call().key, "call log write failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                biased;
+                event = rx.recv() => match event {
+                    Some(event) => write_one(&log, &stored, event).await,
+                    None => return,
+                },
+                () = stop.cancelled() => break,
             }
         }
+        // From here a late publish fails instead of queueing an event nobody would write.
+        rx.close();
+        let mut drained = 0u64;
+        while let Some(event) = rx.recv().await {
+            write_one(&log, &stored, event).await;
+            drained += 1;
+        }
+        tracing::info!(
+            drained,
+            "call log writer stopped; every event published was written"
+        );
     })
+}
+
+async fn write_one(log: &CallLog, stored: &StoredEvents, event: Arc<CallEvent>) {
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = log.apply(&event).await {
+        tracing::warn!(error = %e, call = %event.call().key, "call log write failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    // No reader (the hub not started, or gone) is fine: the row is what matters.
+    let _ = stored.0.send(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::{CallEvents, CallInfo, EndCause};
+
+    fn call(i: usize) -> CallInfo {
+        CallInfo {
+            key: format!("key-{i}"),
+            sip_call_id: format!("call-{i}"),
+            caller: None,
+            line_number: Some("0120000000".into()),
+            source: "127.0.0.1:5060".into(),
+            arrived_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn on_stop_the_writer_writes_everything_queued_and_announces_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/w.db", dir.path().display());
+        let log = CallLog::new(Db::connect_and_migrate(&url, 1).await.unwrap());
+        let (events, stored) = (CallEvents::new(), StoredEvents::new());
+        let mut heard = stored.subscribe();
+        let queue = events.subscribe();
+        for i in 0..20 {
+            let at = Utc::now();
+            events.publish(CallEvent::Ringing { call: call(i), at });
+            events.publish(CallEvent::Ended {
+                call: call(i),
+                at,
+                cause: EndCause::Abandoned,
+                hangup_by: None,
+                rang_at: Some(at),
+                answered_at: None,
+            });
+        }
+        // Told to stop before it has written anything: all 40 events are still queued.
+        let stop = CancellationToken::new();
+        stop.cancel();
+        spawn_writer(log.clone(), queue, stored, stop)
+            .await
+            .unwrap();
+        for i in 0..20 {
+            let row = log.get_by_key(&format!("key-{i}")).await.unwrap().unwrap();
+            assert_eq!(row.end_cause, Some(EndCode::Abandoned));
+        }
+        for _ in 0..40 {
+            assert!(heard.try_recv().is_ok(), "each stored event is announced");
+        }
+        assert!(heard.try_recv().is_err());
+    }
 }

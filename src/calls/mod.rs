@@ -20,6 +20,7 @@ pub use events::{CallEvent, CallEvents, CallInfo, EndCause};
 pub use line::LineProfile;
 pub use log::{
     spawn_writer, CallFilter, CallLog, CallRow, CallerView, DayTotals, OutcomeError, OutcomeInput,
+    StoredEvents,
 };
 
 /// Failures of the calls domain.

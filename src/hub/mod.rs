@@ -1,7 +1,8 @@
 //! The hub: screen pops and live statistics over WebSocket (R-LINE-4, issue 4).
 //!
 //! One task subscribes to the call events and keeps the live picture (calls ringing or in
-//! progress, today's figures). Each browser is a client with a small bounded queue: a message
+//! progress, today's figures). Screen pops go out from the raw events at once; the figures
+//! are read back from the call log only after the writer says it has stored the event. Each browser is a client with a small bounded queue: a message
 //! is serialised once and offered to every queue without waiting; a client whose queue is
 //! full is dropped, so a stuck browser delays nobody — not the other browsers, not the SIP side.
 //! A (re)connecting client first gets a snapshot of the live picture, then every change.
@@ -13,13 +14,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::calls::callbacks;
 use crate::calls::callerid::CallerId;
 use crate::calls::stats::{self, LineState, LiveStats};
 use crate::calls::{
     CallEvent, CallEvents, CallInfo, CallLog, CallPhase, CallerView, EndCode, Outcome, Party,
+    StoredEvents,
 };
 use crate::clock::SharedClock;
 use crate::store::Db;
@@ -170,8 +174,16 @@ pub fn caller_view(caller: &Option<CallerId>) -> CallerView {
 }
 
 impl Hub {
-    /// Starts the hub on the call events.
-    pub fn start(events: &CallEvents, db: Db, clock: SharedClock, service_level_secs: u32) -> Hub {
+    /// Starts the hub: screen pops from the raw call events, figures from the call log once
+    /// the writer has stored each event. Ends when `stop` is cancelled.
+    pub fn start(
+        events: &CallEvents,
+        stored: &StoredEvents,
+        db: Db,
+        clock: SharedClock,
+        service_level_secs: u32,
+        stop: CancellationToken,
+    ) -> (Hub, JoinHandle<()>) {
         let hub = Hub {
             live: Arc::new(Mutex::new(Live::default())),
             next_client: Arc::new(AtomicU64::new(1)),
@@ -180,9 +192,11 @@ impl Hub {
             clock,
             service_level_secs,
         };
-        let rx = events.subscribe();
-        tokio::spawn(hub.clone().run(rx));
-        hub
+        let task = tokio::spawn(
+            hub.clone()
+                .run(events.subscribe(), stored.subscribe(), stop),
+        );
+        (hub, task)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
@@ -292,21 +306,34 @@ impl Hub {
         }
     }
 
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Arc<CallEvent>>) {
+    async fn run(
+        self,
+        mut raw: mpsc::UnboundedReceiver<Arc<CallEvent>>,
+        mut stored: broadcast::Receiver<Arc<CallEvent>>,
+        stop: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(STATS_EVERY);
-        let mut pending_stats: Option<tokio::time::Instant> = None;
+        let mut writer_running = true;
         loop {
-            let due = pending_stats;
             tokio::select! {
-                ev = rx.recv() => {
+                biased;
+                () = stop.cancelled() => break,
+                // Screen pops go out from the raw event at once, before the database has it.
+                ev = raw.recv() => {
                     let Some(ev) = ev else { break };
                     self.on_event(&ev).await;
-                    // The call log writer is another subscriber: give it a moment before the
-                    // figures are read back, instead of waiting on it.
-                    pending_stats.get_or_insert(tokio::time::Instant::now() + Duration::from_millis(150));
                 }
-                _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
-                    pending_stats = None;
+                // The figures are read back from the call log only once the writer says the
+                // event is committed; a burst of commits is one recomputation.
+                note = stored.recv(), if writer_running => {
+                    if matches!(note, Err(broadcast::error::RecvError::Closed)) {
+                        writer_running = false;
+                        continue;
+                    }
+                    while matches!(
+                        stored.try_recv(),
+                        Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_))
+                    ) {}
                     self.push_stats().await;
                 }
                 _ = tick.tick() => self.push_stats().await,
@@ -424,7 +451,14 @@ mod tests {
             .await
             .unwrap();
         let clock: SharedClock = Arc::new(ManualClock::new(Utc::now()));
-        let hub = Hub::start(&CallEvents::new(), db, clock, 20);
+        let (hub, _task) = Hub::start(
+            &CallEvents::new(),
+            &StoredEvents::new(),
+            db,
+            clock,
+            20,
+            CancellationToken::new(),
+        );
         let (_, _, _stuck) = hub.connect();
         let (_, _, mut live) = hub.connect();
         assert_eq!(hub.clients(), 2);

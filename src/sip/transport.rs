@@ -14,17 +14,24 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::calls::CallEvents;
 
 use super::core::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
 use super::wire::{StreamFramer, MAX_DATAGRAM_BYTES};
 
-/// Most TCP connections held at once; more are refused so a flood cannot exhaust memory.
-const MAX_TCP_FLOWS: usize = 512;
+/// Most TCP connections held at once by default (`[sip] max_tcp_connections`); more are
+/// closed at once so a flood cannot exhaust memory or file descriptors.
+pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 1024;
+/// How long [`SipHandle::stop`] waits for the sockets, the core and the connections to end.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
+/// How long a closing TCP connection may take to send the replies still queued for it.
+const FLUSH_LIMIT: Duration = Duration::from_secs(1);
 /// A TCP peer that leaves a message half-sent for this long is disconnected.
 const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A TCP connection with no traffic at all for this long is closed.
@@ -83,6 +90,8 @@ pub struct CounterSnapshot {
     pub drained: u64,
     /// Datagrams dropped because the core was overloaded.
     pub overload_drops: u64,
+    /// TCP connections closed at once because `max_tcp_connections` were open.
+    pub tcp_refused: u64,
 }
 
 enum CoreMsg {
@@ -92,9 +101,18 @@ enum CoreMsg {
     Status(oneshot::Sender<SipStatus>),
 }
 
-#[derive(Default)]
 struct Flows {
     writers: HashMap<u64, (SocketAddr, mpsc::UnboundedSender<Bytes>)>,
+    limits: Arc<FlowLimits>,
+}
+
+/// What every TCP connection shares: the cap on how many are open, the stop signal, and the
+/// tracker that [`SipHandle::stop`] waits on.
+struct FlowLimits {
+    permits: Arc<Semaphore>,
+    refused: AtomicU64,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 /// A running SIP adapter.
@@ -102,8 +120,9 @@ pub struct SipHandle {
     /// The bound address (port 0 resolved).
     pub local: SocketAddr,
     tx: mpsc::Sender<CoreMsg>,
-    shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    critical: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
 }
 
 impl SipHandle {
@@ -120,27 +139,42 @@ impl SipHandle {
         let _ = self.tx.send(CoreMsg::Input(Input::Drain)).await;
     }
 
-    /// Stops the sockets and the core.
-    pub async fn stop(&self) {
-        let _ = self.shutdown.send(true);
-        let tasks: Vec<_> = self
-            .tasks
+    /// The adapter's own long-lived tasks (the core, the UDP reader, the TCP acceptor) with
+    /// their names, for a supervisor: each runs until the adapter stops, so one that ends
+    /// earlier has failed. Handed out once; later calls get none.
+    pub fn take_tasks(&self) -> Vec<(&'static str, JoinHandle<()>)> {
+        self.critical
             .lock()
             .map(|mut t| t.drain(..).collect())
-            .unwrap_or_default();
-        for t in tasks {
-            t.abort();
-            let _ = t.await;
+            .unwrap_or_default()
+    }
+
+    /// Stops the sockets, the core and every connection (what is queued for a connection is
+    /// still sent), and waits for them to end.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(STOP_LIMIT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.tasks.len(),
+                "SIP tasks still running {STOP_LIMIT:?} after stop; leaving them"
+            );
         }
     }
 }
 
-/// Binds UDP and TCP on `addr` (the same port for both) and starts the adapter.
+/// Binds UDP and TCP on `addr` (the same port for both) and starts the adapter, holding at
+/// most `max_tcp` TCP connections; it runs until `stop` is cancelled.
 pub async fn start<F>(
     addr: SocketAddr,
     build: F,
     events: CallEvents,
     counters: Arc<SipCounters>,
+    max_tcp: usize,
+    stop: CancellationToken,
 ) -> std::io::Result<SipHandle>
 where
     F: FnOnce(SocketAddr) -> Result<Proxy, String>,
@@ -150,23 +184,49 @@ where
     let proxy = build(local).map_err(std::io::Error::other)?;
     let udp = Arc::new(udp);
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let tracker = TaskTracker::new();
+    // The core loop listens on a watch; it follows the one stop signal.
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let flows = Arc::new(Mutex::new(Flows::default()));
+    tracker.spawn({
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            let _ = shutdown.send(true);
+        }
+    });
+    let limits = Arc::new(FlowLimits {
+        permits: Arc::new(Semaphore::new(max_tcp)),
+        refused: AtomicU64::new(0),
+        stop: stop.clone(),
+        tasks: tracker.clone(),
+    });
+    let flows = Arc::new(Mutex::new(Flows {
+        writers: HashMap::new(),
+        limits,
+    }));
     let next_flow = Arc::new(AtomicU64::new(1));
     let overload = Arc::new(AtomicU64::new(0));
 
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(udp_reader(
-        udp.clone(),
-        tx.clone(),
-        overload.clone(),
-    )));
-    tasks.push(tokio::spawn(tcp_acceptor(
-        tcp,
-        tx.clone(),
-        flows.clone(),
-        next_flow.clone(),
-    )));
+    tasks.push((
+        "SIP UDP reader",
+        tracker.spawn(udp_reader(
+            udp.clone(),
+            tx.clone(),
+            overload.clone(),
+            stop.clone(),
+        )),
+    ));
+    tasks.push((
+        "SIP TCP acceptor",
+        tracker.spawn(tcp_acceptor(
+            tcp,
+            tx.clone(),
+            flows.clone(),
+            next_flow.clone(),
+            stop.clone(),
+        )),
+    ));
     let core = CoreLoop {
         proxy,
         udp,
@@ -181,13 +241,14 @@ where
         timer_seq: 0,
         local,
     };
-    tasks.push(tokio::spawn(core.run(rx, shutdown_rx)));
-    tracing::info!(%local, "SIP adapter listening (UDP and TCP)");
+    tasks.push(("SIP core", tracker.spawn(core.run(rx, shutdown_rx))));
+    tracing::info!(%local, max_tcp, "SIP adapter listening (UDP and TCP)");
     Ok(SipHandle {
         local,
         tx,
-        shutdown,
-        tasks: Mutex::new(tasks),
+        stop,
+        tasks: tracker,
+        critical: Mutex::new(tasks),
     })
 }
 
@@ -208,10 +269,19 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
     }
 }
 
-async fn udp_reader(udp: Arc<UdpSocket>, tx: mpsc::Sender<CoreMsg>, overload: Arc<AtomicU64>) {
+async fn udp_reader(
+    udp: Arc<UdpSocket>,
+    tx: mpsc::Sender<CoreMsg>,
+    overload: Arc<AtomicU64>,
+    stop: CancellationToken,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
     loop {
-        let (n, from) = match udp.recv_from(&mut buf).await {
+        let received = tokio::select! {
+            () = stop.cancelled() => return,
+            r = udp.recv_from(&mut buf) => r,
+        };
+        let (n, from) = match received {
             Ok(r) => r,
             // ICMP port-unreachable surfaces here on some systems; it is not fatal.
             Err(e) => {
@@ -239,24 +309,28 @@ async fn tcp_acceptor(
     tx: mpsc::Sender<CoreMsg>,
     flows: Arc<Mutex<Flows>>,
     next: Arc<AtomicU64>,
+    stop: CancellationToken,
 ) {
     loop {
-        let Ok((stream, from)) = listener.accept().await else {
-            continue;
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            a = listener.accept() => a,
         };
-        let full = flows
-            .lock()
-            .map(|f| f.writers.len() >= MAX_TCP_FLOWS)
-            .unwrap_or(true);
-        if full {
-            tracing::warn!("too many SIP TCP connections; refusing one");
-            continue;
-        }
+        let (stream, from) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: pause instead of spinning on it.
+                tracing::warn!(error = %e, "SIP TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let id = next.fetch_add(1, Ordering::Relaxed);
         spawn_flow(stream, from, id, tx.clone(), flows.clone());
     }
 }
 
+/// Runs one TCP connection (accepted or opened by us) if the cap allows; else closes it.
 fn spawn_flow(
     stream: TcpStream,
     from: SocketAddr,
@@ -264,21 +338,55 @@ fn spawn_flow(
     tx: mpsc::Sender<CoreMsg>,
     flows: Arc<Mutex<Flows>>,
 ) {
+    let Ok(limits) = flows.lock().map(|f| f.limits.clone()) else {
+        return;
+    };
+    let Ok(permit) = limits.permits.clone().try_acquire_owned() else {
+        // Dropping the stream closes it at once.
+        let refused = limits.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if refused.is_power_of_two() {
+            tracing::warn!(%from, refused, "too many SIP TCP connections; closing new ones");
+        }
+        return;
+    };
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (wtx, mut wrx) = mpsc::unbounded_channel::<Bytes>();
     if let Ok(mut f) = flows.lock() {
         f.writers.insert(id, (from, wtx));
     }
-    tokio::spawn(async move {
-        while let Some(b) = wrx.recv().await {
-            if writer.write_all(&b).await.is_err() {
-                break;
+    let stop = limits.stop.clone();
+    limits.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                b = wrx.recv() => match b {
+                    Some(b) => {
+                        if writer.write_all(&b).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break,
+                },
+                () = stop.cancelled() => {
+                    // Stopping: send what is already queued (a last reply), then close.
+                    let flush = async {
+                        while let Ok(b) = wrx.try_recv() {
+                            writer.write_all(&b).await?;
+                        }
+                        Ok::<_, std::io::Error>(())
+                    };
+                    let _ = tokio::time::timeout(FLUSH_LIMIT, flush).await;
+                    break;
+                }
             }
         }
         let _ = writer.shutdown().await;
     });
-    tokio::spawn(async move {
+    let stop = limits.stop.clone();
+    limits.tasks.spawn(async move {
+        // Held while the connection is read: its slot under the cap.
+        let _permit = permit;
         let peer = Peer {
             transport: Transport::Tcp,
             addr: from,
@@ -292,7 +400,11 @@ fn spawn_flow(
             } else {
                 IDLE_FLOW_TIMEOUT
             };
-            let n = match tokio::time::timeout(limit, reader.read(&mut buf)).await {
+            let read = tokio::select! {
+                () = stop.cancelled() => break,
+                r = tokio::time::timeout(limit, reader.read(&mut buf)) => r,
+            };
+            let n = match read {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
                 Ok(Ok(n)) => n,
             };
@@ -408,6 +520,11 @@ impl CoreLoop {
                 registrations_refused: load(&c.registrations_refused),
                 drained: load(&c.drained),
                 overload_drops: load(&self.overload),
+                tcp_refused: self
+                    .flows
+                    .lock()
+                    .map(|f| load(&f.limits.refused))
+                    .unwrap_or(0),
             },
         }
     }

@@ -11,6 +11,7 @@ mod cli;
 mod codes;
 mod hub;
 mod route_table;
+mod shutdown;
 mod sip_digest;
 mod sip_interop;
 mod sip_leaks;
