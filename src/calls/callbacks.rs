@@ -64,7 +64,7 @@ pub struct Callback {
 
 /// Records a missed call; idempotent per call key.
 pub async fn record_missed(
-    db: &Db,
+    conn: &mut sqlx::AnyConnection,
     e164: &str,
     cause: EndCode,
     call_key: &str,
@@ -85,13 +85,17 @@ pub async fn record_missed(
     .bind(cause)
     .bind(call_key)
     .bind(CallbackStatus::Open)
-    .execute(db.pool())
+    .execute(conn)
     .await?;
     Ok(())
 }
 
 /// The caller got through after all: the open entry is moot.
-pub async fn answered_later(db: &Db, e164: &str, at: DateTime<Utc>) -> Result<(), CallsError> {
+pub async fn answered_later(
+    conn: &mut sqlx::AnyConnection,
+    e164: &str,
+    at: DateTime<Utc>,
+) -> Result<(), CallsError> {
     sqlx::query(
         "UPDATE callbacks SET status = $3, closed_at = $1 WHERE caller_e164 = $2 AND status = $4",
     )
@@ -99,7 +103,7 @@ pub async fn answered_later(db: &Db, e164: &str, at: DateTime<Utc>) -> Result<()
     .bind(e164)
     .bind(CallbackStatus::AnsweredLater)
     .bind(CallbackStatus::Open)
-    .execute(db.pool())
+    .execute(conn)
     .await?;
     Ok(())
 }

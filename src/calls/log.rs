@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,45 @@ use super::{CallEvent, CallerKind, CallsError, EndCode, Outcome, Party, Topic};
 #[derive(Clone)]
 pub struct CallLog {
     db: Db,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    written: AtomicU64,
+    batches: AtomicU64,
+    retries: AtomicU64,
+    dead_letters: AtomicU64,
+}
+
+/// What the call-log writer has done since the start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriterCounters {
+    /// Events written.
+    pub written: u64,
+    /// Transactions they were written in.
+    pub batches: u64,
+    /// Writes retried after a passing failure (the database away, busy, restarting).
+    pub retries: u64,
+    /// Events that could not be written at all; kept in `call_log_dead_letters`.
+    pub dead_letters: u64,
+}
+
+/// Text from the network as it may be stored: control characters (a NUL, which PostgreSQL
+/// refuses in text; an escape sequence for a terminal) become `\u{..}`.
+pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The caller as stored and shown.
@@ -294,113 +334,161 @@ struct Upsert {
 impl CallLog {
     /// The log on `db`.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            counters: Arc::default(),
+        }
     }
 
-    /// Writes one event; idempotent, so a retry after a failure does no harm.
+    /// Writes one event in its own transaction; idempotent, so a retry does no harm.
     pub async fn apply(&self, event: &CallEvent) -> Result<(), CallsError> {
-        let u = match event {
-            CallEvent::Ringing { at, .. } => Upsert {
-                rang_at: Some(*at),
-                ..Default::default()
-            },
-            CallEvent::Answered {
-                at,
-                operator,
-                extension,
-                ..
-            } => Upsert {
-                answered_at: Some(*at),
-                answered_by: operator.clone(),
-                extension: Some(extension.clone()),
-                ..Default::default()
-            },
-            CallEvent::Ended {
-                at,
-                cause,
-                hangup_by,
-                rang_at,
-                answered_at,
-                ..
-            } => Upsert {
-                rang_at: *rang_at,
-                answered_at: *answered_at,
-                ended_at: Some(*at),
-                end_cause: Some(cause.code()),
-                end_detail: cause.detail(),
-                hangup_by: *hangup_by,
-                // Ringing lasts until the answer, or until the caller or the timeout gave up.
-                ring_ms: millis(*rang_at, Some(answered_at.unwrap_or(*at))),
-                talk_ms: millis(*answered_at, Some(*at)),
-                ..Default::default()
-            },
-        };
-        let call = event.call();
-        let (kind, e164, raw, withheld) = match &call.caller {
-            Some(CallerId::Number { e164, .. }) => {
-                (CallerKind::Number, Some(e164.clone()), None, None)
-            }
-            Some(CallerId::Unparsed { raw_digits }) => {
-                (CallerKind::Unparsed, None, Some(raw_digits.clone()), None)
-            }
-            Some(CallerId::Withheld { reason }) => {
-                (CallerKind::Withheld, None, None, Some(*reason))
-            }
-            None => (CallerKind::Unknown, None, None, None),
-        };
-        sqlx::query(
-            "INSERT INTO calls (call_key, sip_call_id, caller_kind, caller_e164, caller_raw, caller_withheld, line_number, source, arrived_at, \
-                rang_at, answered_at, answered_by_username, answered_by_user_id, answered_extension, ended_at, end_cause, end_detail, hangup_by, ring_ms, talk_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, (SELECT id FROM users WHERE username = $12), $13, $14, $15, $16, $17, $18, $19) \
-             ON CONFLICT (call_key) DO UPDATE SET \
-                rang_at = COALESCE(calls.rang_at, excluded.rang_at), \
-                answered_at = COALESCE(calls.answered_at, excluded.answered_at), \
-                answered_by_username = COALESCE(calls.answered_by_username, excluded.answered_by_username), \
-                answered_by_user_id = COALESCE(calls.answered_by_user_id, excluded.answered_by_user_id), \
-                answered_extension = COALESCE(calls.answered_extension, excluded.answered_extension), \
-                ended_at = COALESCE(calls.ended_at, excluded.ended_at), \
-                end_cause = COALESCE(calls.end_cause, excluded.end_cause), \
-                end_detail = COALESCE(calls.end_detail, excluded.end_detail), \
-                hangup_by = COALESCE(calls.hangup_by, excluded.hangup_by), \
-                ring_ms = COALESCE(calls.ring_ms, excluded.ring_ms), \
-                talk_ms = COALESCE(calls.talk_ms, excluded.talk_ms)",
-        )
-        .bind(&call.key)
-        .bind(&call.sip_call_id)
-        .bind(kind)
-        .bind(e164)
-        .bind(raw)
-        .bind(withheld)
-        .bind(&call.line_number)
-        .bind(&call.source)
-        .bind(to_db_time(call.arrived_at))
-        .bind(u.rang_at.map(to_db_time))
-        .bind(u.answered_at.map(to_db_time))
-        .bind(u.answered_by)
-        .bind(u.extension)
-        .bind(u.ended_at.map(to_db_time))
-        .bind(u.end_cause)
-        .bind(u.end_detail)
-        .bind(u.hangup_by)
-        .bind(u.ring_ms)
-        .bind(u.talk_ms)
-        .execute(self.db.pool())
-        .await?;
-        if let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) {
-            match event {
-                CallEvent::Ended { cause, at, .. } if cause.code().is_missed() => {
-                    super::callbacks::record_missed(&self.db, e164, cause.code(), &call.key, *at)
-                        .await?;
-                }
-                CallEvent::Answered { at, .. } => {
-                    super::callbacks::answered_later(&self.db, e164, *at).await?
-                }
-                _ => {}
-            }
-        }
+        let mut tx = self.db.pool().begin().await?;
+        apply_on(&mut tx, event).await?;
+        tx.commit().await?;
         Ok(())
     }
 
+    /// Writes `events` in order in one transaction: all or none.
+    pub async fn apply_batch(&self, events: &[Arc<CallEvent>]) -> Result<(), CallsError> {
+        let mut tx = self.db.pool().begin().await?;
+        for e in events {
+            apply_on(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keeps an event that cannot be written (a permanent database error) with the error,
+    /// so nothing is silently lost and the writer can move on.
+    pub async fn dead_letter(&self, event: &CallEvent, error: &str, at: DateTime<Utc>) {
+        let res = sqlx::query(
+            "INSERT INTO call_log_dead_letters (at, call_key, event, error) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(to_db_time(at))
+        .bind(clean(&event.call().key).as_ref())
+        .bind(clean(&format!("{event:?}")).as_ref())
+        .bind(clean(error).as_ref())
+        .execute(self.db.pool())
+        .await;
+        self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = res {
+            // The last resort is the service log: codes and our key only, no caller number.
+            tracing::error!(error = %e, call = %clean(&event.call().key), "dead letter not stored");
+        }
+    }
+
+    /// The writer's counters.
+    pub fn counters(&self) -> WriterCounters {
+        let c = &self.counters;
+        WriterCounters {
+            written: c.written.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            dead_letters: c.dead_letters.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Writes one event on `conn` (inside the caller's transaction).
+async fn apply_on(conn: &mut AnyConnection, event: &CallEvent) -> Result<(), CallsError> {
+    let u = match event {
+        CallEvent::Ringing { at, .. } => Upsert {
+            rang_at: Some(*at),
+            ..Default::default()
+        },
+        CallEvent::Answered {
+            at,
+            operator,
+            extension,
+            ..
+        } => Upsert {
+            answered_at: Some(*at),
+            answered_by: operator.clone(),
+            extension: Some(extension.clone()),
+            ..Default::default()
+        },
+        CallEvent::Ended {
+            at,
+            cause,
+            hangup_by,
+            rang_at,
+            answered_at,
+            ..
+        } => Upsert {
+            rang_at: *rang_at,
+            answered_at: *answered_at,
+            ended_at: Some(*at),
+            end_cause: Some(cause.code()),
+            end_detail: cause.detail(),
+            hangup_by: *hangup_by,
+            // Ringing lasts until the answer, or until the caller or the timeout gave up.
+            ring_ms: millis(*rang_at, Some(answered_at.unwrap_or(*at))),
+            talk_ms: millis(*answered_at, Some(*at)),
+            ..Default::default()
+        },
+    };
+    let call = event.call();
+    let (kind, e164, raw, withheld) = match &call.caller {
+        Some(CallerId::Number { e164, .. }) => (CallerKind::Number, Some(e164.clone()), None, None),
+        Some(CallerId::Unparsed { raw_digits }) => {
+            (CallerKind::Unparsed, None, Some(raw_digits.clone()), None)
+        }
+        Some(CallerId::Withheld { reason }) => (CallerKind::Withheld, None, None, Some(*reason)),
+        None => (CallerKind::Unknown, None, None, None),
+    };
+    sqlx::query(
+        "INSERT INTO calls (call_key, sip_call_id, caller_kind, caller_e164, caller_raw, caller_withheld, line_number, source, arrived_at, \
+            rang_at, answered_at, answered_by_username, answered_by_user_id, answered_extension, ended_at, end_cause, end_detail, hangup_by, ring_ms, talk_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, (SELECT id FROM users WHERE username = $12), $13, $14, $15, $16, $17, $18, $19) \
+         ON CONFLICT (call_key) DO UPDATE SET \
+            rang_at = COALESCE(calls.rang_at, excluded.rang_at), \
+            answered_at = COALESCE(calls.answered_at, excluded.answered_at), \
+            answered_by_username = COALESCE(calls.answered_by_username, excluded.answered_by_username), \
+            answered_by_user_id = COALESCE(calls.answered_by_user_id, excluded.answered_by_user_id), \
+            answered_extension = COALESCE(calls.answered_extension, excluded.answered_extension), \
+            ended_at = COALESCE(calls.ended_at, excluded.ended_at), \
+            end_cause = COALESCE(calls.end_cause, excluded.end_cause), \
+            end_detail = COALESCE(calls.end_detail, excluded.end_detail), \
+            hangup_by = COALESCE(calls.hangup_by, excluded.hangup_by), \
+            ring_ms = COALESCE(calls.ring_ms, excluded.ring_ms), \
+            talk_ms = COALESCE(calls.talk_ms, excluded.talk_ms)",
+    )
+    .bind(clean(&call.key).as_ref())
+    .bind(clean(&call.sip_call_id).as_ref())
+    .bind(kind)
+    .bind(e164)
+    .bind(raw.as_deref().map(clean).as_deref())
+    .bind(withheld)
+    .bind(call.line_number.as_deref().map(clean).as_deref())
+    .bind(clean(&call.source).as_ref())
+    .bind(to_db_time(call.arrived_at))
+    .bind(u.rang_at.map(to_db_time))
+    .bind(u.answered_at.map(to_db_time))
+    .bind(u.answered_by.as_deref().map(clean).as_deref())
+    .bind(u.extension.as_deref().map(clean).as_deref())
+    .bind(u.ended_at.map(to_db_time))
+    .bind(u.end_cause)
+    .bind(u.end_detail.as_deref().map(clean).as_deref())
+    .bind(u.hangup_by)
+    .bind(u.ring_ms)
+    .bind(u.talk_ms)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) {
+        match event {
+            CallEvent::Ended { cause, at, .. } if cause.code().is_missed() => {
+                super::callbacks::record_missed(conn, e164, cause.code(), &call.key, *at).await?;
+            }
+            CallEvent::Answered { at, .. } => {
+                super::callbacks::answered_later(conn, e164, *at).await?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl CallLog {
     /// Records `actor`'s outcome of an answered call, given by row id or call key (a
     /// correction overwrites it); the change and its `call.outcome` row commit together.
     pub async fn set_outcome(
@@ -733,8 +821,16 @@ impl Default for StoredEvents {
     }
 }
 
-/// Runs the call-log writer: every event is written, in order, retrying while the database
-/// is unavailable, and announced on `stored` once committed.
+/// Events written in one transaction at most. A batch is what queued up while the previous
+/// one was written, so under light load each event is its own transaction and is stored at
+/// once; under load the cost per event falls instead of the queue growing.
+const BATCH_MAX: usize = 256;
+
+/// Runs the call-log writer: every event is written, in order, in batches; a passing failure
+/// (the database away, busy or restarting) is retried until it succeeds, a permanent one
+/// (the database refuses that event) sends the event to `call_log_dead_letters` and the
+/// writer moves on, so one bad event can never stop the log. Each event is announced on
+/// `stored` once committed.
 ///
 /// Cancel `stop` only after the SIP side, the one publisher, has stopped: the writer then
 /// closes its queue, writes everything still in it and ends, so an event published is an
@@ -746,22 +842,25 @@ pub fn spawn_writer(
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(BATCH_MAX);
         loop {
             tokio::select! {
                 biased;
-                event = rx.recv() => match event {
-                    Some(event) => write_one(&log, &stored, event).await,
-                    None => return,
-                },
+                n = rx.recv_many(&mut batch, BATCH_MAX) => {
+                    if n == 0 {
+                        return;
+                    }
+                    write_batch(&log, &stored, &mut batch).await;
+                }
                 () = stop.cancelled() => break,
             }
         }
         // From here a late publish fails instead of queueing an event nobody would write.
         rx.close();
         let mut drained = 0u64;
-        while let Some(event) = rx.recv().await {
-            write_one(&log, &stored, event).await;
-            drained += 1;
+        while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+            drained += batch.len() as u64;
+            write_batch(&log, &stored, &mut batch).await;
         }
         tracing::info!(
             drained,
@@ -770,15 +869,85 @@ pub fn spawn_writer(
     })
 }
 
-async fn write_one(log: &CallLog, stored: &StoredEvents, event: Arc<CallEvent>) {
-    let mut backoff = Duration::from_millis(100);
-    while let Err(e) = log.apply(&event).await {
-        tracing::warn!(error = %e, call = %event.call().key, "call log write failed; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+/// Whether a failed write may succeed if tried again: the connection or the server is away
+/// or busy, not the data wrong.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // SQLite: BUSY (5), LOCKED (6), IOERR (10), FULL (13; space may be freed).
+            // PostgreSQL: connection exceptions (08…), serialization failures and deadlocks
+            // (40001, 40P01), insufficient resources (53…), server shutting down (57P…).
+            matches!(code.as_ref(), "5" | "6" | "10" | "13" | "40001" | "40P01")
+                || code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+        }
+        _ => false,
     }
-    // No reader (the hub not started, or gone) is fine: the row is what matters.
-    let _ = stored.0.send(event);
+}
+
+async fn write_batch(log: &CallLog, stored: &StoredEvents, batch: &mut Vec<Arc<CallEvent>>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match log.apply_batch(batch).await {
+            Ok(()) => {
+                log.counters.batches.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Err(CallsError::Store(e)) if is_transient(&e) => {
+                log.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, events = batch.len(), "call log write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                // One of them is refused for good: write them one by one, so only that one
+                // goes to the dead letters and every other is kept.
+                tracing::warn!(error = %e, events = batch.len(), "call log batch refused; writing one by one");
+                for event in batch.iter() {
+                    write_alone(log, event).await;
+                }
+                break;
+            }
+        }
+    }
+    log.counters
+        .written
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    for event in batch.drain(..) {
+        // No reader (the hub not started, or gone) is fine: the row is what matters.
+        let _ = stored.0.send(event);
+    }
+}
+
+async fn write_alone(log: &CallLog, event: &CallEvent) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match log.apply(event).await {
+            Ok(()) => {
+                log.counters.batches.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(CallsError::Store(e)) if is_transient(&e) => {
+                log.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, call = %clean(&event.call().key), "call log write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, call = %clean(&event.call().key), "call log refused an event; kept as a dead letter");
+                log.dead_letter(event, &e.to_string(), Utc::now()).await;
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

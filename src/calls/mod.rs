@@ -18,9 +18,10 @@ pub use codes::{
 };
 pub use events::{CallEvent, CallEvents, CallInfo, EndCause};
 pub use line::LineProfile;
+pub use log::{clean, is_transient};
 pub use log::{
     spawn_writer, CallFilter, CallLog, CallRow, CallerView, DayTotals, OutcomeError, OutcomeInput,
-    StoredEvents,
+    StoredEvents, WriterCounters,
 };
 
 /// Failures of the calls domain.

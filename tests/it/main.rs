@@ -7,6 +7,7 @@ mod common;
 mod architecture;
 mod auth_api;
 mod browser;
+mod call_log_durability;
 mod cli;
 mod codes;
 mod hub;
