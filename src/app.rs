@@ -79,19 +79,20 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Wires the domains together on an open, migrated database.
+    /// Wires the domains together on an open, migrated database; `calls` is the log the
+    /// call-event writer writes through (its counters are the writer's).
     pub fn new(
         config: Config,
         db: Db,
         clock: SharedClock,
         events: CallEvents,
+        calls: CallLog,
         hub: Hub,
         sip: Option<Arc<SipHandle>>,
     ) -> Self {
         let users = Users::new(db.clone(), clock.clone(), config.auth.clone());
         let sessions = SessionStore::new(db.clone(), clock.clone(), config.auth.clone());
         let audit = Auditor::new(db.clone(), clock.clone());
-        let db_for_calls = db.clone();
         AppState(Arc::new(AppInner {
             config,
             db,
@@ -99,7 +100,7 @@ impl AppState {
             users,
             sessions,
             audit,
-            calls: CallLog::new(db_for_calls),
+            calls,
             hub,
             events,
             sip,
@@ -406,7 +407,7 @@ pub async fn start(
         reason: e.to_string(),
     })?;
     // Calls left open by a previous run can no longer end normally.
-    let call_log = CallLog::new(db.clone());
+    let call_log = CallLog::new(db.clone(), &config.instance_id);
     let interrupted = call_log.close_interrupted(clock.now()).await?;
     if interrupted > 0 {
         tracing::warn!(
@@ -425,7 +426,7 @@ pub async fn start(
         "call log writer",
         Stage::Writer,
         spawn_writer(
-            call_log,
+            call_log.clone(),
             events.subscribe(),
             stored.clone(),
             signals.writer.clone(),
@@ -434,6 +435,7 @@ pub async fn start(
     let (hub, hub_task) = Hub::start(
         &events,
         &stored,
+        call_log.clone(),
         db.clone(),
         clock.clone(),
         config.profile.line.service_level_secs,
@@ -476,7 +478,15 @@ pub async fn start(
         supervisor.watch(name, Stage::Intake, task);
     }
     let sip_addr = sip.local;
-    let state = AppState::new(config, db, clock, events, hub, Some(Arc::new(sip)));
+    let state = AppState::new(
+        config,
+        db,
+        clock,
+        events,
+        call_log,
+        hub,
+        Some(Arc::new(sip)),
+    );
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;
     let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop_http = signals.intake.clone().cancelled_owned();

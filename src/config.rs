@@ -82,6 +82,8 @@ pub struct Config {
     pub sip_max_tcp_connections: usize,
     /// On SIGTERM/SIGINT, how long calls in progress may go on before the process stops.
     pub sip_shutdown_grace: Duration,
+    /// This instance's name in the call log: at start it closes only its own calls left open.
+    pub instance_id: String,
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
     /// Most connections the pool opens.
@@ -124,6 +126,7 @@ struct SipSection {
     t4_ms: Option<u64>,
     max_tcp_connections: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    instance_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,6 +311,19 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         ));
     }
 
+    // Stable across restarts of the same service, distinct for two instances on one host.
+    let instance_id = match &file.sip.instance_id {
+        Some(id) if id.trim().is_empty() || id.len() > 64 || id.chars().any(char::is_control) => {
+            return Err(ConfigError::value(
+                &file_name,
+                "sip.instance_id",
+                "must be 1–64 printable characters",
+            ));
+        }
+        Some(id) => id.trim().to_string(),
+        None => format!("{}:{}", host_name(), sip_addr.port()),
+    };
+
     Ok(Config {
         http_addr,
         secure_cookies: file.http.secure_cookies,
@@ -316,12 +332,23 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         sip,
         sip_max_tcp_connections,
         sip_shutdown_grace: Duration::from_secs(grace_secs),
+        instance_id,
         database_url,
         database_max_connections,
         auth: file.auth,
         profile_dir,
         profile,
     })
+}
+
+/// The machine's name, for the default instance id.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Chooses env over file over default and remembers where the value came from.
@@ -629,6 +656,19 @@ mod tests {
         let p = write(&d, "[sip]\nshutdown_grace_secs = 0\n");
         let c = load(Some(&p), &env_with_profile()).unwrap();
         assert_eq!(c.sip_shutdown_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn instance_id_defaults_to_host_and_port_and_is_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "[sip]\naddr = \"127.0.0.1:5099\"\n");
+        let c = load(Some(&p), &env_with_profile()).unwrap();
+        assert!(c.instance_id.ends_with(":5099"), "{}", c.instance_id);
+        let p = write(&d, "[sip]\ninstance_id = \"otaru-b\"\n");
+        assert_eq!(load(Some(&p), &env_with_profile()).unwrap().instance_id, "otaru-b");
+        let p = write(&d, "[sip]\ninstance_id = \" \"\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("sip.instance_id"), "{e}");
     }
 
     #[test]

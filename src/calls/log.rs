@@ -23,6 +23,8 @@ use super::{CallEvent, CallerKind, CallsError, EndCode, Outcome, Party, Topic};
 #[derive(Clone)]
 pub struct CallLog {
     db: Db,
+    /// Which instance writes through this log: it owns the calls it inserts.
+    instance: Arc<str>,
     counters: Arc<Counters>,
 }
 
@@ -333,9 +335,10 @@ struct Upsert {
 
 impl CallLog {
     /// The log on `db`.
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, instance: &str) -> Self {
         Self {
             db,
+            instance: Arc::from(instance),
             counters: Arc::default(),
         }
     }
@@ -343,7 +346,7 @@ impl CallLog {
     /// Writes one event in its own transaction; idempotent, so a retry does no harm.
     pub async fn apply(&self, event: &CallEvent) -> Result<(), CallsError> {
         let mut tx = self.db.pool().begin().await?;
-        apply_on(&mut tx, event).await?;
+        apply_on(&mut tx, &self.instance, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -352,7 +355,7 @@ impl CallLog {
     pub async fn apply_batch(&self, events: &[Arc<CallEvent>]) -> Result<(), CallsError> {
         let mut tx = self.db.pool().begin().await?;
         for e in events {
-            apply_on(&mut tx, e).await?;
+            apply_on(&mut tx, &self.instance, e).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -390,7 +393,11 @@ impl CallLog {
 }
 
 /// Writes one event on `conn` (inside the caller's transaction).
-async fn apply_on(conn: &mut AnyConnection, event: &CallEvent) -> Result<(), CallsError> {
+async fn apply_on(
+    conn: &mut AnyConnection,
+    instance: &str,
+    event: &CallEvent,
+) -> Result<(), CallsError> {
     let u = match event {
         CallEvent::Ringing { at, .. } => Upsert {
             rang_at: Some(*at),
@@ -438,8 +445,8 @@ async fn apply_on(conn: &mut AnyConnection, event: &CallEvent) -> Result<(), Cal
     };
     sqlx::query(
         "INSERT INTO calls (call_key, sip_call_id, caller_kind, caller_e164, caller_raw, caller_withheld, line_number, source, arrived_at, \
-            rang_at, answered_at, answered_by_username, answered_by_user_id, answered_extension, ended_at, end_cause, end_detail, hangup_by, ring_ms, talk_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, (SELECT id FROM users WHERE username = $12), $13, $14, $15, $16, $17, $18, $19) \
+            rang_at, answered_at, answered_by_username, answered_by_user_id, answered_extension, ended_at, end_cause, end_detail, hangup_by, ring_ms, talk_ms, instance) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, (SELECT id FROM users WHERE username = $12), $13, $14, $15, $16, $17, $18, $19, $20) \
          ON CONFLICT (call_key) DO UPDATE SET \
             rang_at = COALESCE(calls.rang_at, excluded.rang_at), \
             answered_at = COALESCE(calls.answered_at, excluded.answered_at), \
@@ -472,6 +479,7 @@ async fn apply_on(conn: &mut AnyConnection, event: &CallEvent) -> Result<(), Cal
     .bind(u.hangup_by)
     .bind(u.ring_ms)
     .bind(u.talk_ms)
+    .bind(instance)
     .execute(&mut *conn)
     .await?;
     if let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) {
@@ -666,15 +674,20 @@ impl CallLog {
         })
     }
 
-    /// Closes calls left open by a previous run as `interrupted`; returns how many.
+    /// Closes this instance's calls left open by its previous run as `interrupted`; returns
+    /// how many. Calls of other instances sharing the database are theirs to close (rows from
+    /// before instances were recorded have none and are closed by any).
     pub async fn close_interrupted(&self, now: DateTime<Utc>) -> Result<u64, CallsError> {
-        let n =
-            sqlx::query("UPDATE calls SET ended_at = $1, end_cause = $2 WHERE ended_at IS NULL")
-                .bind(to_db_time(now))
-                .bind(EndCode::Interrupted)
-                .execute(self.db.pool())
-                .await?
-                .rows_affected();
+        let n = sqlx::query(
+            "UPDATE calls SET ended_at = $1, end_cause = $2 \
+             WHERE ended_at IS NULL AND (instance = $3 OR instance IS NULL)",
+        )
+        .bind(to_db_time(now))
+        .bind(EndCode::Interrupted)
+        .bind(self.instance.as_ref())
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
         Ok(n)
     }
 
@@ -970,7 +983,7 @@ mod tests {
     async fn on_stop_the_writer_writes_everything_queued_and_announces_each() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/w.db", dir.path().display());
-        let log = CallLog::new(Db::connect_and_migrate(&url, 1).await.unwrap());
+        let log = CallLog::new(Db::connect_and_migrate(&url, 1).await.unwrap(), "test");
         let (events, stored) = (CallEvents::new(), StoredEvents::new());
         let mut heard = stored.subscribe();
         let queue = events.subscribe();

@@ -179,6 +179,7 @@ impl Hub {
     pub fn start(
         events: &CallEvents,
         stored: &StoredEvents,
+        log: CallLog,
         db: Db,
         clock: SharedClock,
         service_level_secs: u32,
@@ -187,7 +188,7 @@ impl Hub {
         let hub = Hub {
             live: Arc::new(Mutex::new(Live::default())),
             next_client: Arc::new(AtomicU64::new(1)),
-            log: CallLog::new(db.clone()),
+            log,
             db,
             clock,
             service_level_secs,
@@ -454,6 +455,7 @@ mod tests {
         let (hub, _task) = Hub::start(
             &CallEvents::new(),
             &StoredEvents::new(),
+            CallLog::new(db.clone(), "test"),
             db,
             clock,
             20,

@@ -149,7 +149,7 @@ async fn an_event_the_database_refuses_is_a_dead_letter_and_the_queue_moves_on()
                 .unwrap();
             }
         }
-        let log = CallLog::new(db.clone());
+        let log = CallLog::new(db.clone(), "test");
         let (events, stored) = (CallEvents::new(), StoredEvents::new());
         let mut heard = stored.subscribe();
         let stop = CancellationToken::new();

@@ -455,7 +455,7 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
             .create(&test_actor(), new_user("sato", Role::Operator))
             .await
             .unwrap();
-        let log = CallLog::new(c.db.clone());
+        let log = CallLog::new(c.db.clone(), "instance-a");
         let t0 = a_working_morning();
         let info = |key: &str, caller: Option<CallerId>| CallInfo {
             key: key.into(),
@@ -519,6 +519,16 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
         assert_eq!(w.caller.display, "公衆電話");
         assert!(w.caller.e164.is_none());
 
+        // Another instance sharing the database leaves instance-a's live call alone.
+        let other = CallLog::new(c.db.clone(), "instance-b");
+        assert_eq!(
+            other
+                .close_interrupted(t0 + Duration::minutes(5))
+                .await
+                .unwrap(),
+            0,
+            "{kind:?}: not instance-b's call"
+        );
         assert_eq!(
             log.close_interrupted(t0 + Duration::minutes(5))
                 .await
@@ -589,4 +599,46 @@ async fn call_log_records_each_event_once_and_closes_interrupted_calls() {
         );
         c.done().await;
     }
+}
+
+#[tokio::test]
+async fn postgres_connections_can_require_tls() {
+    // issue 13 item 13: `sslmode=require` must connect encrypted, not fail or fall back.
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        return;
+    };
+    if !url.starts_with("postgres") {
+        return;
+    }
+    let plain = Db::connect(&url, 1).await.unwrap();
+    let ssl_on: String = sqlx::query("SHOW ssl")
+        .fetch_one(plain.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    plain.close().await;
+    if ssl_on != "on" {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI's PostgreSQL has TLS off; this test cannot check sslmode=require"
+        );
+        eprintln!("note: this PostgreSQL has ssl=off; sslmode=require not checked");
+        return;
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let db = Db::connect(&format!("{url}{sep}sslmode=require"), 1)
+        .await
+        .expect("sslmode=require connects");
+    let encrypted: i64 = sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
+    assert_eq!(encrypted, 1, "the connection is encrypted");
+    db.close().await;
 }

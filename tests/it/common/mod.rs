@@ -210,6 +210,7 @@ pub fn test_config(database_url: &str) -> Config {
         .expect("sip-config"),
         sip_max_tcp_connections: 1024,
         sip_shutdown_grace: std::time::Duration::from_secs(30),
+        instance_id: "test".into(),
         database_url: database_url.to_string(),
         database_max_connections: 4,
         auth: AuthConfig {
