@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::digest_client;
 use common::{a_working_morning, manifest_dir, profile_dir};
 use madoguchi::calls::{CallEvent, EndCause};
 use madoguchi::clock::ManualClock;
@@ -18,7 +19,7 @@ use madoguchi::hours::OpeningHours;
 use madoguchi::sip::core::{
     Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport,
 };
-use madoguchi::sip::wire::{digest_client, new_tag, SipMessage};
+use madoguchi::sip::wire::{new_tag, SipMessage};
 
 const PROXY: &str = "127.0.0.1:5060";
 
