@@ -15,7 +15,7 @@ use crate::hours::OpeningHours;
 use crate::hub::Hub;
 use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
 use crate::sip;
-use crate::sip::core::{Proxy, SipCounters};
+use crate::sip::proxy::{Proxy, SipCounters};
 use crate::sip::transport::SipHandle;
 use crate::store::{Db, StoreError};
 

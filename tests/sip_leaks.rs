@@ -16,7 +16,7 @@ use madoguchi::calls::{CallEvent, EndCause};
 use madoguchi::clock::ManualClock;
 use madoguchi::config::{load_sip, Profile};
 use madoguchi::hours::OpeningHours;
-use madoguchi::sip::core::{
+use madoguchi::sip::proxy::{
     Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport,
 };
 use madoguchi::sip::wire::{new_tag, SipMessage};

@@ -2,8 +2,8 @@
 //!
 //! Nothing outside `wire` and `txn` names a type of the SIP crate (see `notes/sip-stack.md`).
 
-pub mod core;
 pub mod digest;
+pub mod proxy;
 pub mod registrar;
 pub mod settings;
 pub mod transport;

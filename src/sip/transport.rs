@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::calls::CallEvents;
 
-use super::core::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
+use super::proxy::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
 use super::wire::{StreamFramer, MAX_DATAGRAM_BYTES};
 
 /// Most TCP connections held at once; more are refused so a flood cannot exhaust memory.
