@@ -42,6 +42,12 @@ fn udp(port: u16) -> Peer {
     }
 }
 
+/// Feeds one input to the core and drains what it asks for.
+fn step(proxy: &mut Proxy, input: Input) -> Vec<Output> {
+    proxy.handle_input(input);
+    std::iter::from_fn(|| proxy.poll_output()).collect()
+}
+
 fn crlf(s: &str) -> String {
     s.replace("\r\n", "\n").replace('\n', "\r\n")
 }
@@ -107,12 +113,13 @@ impl Sim {
 
     fn input(&mut self, from: Peer, text: &str) {
         let out = match from.transport {
-            Transport::Udp => self
-                .proxy
-                .handle(Input::Datagram(crlf(text).into_bytes().into(), from)),
+            Transport::Udp => step(
+                &mut self.proxy,
+                Input::Datagram(crlf(text).into_bytes().into(), from),
+            ),
             Transport::Tcp => {
                 let m = SipMessage::parse_datagram(crlf(text).as_bytes()).unwrap();
-                self.proxy.handle(Input::Message(Box::new(m), from))
+                step(&mut self.proxy, Input::Message(Box::new(m), from))
             }
         };
         self.apply(out);
@@ -120,8 +127,8 @@ impl Sim {
 
     fn send_msg(&mut self, from: Peer, m: &SipMessage) {
         let out = match from.transport {
-            Transport::Udp => self.proxy.handle(Input::Datagram(m.to_bytes(), from)),
-            Transport::Tcp => self.proxy.handle(Input::Message(Box::new(m.clone()), from)),
+            Transport::Udp => step(&mut self.proxy, Input::Datagram(m.to_bytes(), from)),
+            Transport::Tcp => step(&mut self.proxy, Input::Message(Box::new(m.clone()), from)),
         };
         self.apply(out);
     }
@@ -138,7 +145,7 @@ impl Sim {
             self.clock
                 .advance(chrono::Duration::from_std(at - self.now).unwrap());
             self.now = at;
-            let out = self.proxy.handle(Input::Timer(key));
+            let out = step(&mut self.proxy, Input::Timer(key));
             self.apply(out);
         }
         self.clock
@@ -309,7 +316,7 @@ fn tables_and_timers_empty_after_a_mixed_run() {
     let mut tcp_cseq = 0;
     register(&mut sim, tcp, "TCP", &mut tcp_cseq, 3600);
     assert_eq!(sim.proxy.table_sizes().bindings, 2);
-    let out = sim.proxy.handle(Input::FlowClosed(9));
+    let out = step(&mut sim.proxy, Input::FlowClosed(9));
     sim.apply(out);
     assert_eq!(
         sim.proxy.table_sizes().bindings,

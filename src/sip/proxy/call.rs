@@ -102,39 +102,33 @@ impl Proxy {
             .count()
     }
 
-    pub(super) fn on_new_call(
-        &mut self,
-        id: TxnId,
-        req: SipMessage,
-        peer: Peer,
-        out: &mut Vec<Output>,
-    ) {
-        if !self.settings.is_trunk(peer.addr.ip()) {
+    pub(super) fn on_new_call(&mut self, id: TxnId, req: SipMessage, peer: Peer) {
+        if !self.source(peer.addr.ip()).may_start_call() {
             // A phone may re-INVITE inside a dialog, never start a call through us.
             self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-            self.respond(id, &req, 403, "Forbidden", &[], out);
+            self.respond(id, &req, 403, "Forbidden", &[]);
             return;
         }
         let Some(line) = self.line_number(&req) else {
             self.counters.not_our_line.fetch_add(1, Ordering::Relaxed);
-            self.respond(id, &req, 404, "Not Found", &[], out);
+            self.respond(id, &req, 404, "Not Found", &[]);
             return;
         };
         if self.draining {
             // Shutting down: the carrier retries or fails over to its other trunk target.
             self.counters.drained.fetch_add(1, Ordering::Relaxed);
             let retry = [("Retry-After", DRAIN_RETRY_AFTER_SECS.to_string())];
-            self.respond(id, &req, 503, "Service Unavailable", &retry, out);
+            self.respond(id, &req, 503, "Service Unavailable", &retry);
             return;
         }
         let mut fwd = req.clone();
         if let Err((status, reason)) = self.prepare_forward(&mut fwd) {
-            self.respond(id, &req, status, reason, &[], out);
+            self.respond(id, &req, status, reason, &[]);
             return;
         }
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         // 100 at once: the carrier stops retransmitting while we decide.
-        self.respond(id, &req, 100, "Trying", &[], out);
+        self.respond(id, &req, 100, "Trying", &[]);
         let now = self.clock.now();
         let info = CallInfo {
             key: new_call_key(now),
@@ -159,22 +153,23 @@ impl Proxy {
                 extra.push(("Retry-After", secs.to_string()));
             }
             let status = self.line.closed_status;
-            self.respond(id, &req, status, closed_phrase(status), &extra, out);
-            out.push(Output::Event(ended(
+            self.respond(id, &req, status, closed_phrase(status), &extra);
+            self.queue.out(Output::Event(ended(
                 &info,
                 EndCause::Closed(reason.as_str().to_string()),
             )));
             return;
         }
         if self.active_calls() >= self.line.max_concurrent_calls as usize {
-            self.respond(id, &req, 486, "Busy Here", &[], out);
-            out.push(Output::Event(ended(&info, EndCause::Busy)));
+            self.respond(id, &req, 486, "Busy Here", &[]);
+            self.queue.out(Output::Event(ended(&info, EndCause::Busy)));
             return;
         }
         let targets = self.registrar.targets(now);
         if targets.is_empty() {
-            self.respond(id, &req, 480, "Temporarily Unavailable", &[], out);
-            out.push(Output::Event(ended(&info, EndCause::Unstaffed)));
+            self.respond(id, &req, 480, "Temporarily Unavailable", &[]);
+            self.queue
+                .out(Output::Event(ended(&info, EndCause::Unstaffed)));
             return;
         }
         let key = info.key.clone();
@@ -227,15 +222,16 @@ impl Proxy {
             actions.extend(acts);
         }
         if call.branches.is_empty() {
-            self.respond(id, &req, 480, "Temporarily Unavailable", &[], out);
-            out.push(Output::Event(ended(&call.info, EndCause::Unstaffed)));
+            self.respond(id, &req, 480, "Temporarily Unavailable", &[]);
+            self.queue
+                .out(Output::Event(ended(&call.info, EndCause::Unstaffed)));
             return;
         }
-        out.push(Output::Event(CallEvent::Ringing {
+        self.queue.out(Output::Event(CallEvent::Ringing {
             call: call.info.clone(),
             at: now,
         }));
-        out.push(Output::Arm(
+        self.queue.out(Output::Arm(
             TimerKey::Ring(key.clone()),
             Duration::from_secs(u64::from(self.line.ring_timeout_secs)),
         ));
@@ -243,16 +239,10 @@ impl Proxy {
         self.by_call_id
             .insert(call.info.sip_call_id.clone(), key.clone());
         self.calls.insert(key, call);
-        self.run(actions, out);
+        self.queue.txn(actions);
     }
 
-    pub(super) fn on_branch_response(
-        &mut self,
-        key: &str,
-        idx: usize,
-        mut resp: SipMessage,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn on_branch_response(&mut self, key: &str, idx: usize, mut resp: SipMessage) {
         let Some(status) = resp.status() else { return };
         if status == 100 {
             return;
@@ -269,13 +259,13 @@ impl Proxy {
         if (101..200).contains(&status) {
             branch.got_1xx = true;
             if let Some(reason) = branch.cancel_pending.take() {
-                self.cancel_branch(key, idx, reason, out);
+                self.cancel_branch(key, idx, reason);
                 return;
             }
             if call.phase == Phase::Ringing && !call.cancelled && !call.timed_out {
                 let server = call.server;
                 let actions = self.txns.respond(server, resp);
-                self.run(actions, out);
+                self.queue.txn(actions);
             }
             return;
         }
@@ -292,50 +282,47 @@ impl Proxy {
                 let aor = branch.aor.clone();
                 let operator = self.registrar.operator_of(&aor).map(str::to_string);
                 tracing::info!(call = %call.info.key, phone = %aor, "call answered");
-                out.push(Output::Event(CallEvent::Answered {
+                self.queue.out(Output::Event(CallEvent::Answered {
                     call: call.info.clone(),
                     at: now,
                     operator,
                     extension: aor,
                 }));
-                out.push(Output::Disarm(TimerKey::Ring(key.to_string())));
-                out.push(Output::Disarm(TimerKey::CancelGuard(key.to_string())));
+                self.queue
+                    .out(Output::Disarm(TimerKey::Ring(key.to_string())));
+                self.queue
+                    .out(Output::Disarm(TimerKey::CancelGuard(key.to_string())));
                 let limit = Duration::from_secs(u64::from(self.line.max_call_minutes) * 60);
-                out.push(Output::Arm(TimerKey::CallGuard(key.to_string()), limit));
+                self.queue
+                    .out(Output::Arm(TimerKey::CallGuard(key.to_string()), limit));
             }
             if late {
                 // A 2xx after our own final to the caller (the ring timeout): the server
                 // transaction would swallow it, but RFC 3261 §16.7 forwards every 2xx, so it
                 // goes statelessly; the caller's UA then ACKs and hangs up the stray dialog.
                 let caller = call.caller;
-                out.push(Output::Send(caller, resp.to_bytes()));
+                self.queue.out(Output::Send(caller, resp.to_bytes()));
                 self.maybe_forget(key);
                 return;
             }
             let actions = self.txns.respond(server, resp);
-            self.run(actions, out);
+            self.queue.txn(actions);
             if first {
-                let others: Vec<usize> = (0..self.calls[key].branches.len())
-                    .filter(|i| *i != idx)
-                    .collect();
-                for i in others {
-                    self.cancel_branch(key, i, Some(wire::REASON_COMPLETED_ELSEWHERE), out);
+                let Some(n) = self.calls.get(key).map(|c| c.branches.len()) else {
+                    return;
+                };
+                for i in (0..n).filter(|i| *i != idx) {
+                    self.cancel_branch(key, i, Some(wire::REASON_COMPLETED_ELSEWHERE));
                 }
             }
             return;
         }
         // A final failure of this branch: a phone's 486/603 is its own business (branch-local),
         // the others keep ringing.
-        self.branch_final(key, idx, status, out);
+        self.branch_final(key, idx, status);
     }
 
-    pub(super) fn branch_final(
-        &mut self,
-        key: &str,
-        idx: usize,
-        status: u16,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn branch_final(&mut self, key: &str, idx: usize, status: u16) {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
@@ -362,18 +349,12 @@ impl Proxy {
                 let s = if best == 503 { 500 } else { best };
                 (s, EndCause::NoAnswer)
             };
-            self.finish_unanswered(key, status, cause, out);
+            self.finish_unanswered(key, status, cause);
         }
         self.maybe_forget(key);
     }
 
-    pub(super) fn finish_unanswered(
-        &mut self,
-        key: &str,
-        status: u16,
-        cause: EndCause,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn finish_unanswered(&mut self, key: &str, status: u16, cause: EndCause) {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
@@ -389,7 +370,7 @@ impl Proxy {
             _ => cause,
         };
         tracing::info!(call = %call.info.key, cause = detail_cause.as_str(), "call ended");
-        out.push(Output::Event(CallEvent::Ended {
+        self.queue.out(Output::Event(CallEvent::Ended {
             call: call.info.clone(),
             at: now,
             cause: detail_cause,
@@ -397,8 +378,10 @@ impl Proxy {
             rang_at: call.rang_at,
             answered_at: None,
         }));
-        out.push(Output::Disarm(TimerKey::Ring(key.to_string())));
-        out.push(Output::Disarm(TimerKey::CancelGuard(key.to_string())));
+        self.queue
+            .out(Output::Disarm(TimerKey::Ring(key.to_string())));
+        self.queue
+            .out(Output::Disarm(TimerKey::CancelGuard(key.to_string())));
         if let Some(req) = self.txns.request(server) {
             let reason = match status {
                 487 => "Request Terminated",
@@ -407,7 +390,7 @@ impl Proxy {
                 603 => "Decline",
                 _ => "No Answer",
             };
-            self.respond(server, &req, status, reason, &[], out);
+            self.respond(server, &req, status, reason, &[]);
         }
     }
 

@@ -8,12 +8,12 @@ use super::call::Phase;
 use super::{Output, Proxy, TimerKey};
 
 impl Proxy {
-    pub(super) fn on_cancel(&mut self, id: TxnId, req: SipMessage, out: &mut Vec<Output>) {
+    pub(super) fn on_cancel(&mut self, id: TxnId, req: SipMessage) {
         let Some(invite) = self.txns.invite_for_cancel(&req) else {
-            self.respond(id, &req, 481, "Call/Transaction Does Not Exist", &[], out);
+            self.respond(id, &req, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
-        self.respond(id, &req, 200, "OK", &[], out);
+        self.respond(id, &req, 200, "OK", &[]);
         let Some(key) = self.server_to_call.get(&invite).cloned() else {
             // A re-INVITE being relayed: pass the CANCEL on.
             if let Some((client, _)) = self
@@ -27,7 +27,7 @@ impl Proxy {
                 {
                     if let Ok(c) = SipMessage::cancel_for(&fwd, None) {
                         if let Some((_, a)) = self.txns.send_request(c, peer.reliable(), peer) {
-                            self.run(a, out);
+                            self.queue.txn(a);
                         }
                     }
                 }
@@ -43,22 +43,16 @@ impl Proxy {
         call.cancelled = true;
         let n = call.branches.len();
         for i in 0..n {
-            self.cancel_branch(&key, i, None, out);
+            self.cancel_branch(&key, i, None);
         }
         // Normally the phones' 487s end it; this bounds the wait for a silent phone.
-        out.push(Output::Arm(
+        self.queue.out(Output::Arm(
             TimerKey::CancelGuard(key),
             self.settings.t1 * 8,
         ));
     }
 
-    pub(super) fn cancel_branch(
-        &mut self,
-        key: &str,
-        idx: usize,
-        reason: Option<&'static str>,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn cancel_branch(&mut self, key: &str, idx: usize, reason: Option<&'static str>) {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
@@ -79,7 +73,7 @@ impl Proxy {
         };
         let peer = b.peer;
         if let Some((_, actions)) = self.txns.send_request(cancel, peer.reliable(), peer) {
-            self.run(actions, out);
+            self.queue.txn(actions);
         }
     }
 }

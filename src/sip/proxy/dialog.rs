@@ -24,14 +24,14 @@ impl Proxy {
         }
     }
 
-    pub(super) fn forward_in_dialog(&mut self, id: TxnId, req: SipMessage, out: &mut Vec<Output>) {
+    pub(super) fn forward_in_dialog(&mut self, id: TxnId, req: SipMessage) {
         let Some((key, target, from)) = self.dialog_target(&req) else {
-            self.respond(id, &req, 481, "Call/Transaction Does Not Exist", &[], out);
+            self.respond(id, &req, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
         let mut fwd = req.clone();
         if let Err((status, reason)) = self.prepare_forward(&mut fwd) {
-            self.respond(id, &req, status, reason, &[], out);
+            self.respond(id, &req, status, reason, &[]);
             return;
         }
         let br = self.next_branch();
@@ -39,21 +39,21 @@ impl Proxy {
             .push_via(&self.via_value(target.transport, &br))
             .is_err()
         {
-            self.respond(id, &req, 500, "Server Internal Error", &[], out);
+            self.respond(id, &req, 500, "Server Internal Error", &[]);
             return;
         }
         let Some((client, actions)) = self.txns.send_request(fwd, target.reliable(), target) else {
-            self.respond(id, &req, 500, "Server Internal Error", &[], out);
+            self.respond(id, &req, 500, "Server Internal Error", &[]);
             return;
         };
         self.relays.insert(client, id);
-        self.run(actions, out);
+        self.queue.txn(actions);
         if req.method() == Some("BYE") {
-            self.end_answered(&key, from, out);
+            self.end_answered(&key, from);
         }
     }
 
-    pub(super) fn end_answered(&mut self, key: &str, by: Party, out: &mut Vec<Output>) {
+    pub(super) fn end_answered(&mut self, key: &str, by: Party) {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
@@ -61,7 +61,7 @@ impl Proxy {
             call.phase = Phase::Ended;
             let now = self.clock.now();
             tracing::info!(call = %call.info.key, by = by.as_str(), "call completed");
-            out.push(Output::Event(CallEvent::Ended {
+            self.queue.out(Output::Event(CallEvent::Ended {
                 call: call.info.clone(),
                 at: now,
                 cause: EndCause::Completed,
@@ -69,7 +69,8 @@ impl Proxy {
                 rang_at: call.rang_at,
                 answered_at: call.answered_at,
             }));
-            out.push(Output::Disarm(TimerKey::CallGuard(key.to_string())));
+            self.queue
+                .out(Output::Disarm(TimerKey::CallGuard(key.to_string())));
         }
         // Unanswered branches still ringing (a fork answered twice) keep the call until done.
         if self
@@ -82,7 +83,7 @@ impl Proxy {
     }
 
     /// Forwards an ACK for a 2xx (its own transaction, RFC 3261 §13.2.2.4) statelessly.
-    pub(super) fn forward_ack(&mut self, mut ack: SipMessage, _peer: Peer, out: &mut Vec<Output>) {
+    pub(super) fn forward_ack(&mut self, mut ack: SipMessage, _peer: Peer) {
         let Some((_, target, _)) = self.dialog_target(&ack) else {
             return;
         };
@@ -93,13 +94,13 @@ impl Proxy {
         let incoming = ack.top_via().and_then(|v| v.branch).unwrap_or_default();
         let br = format!("z9hG4bKmdgack.{:x}", fxhash(&incoming));
         if ack.push_via(&self.via_value(target.transport, &br)).is_ok() {
-            out.push(Output::Send(target, ack.to_bytes()));
+            self.queue.out(Output::Send(target, ack.to_bytes()));
         }
     }
 
     /// A response with no transaction (e.g. a 2xx retransmitted after ours ended): pop our
     /// Via and send it to the next one (RFC 3261 §16.11).
-    pub(super) fn relay_stateless(&mut self, mut resp: SipMessage, out: &mut Vec<Output>) {
+    pub(super) fn relay_stateless(&mut self, mut resp: SipMessage) {
         let ours = self.local.to_string();
         if resp.top_via().is_none_or(|v| v.sent_by() != ours) || !resp.pop_top_via_value() {
             return;
@@ -114,7 +115,7 @@ impl Proxy {
         } else {
             Transport::Udp
         };
-        out.push(Output::Send(
+        self.queue.out(Output::Send(
             Peer {
                 transport,
                 addr: SocketAddr::new(ip, port),
@@ -122,5 +123,25 @@ impl Proxy {
             },
             resp.to_bytes(),
         ));
+    }
+
+    /// A response to an in-dialog request we relayed: our Via off, on to the other side
+    /// through the server transaction (a 100 is hop-by-hop and stops here).
+    pub(super) fn relay_response(&mut self, server: TxnId, mut resp: SipMessage) {
+        if resp.status() != Some(100) && resp.pop_top_via_value() {
+            let actions = self.txns.respond(server, resp);
+            self.queue.txn(actions);
+        }
+    }
+
+    /// The relayed request got no answer (`408`) or could not be sent (`503`).
+    pub(super) fn relay_failure(&mut self, server: TxnId, status: u16) {
+        if let Some(req) = self.txns.request(server) {
+            let actions = self.txns.respond(
+                server,
+                SipMessage::response_to(&req, status, "Request Timeout", None),
+            );
+            self.queue.txn(actions);
+        }
     }
 }

@@ -17,25 +17,52 @@ use super::{
     new_call_key, Output, Peer, Proxy, TimerKey, Transport, ALLOW, REJECTED_LOGGED_PER_MINUTE,
 };
 
+/// Who sent a message, as the trunk filter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// The carrier's trunk: the only source that may start a call.
+    Trunk,
+    /// A registered operator phone: requests inside a call, REGISTER, OPTIONS; never a new call.
+    Phone,
+    /// Anyone else: an INVITE is refused before it is parsed.
+    Stranger,
+}
+
+impl Source {
+    /// Whether an INVITE from here may start a call through us.
+    pub(super) fn may_start_call(self) -> bool {
+        self == Source::Trunk
+    }
+}
+
 impl Proxy {
-    pub(super) fn known_source(&self, ip: IpAddr) -> bool {
-        self.settings.is_trunk(ip) || self.registrar.phone_ips(|p| p.addr.ip()).contains(&ip)
+    /// The trunk filter: the one place that decides who a source is, and so whether it may
+    /// start a call (`Trunk`), send an INVITE at all (not `Stranger`), or be answered.
+    pub(super) fn source(&self, ip: IpAddr) -> Source {
+        if self.settings.is_trunk(ip) {
+            Source::Trunk
+        } else if self.registrar.phone_ips(|p| p.addr.ip()).contains(&ip) {
+            Source::Phone
+        } else {
+            Source::Stranger
+        }
     }
 
-    pub(super) fn on_datagram(&mut self, bytes: Bytes, peer: Peer, out: &mut Vec<Output>) {
+    /// A UDP datagram, unparsed.
+    pub(super) fn on_datagram(&mut self, bytes: Bytes, peer: Peer) {
         // The trunk filter reads the first line only: scanners cost no parsing.
-        if bytes.starts_with(b"INVITE ") && !self.known_source(peer.addr.ip()) {
-            self.reject(Some(&bytes), None, peer, out);
+        if bytes.starts_with(b"INVITE ") && self.source(peer.addr.ip()) == Source::Stranger {
+            self.reject(Some(&bytes), None, peer);
             return;
         }
         match SipMessage::parse_datagram(&bytes) {
-            Ok(msg) => self.on_message(msg, peer, out),
+            Ok(msg) => self.on_message(msg, peer),
             Err(e) => {
                 if let Some(resp) = e.response() {
                     self.counters
                         .malformed_requests
                         .fetch_add(1, Ordering::Relaxed);
-                    out.push(Output::Send(peer, resp.to_bytes()));
+                    self.queue.out(Output::Send(peer, resp.to_bytes()));
                 } else {
                     self.counters
                         .malformed_responses
@@ -46,13 +73,8 @@ impl Proxy {
         }
     }
 
-    pub(super) fn reject(
-        &mut self,
-        bytes: Option<&Bytes>,
-        msg: Option<SipMessage>,
-        peer: Peer,
-        out: &mut Vec<Output>,
-    ) {
+    /// Refuses an INVITE from a stranger (403, or silence), logging a few per minute.
+    pub(super) fn reject(&mut self, bytes: Option<&Bytes>, msg: Option<SipMessage>, peer: Peer) {
         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
         tracing::info!(source = %peer.addr, "INVITE from outside the trunk rejected");
         if self.settings.reject == RejectMode::Drop {
@@ -66,7 +88,7 @@ impl Proxy {
             },
             (None, None) => return,
         };
-        out.push(Output::Send(
+        self.queue.out(Output::Send(
             peer,
             SipMessage::response_to(&msg, 403, "Forbidden", Some(&wire::new_tag())).to_bytes(),
         ));
@@ -90,7 +112,7 @@ impl Proxy {
                 source: peer.addr.to_string(),
                 arrived_at: now,
             };
-            out.push(Output::Event(CallEvent::Ended {
+            self.queue.out(Output::Event(CallEvent::Ended {
                 call,
                 at: now,
                 cause: EndCause::Rejected,
@@ -101,7 +123,8 @@ impl Proxy {
         }
     }
 
-    pub(super) fn on_message(&mut self, mut msg: SipMessage, peer: Peer, out: &mut Vec<Output>) {
+    /// A parsed message (from a datagram, or framed from a TCP stream).
+    pub(super) fn on_message(&mut self, mut msg: SipMessage, peer: Peer) {
         if !msg.is_request() {
             if validate_response(&msg).is_err() {
                 self.counters
@@ -109,14 +132,14 @@ impl Proxy {
                     .fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            self.on_response(msg, out);
+            self.on_response(msg);
             return;
         }
         if msg.method() == Some("INVITE")
             && peer.transport == Transport::Tcp
-            && !self.known_source(peer.addr.ip())
+            && self.source(peer.addr.ip()) == Source::Stranger
         {
-            self.reject(None, Some(msg), peer, out);
+            self.reject(None, Some(msg), peer);
             return;
         }
         if let Err((status, reason)) = validate_request(&msg) {
@@ -124,7 +147,7 @@ impl Proxy {
                 .malformed_requests
                 .fetch_add(1, Ordering::Relaxed);
             if msg.method() != Some("ACK") {
-                out.push(Output::Send(
+                self.queue.out(Output::Send(
                     peer,
                     SipMessage::response_to(&msg, status, reason, None).to_bytes(),
                 ));
@@ -133,16 +156,16 @@ impl Proxy {
         }
         let _ = msg.set_received_rport(peer.addr.ip(), peer.addr.port());
         match self.txns.on_request(msg, peer.reliable(), peer) {
-            Incoming::Matched(actions) => self.run(actions, out),
-            Incoming::New(_, actions) => self.run(actions, out),
-            Incoming::UnmatchedAck(ack) => self.forward_ack(ack, peer, out),
+            Incoming::Matched(actions) => self.queue.txn(actions),
+            Incoming::New(_, actions) => self.queue.txn(actions),
+            Incoming::UnmatchedAck(ack) => self.forward_ack(ack, peer),
             Incoming::UnmatchedResponse(_) => {}
             Incoming::Unkeyable(m) => {
                 self.counters
                     .malformed_requests
                     .fetch_add(1, Ordering::Relaxed);
                 if m.method() != Some("ACK") {
-                    out.push(Output::Send(
+                    self.queue.out(Output::Send(
                         peer,
                         SipMessage::response_to(&m, 400, "Bad Via", None).to_bytes(),
                     ));
@@ -151,21 +174,18 @@ impl Proxy {
         }
     }
 
-    pub(super) fn on_response(&mut self, msg: SipMessage, out: &mut Vec<Output>) {
+    /// A response: to its client transaction, or on statelessly when none is left.
+    pub(super) fn on_response(&mut self, msg: SipMessage) {
         match self.txns.on_response(msg) {
-            Incoming::Matched(actions) => self.run(actions, out),
-            Incoming::UnmatchedResponse(m) => self.relay_stateless(m, out),
+            Incoming::Matched(actions) => self.queue.txn(actions),
+            Incoming::UnmatchedResponse(m) => self.relay_stateless(m),
             _ => {}
         }
     }
 
-    pub(super) fn on_new_request(
-        &mut self,
-        id: TxnId,
-        req: SipMessage,
-        peer: Peer,
-        out: &mut Vec<Output>,
-    ) {
+    /// A request that opened a server transaction: checked (RFC 3261 §16.3), then sent on by
+    /// method.
+    pub(super) fn on_new_request(&mut self, id: TxnId, req: SipMessage, peer: Peer) {
         let method = req.method().unwrap_or_default().to_string();
         let in_dialog = req.to_tag().is_some();
         // RFC 3261 §16.3 step 2: a scheme we cannot route or answer.
@@ -173,7 +193,7 @@ impl Proxy {
             .request_uri()
             .is_some_and(|u| matches!(u.scheme, uri::Scheme::Other(_)))
         {
-            self.respond(id, &req, 416, "Unsupported URI Scheme", &[], out);
+            self.respond(id, &req, 416, "Unsupported URI Scheme", &[]);
             return;
         }
         // §16.3 step 5: we support no proxy extension; §8.2.2.3: nor any extension in a
@@ -196,61 +216,63 @@ impl Proxy {
                 420,
                 "Bad Extension",
                 &[("Unsupported", unsupported.join(", "))],
-                out,
             );
             return;
         }
         match method.as_str() {
-            "CANCEL" => self.on_cancel(id, req, out),
-            "REGISTER" => {
-                let now = self.clock.now();
-                let result = self.registrar.register(&req, peer, now);
-                let counter = if result.summary == "registered" {
-                    &self.counters.registrations
-                } else {
-                    &self.counters.registrations_refused
-                };
-                if matches!(result.summary, "registered" | "refused") {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-                for t in result.timers {
-                    match t {
-                        BindingTimer::Arm(aor, contact, at) => {
-                            let after = (at - now).to_std().unwrap_or_default();
-                            out.push(Output::Arm(TimerKey::Binding(aor, contact), after));
-                        }
-                        BindingTimer::Disarm(aor, contact) => {
-                            out.push(Output::Disarm(TimerKey::Binding(aor, contact)))
-                        }
-                    }
-                }
-                let actions = self.txns.respond(id, result.response);
-                self.run(actions, out);
-            }
-            "INVITE" if !in_dialog => self.on_new_call(id, req, peer, out),
+            "CANCEL" => self.on_cancel(id, req),
+            "REGISTER" => self.on_register(id, req, peer),
+            "INVITE" if !in_dialog => self.on_new_call(id, req, peer),
             "OPTIONS" if !in_dialog => {
                 let extra = [
                     ("Allow", ALLOW.to_string()),
                     ("Accept", "application/sdp".to_string()),
                 ];
-                if self.known_source(peer.addr.ip()) {
-                    self.respond(id, &req, 200, "OK", &extra, out);
+                if self.source(peer.addr.ip()) != Source::Stranger {
+                    self.respond(id, &req, 200, "OK", &extra);
                 } else if self.settings.reject == RejectMode::Forbidden {
                     self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    self.respond(id, &req, 403, "Forbidden", &[], out);
+                    self.respond(id, &req, 403, "Forbidden", &[]);
                 } else {
                     self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            _ if in_dialog => self.forward_in_dialog(id, req, out),
+            _ if in_dialog => self.forward_in_dialog(id, req),
             _ => self.respond(
                 id,
                 &req,
                 405,
                 "Method Not Allowed",
                 &[("Allow", ALLOW.to_string())],
-                out,
             ),
         }
+    }
+
+    /// A REGISTER, for the registrar; its bindings' expiry timers go to the driver.
+    fn on_register(&mut self, id: TxnId, req: SipMessage, peer: Peer) {
+        let now = self.clock.now();
+        let result = self.registrar.register(&req, peer, now);
+        let counter = if result.summary == "registered" {
+            &self.counters.registrations
+        } else {
+            &self.counters.registrations_refused
+        };
+        if matches!(result.summary, "registered" | "refused") {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        for t in result.timers {
+            match t {
+                BindingTimer::Arm(aor, contact, at) => {
+                    let after = (at - now).to_std().unwrap_or_default();
+                    self.queue
+                        .out(Output::Arm(TimerKey::Binding(aor, contact), after));
+                }
+                BindingTimer::Disarm(aor, contact) => self
+                    .queue
+                    .out(Output::Disarm(TimerKey::Binding(aor, contact))),
+            }
+        }
+        let actions = self.txns.respond(id, result.response);
+        self.queue.txn(actions);
     }
 }

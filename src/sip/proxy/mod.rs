@@ -13,7 +13,7 @@ mod forward;
 mod ingress;
 mod timers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -170,6 +170,47 @@ pub struct Proxy {
     branch_seq: u32,
     rejected_logged: (i64, u32),
     draining: bool,
+    queue: WorkQueue,
+    output: VecDeque<Output>,
+}
+
+/// One piece of work produced while handling an input, not yet carried out.
+enum Work {
+    /// An output for the driver.
+    Out(Output),
+    /// A transaction action: an output, a table clean-up, or an event for the proxy logic.
+    Txn(TxnAction<Peer>),
+}
+
+/// Work in the order it was produced. A field of its own, so a handler can queue work while it
+/// holds a call borrowed from the proxy's tables.
+#[derive(Default)]
+struct WorkQueue(VecDeque<Work>);
+
+impl WorkQueue {
+    /// Queues an output for the driver.
+    fn out(&mut self, o: Output) {
+        self.0.push_back(Work::Out(o));
+    }
+
+    /// Queues what a transaction asked for.
+    fn txn(&mut self, actions: Vec<TxnAction<Peer>>) {
+        self.0.extend(actions.into_iter().map(Work::Txn));
+    }
+
+    fn next(&mut self) -> Option<Work> {
+        self.0.pop_front()
+    }
+
+    /// Takes the queued work out, so what comes next is queued before it.
+    fn set_aside(&mut self) -> VecDeque<Work> {
+        std::mem::take(&mut self.0)
+    }
+
+    /// Queues work set aside after what was queued since.
+    fn put_back(&mut self, later: VecDeque<Work>) {
+        self.0.extend(later);
+    }
 }
 
 /// Retry-After of the 503 a new call gets while the process shuts down.
@@ -212,6 +253,8 @@ impl Proxy {
             branch_seq: branch::random_generation(),
             rejected_logged: (0, 0),
             draining: false,
+            queue: WorkQueue::default(),
+            output: VecDeque::new(),
         })
     }
 
@@ -239,67 +282,82 @@ impl Proxy {
             .collect()
     }
 
-    /// Handles one input.
-    pub fn handle(&mut self, input: Input) -> Vec<Output> {
-        let mut out = Vec::new();
+    /// Takes one input and does everything it causes; the outputs wait for [`Self::poll_output`].
+    pub fn handle_input(&mut self, input: Input) {
         match input {
-            Input::Datagram(bytes, peer) => self.on_datagram(bytes, peer, &mut out),
-            Input::Message(msg, peer) => self.on_message(*msg, peer, &mut out),
+            Input::Datagram(bytes, peer) => self.on_datagram(bytes, peer),
+            Input::Message(msg, peer) => self.on_message(*msg, peer),
             Input::StreamError(err, peer) => {
                 if let Some(resp) = err.response() {
                     self.counters
                         .malformed_requests
                         .fetch_add(1, Ordering::Relaxed);
-                    out.push(Output::Send(peer, resp.to_bytes()));
+                    self.queue.out(Output::Send(peer, resp.to_bytes()));
                 }
             }
-            Input::Timer(key) => self.on_timer(key, &mut out),
-            Input::FlowClosed(flow) => self.on_flow_closed(flow, &mut out),
+            Input::Timer(key) => self.on_timer(key),
+            Input::FlowClosed(flow) => self.on_flow_closed(flow),
             Input::Drain => self.draining = true,
         }
-        out
+        self.work_off();
     }
 
-    /// Runs transaction actions, turning their events into proxy logic.
-    pub(super) fn run(&mut self, actions: Vec<TxnAction<Peer>>, out: &mut Vec<Output>) {
-        for a in actions {
-            match a {
-                TxnAction::Send { to, msg } => out.push(Output::Send(to, msg.to_bytes())),
-                TxnAction::Arm(t, d) => out.push(Output::Arm(TimerKey::Txn(t), d)),
-                TxnAction::Disarm(t) => out.push(Output::Disarm(TimerKey::Txn(t))),
-                TxnAction::Event(id, ev) => self.on_txn_event(id, ev, out),
-                TxnAction::Terminated(id) => {
+    /// The next thing the driver must do; drain it until `None` after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.output.pop_front()
+    }
+
+    /// Carries out the queued work in the order it was produced, until none is left. A
+    /// transaction event is handled here, in the loop, not where it was produced; what it
+    /// causes goes before the work queued after it, so the order is that of a direct call.
+    fn work_off(&mut self) {
+        while let Some(work) = self.queue.next() {
+            match work {
+                Work::Out(o) => self.output.push_back(o),
+                Work::Txn(TxnAction::Send { to, msg }) => {
+                    self.output.push_back(Output::Send(to, msg.to_bytes()))
+                }
+                Work::Txn(TxnAction::Arm(t, d)) => {
+                    self.output.push_back(Output::Arm(TimerKey::Txn(t), d))
+                }
+                Work::Txn(TxnAction::Disarm(t)) => {
+                    self.output.push_back(Output::Disarm(TimerKey::Txn(t)))
+                }
+                Work::Txn(TxnAction::Terminated(id)) => {
                     self.server_to_call.remove(&id);
                     self.branch_of.remove(&id);
                     self.relays.remove(&id);
                 }
+                Work::Txn(TxnAction::Event(id, ev)) => {
+                    let later = self.queue.set_aside();
+                    self.on_txn_event(id, ev);
+                    self.queue.put_back(later);
+                }
             }
         }
     }
 
-    fn on_txn_event(&mut self, id: TxnId, ev: TxnEvent, out: &mut Vec<Output>) {
+    /// What a transaction tells us: a new request, a response on a branch or a relayed
+    /// request, an ACK for a 2xx, or that it got no answer.
+    fn on_txn_event(&mut self, id: TxnId, ev: TxnEvent) {
         match ev {
             TxnEvent::Request(req) => {
                 let Some(peer) = self.txns.peer(id).copied() else {
                     return;
                 };
-                self.on_new_request(id, req, peer, out);
+                self.on_new_request(id, req, peer);
             }
             TxnEvent::Ack(ack) => {
                 let Some(peer) = self.txns.peer(id).copied() else {
                     return;
                 };
-                self.forward_ack(ack, peer, out);
+                self.forward_ack(ack, peer);
             }
             TxnEvent::Response(resp) => {
                 if let Some((key, idx)) = self.branch_of.get(&id).cloned() {
-                    self.on_branch_response(&key, idx, resp, out);
+                    self.on_branch_response(&key, idx, resp);
                 } else if let Some(server) = self.relays.get(&id).copied() {
-                    let mut resp = resp;
-                    if resp.status() != Some(100) && resp.pop_top_via_value() {
-                        let actions = self.txns.respond(server, resp);
-                        self.run(actions, out);
-                    }
+                    self.relay_response(server, resp);
                 }
             }
             TxnEvent::Timeout | TxnEvent::TransportError => {
@@ -309,20 +367,15 @@ impl Proxy {
                     503
                 };
                 if let Some((key, idx)) = self.branch_of.get(&id).cloned() {
-                    self.branch_final(&key, idx, status, out);
+                    self.branch_final(&key, idx, status);
                 } else if let Some(server) = self.relays.get(&id).copied() {
-                    if let Some(req) = self.txns.request(server) {
-                        let actions = self.txns.respond(
-                            server,
-                            SipMessage::response_to(&req, status, "Request Timeout", None),
-                        );
-                        self.run(actions, out);
-                    }
+                    self.relay_failure(server, status);
                 }
             }
         }
     }
 
+    /// Answers server transaction `id` (a fresh To tag on anything above 100).
     pub(super) fn respond(
         &mut self,
         id: TxnId,
@@ -330,7 +383,6 @@ impl Proxy {
         status: u16,
         reason: &str,
         extra: &[(&str, String)],
-        out: &mut Vec<Output>,
     ) {
         let tag = (status > 100).then(wire::new_tag);
         let mut r = SipMessage::response_to(req, status, reason, tag.as_deref());
@@ -338,7 +390,7 @@ impl Proxy {
             let _ = r.add_header(k, v);
         }
         let actions = self.txns.respond(id, r);
-        self.run(actions, out);
+        self.queue.txn(actions);
     }
 }
 

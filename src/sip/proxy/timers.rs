@@ -9,11 +9,11 @@ use super::call::Phase;
 use super::{Output, Proxy, TimerKey};
 
 impl Proxy {
-    pub(super) fn on_timer(&mut self, key: TimerKey, out: &mut Vec<Output>) {
+    pub(super) fn on_timer(&mut self, key: TimerKey) {
         match key {
             TimerKey::Txn(t) => {
                 let actions = self.txns.on_timer(t);
-                self.run(actions, out);
+                self.queue.txn(actions);
             }
             TimerKey::Ring(k) => {
                 let ringing = self
@@ -24,16 +24,16 @@ impl Proxy {
                     if let Some(c) = self.calls.get_mut(&k) {
                         c.timed_out = true;
                     }
-                    self.finish_unanswered(&k, 480, EndCause::NoAnswer, out);
+                    self.finish_unanswered(&k, 480, EndCause::NoAnswer);
                     let n = self.calls.get(&k).map_or(0, |c| c.branches.len());
                     for i in 0..n {
-                        self.cancel_branch(&k, i, None, out);
+                        self.cancel_branch(&k, i, None);
                     }
                     self.maybe_forget(&k);
                 }
             }
             TimerKey::CancelGuard(k) => {
-                self.finish_unanswered(&k, 487, EndCause::Abandoned, out);
+                self.finish_unanswered(&k, 487, EndCause::Abandoned);
                 self.maybe_forget(&k);
             }
             TimerKey::CallGuard(k) => {
@@ -46,7 +46,7 @@ impl Proxy {
                 {
                     call.phase = Phase::Ended;
                     tracing::warn!(call = %call.info.key, "answered call reached line.max_call_minutes without a BYE");
-                    out.push(Output::Event(CallEvent::Ended {
+                    self.queue.out(Output::Event(CallEvent::Ended {
                         call: call.info.clone(),
                         at: self.clock.now(),
                         cause: EndCause::Expired,
@@ -63,15 +63,16 @@ impl Proxy {
         }
     }
 
-    pub(super) fn on_flow_closed(&mut self, flow: u64, out: &mut Vec<Output>) {
+    pub(super) fn on_flow_closed(&mut self, flow: u64) {
         for t in self.registrar.flow_closed(|p| p.flow == Some(flow)) {
             if let BindingTimer::Disarm(aor, contact) = t {
-                out.push(Output::Disarm(TimerKey::Binding(aor, contact)));
+                self.queue
+                    .out(Output::Disarm(TimerKey::Binding(aor, contact)));
             }
         }
         for id in self.txns.clients_to(|p| p.flow == Some(flow)) {
             let actions = self.txns.on_transport_error(id);
-            self.run(actions, out);
+            self.queue.txn(actions);
         }
     }
 }
