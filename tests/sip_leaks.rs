@@ -16,6 +16,7 @@ use madoguchi::calls::{CallEvent, EndCause};
 use madoguchi::clock::ManualClock;
 use madoguchi::config::{load_sip, Profile};
 use madoguchi::hours::OpeningHours;
+use madoguchi::sip::policy::LinePolicy;
 use madoguchi::sip::proxy::{
     Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport,
 };
@@ -66,8 +67,7 @@ impl Sim {
         let local: SocketAddr = PROXY.parse().unwrap();
         let proxy = Proxy::new(
             sip,
-            profile.line,
-            hours,
+            LinePolicy::new(hours, profile.line),
             Arc::new(clock.clone()),
             local,
             Arc::new(SipCounters::default()),

@@ -4,19 +4,18 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::calls::callerid::{CallerHeaders, CallerId};
 use crate::calls::{CallEvent, CallInfo, EndCause};
-use crate::hours::OpenState;
 
+use super::super::policy::{LineState, Route};
 use super::super::registrar::split_list;
 use super::super::settings::line_digits;
 use super::super::txn::TxnId;
 use super::super::wire::{self, uri, SipMessage};
-use super::{new_call_key, Output, Peer, Proxy, TimerKey, Transport, DRAIN_RETRY_AFTER_SECS};
+use super::{new_call_key, Output, Peer, Proxy, TimerKey, Transport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -61,6 +60,24 @@ fn rank(status: u16) -> u32 {
         400..=499 => 4,
         _ => 5,
     }
+}
+
+/// The final answer to a call the line does not ring, and how it ends in the log.
+struct Refusal {
+    status: u16,
+    phrase: &'static str,
+    retry_after_secs: Option<u64>,
+    cause: EndCause,
+}
+
+impl Refusal {
+    /// No operator phone to ring.
+    const UNSTAFFED: Refusal = Refusal {
+        status: 480,
+        phrase: "Temporarily Unavailable",
+        retry_after_secs: None,
+        cause: EndCause::Unstaffed,
+    };
 }
 
 impl Proxy {
@@ -114,13 +131,41 @@ impl Proxy {
             self.respond(id, &req, 404, "Not Found", &[]);
             return;
         };
-        if self.draining {
-            // Shutting down: the carrier retries or fails over to its other trunk target.
-            self.counters.drained.fetch_add(1, Ordering::Relaxed);
-            let retry = [("Retry-After", DRAIN_RETRY_AFTER_SECS.to_string())];
-            self.respond(id, &req, 503, "Service Unavailable", &retry);
-            return;
-        }
+        let now = self.clock.now();
+        let targets = self.registrar.targets(now);
+        let state = LineState {
+            now,
+            active_calls: self.active_calls(),
+            registered_phones: targets.len(),
+            draining: self.draining,
+        };
+        let answer = match self.policy.route(&state) {
+            Route::Draining { retry_after_secs } => {
+                // Shutting down: the carrier retries or fails over to its other trunk target.
+                self.counters.drained.fetch_add(1, Ordering::Relaxed);
+                let retry = [("Retry-After", retry_after_secs.to_string())];
+                self.respond(id, &req, 503, "Service Unavailable", &retry);
+                return;
+            }
+            Route::Ring { ring_for } => Ok(ring_for),
+            Route::Closed {
+                status,
+                reason,
+                retry_after_secs,
+            } => Err(Refusal {
+                status,
+                phrase: closed_phrase(status),
+                retry_after_secs,
+                cause: EndCause::Closed(reason.as_str().to_string()),
+            }),
+            Route::Busy => Err(Refusal {
+                status: 486,
+                phrase: "Busy Here",
+                retry_after_secs: None,
+                cause: EndCause::Busy,
+            }),
+            Route::Unstaffed => Err(Refusal::UNSTAFFED),
+        };
         let mut fwd = req.clone();
         if let Err((status, reason)) = self.prepare_forward(&mut fwd) {
             self.respond(id, &req, status, reason, &[]);
@@ -129,7 +174,6 @@ impl Proxy {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         // 100 at once: the carrier stops retransmitting while we decide.
         self.respond(id, &req, 100, "Trying", &[]);
-        let now = self.clock.now();
         let info = CallInfo {
             key: new_call_key(now),
             sip_call_id: req.call_id().unwrap_or_default(),
@@ -139,39 +183,13 @@ impl Proxy {
             arrived_at: now,
         };
         tracing::info!(call = %info.key, "incoming call");
-        let ended = |info: &CallInfo, cause: EndCause| CallEvent::Ended {
-            call: info.clone(),
-            at: now,
-            cause,
-            hangup_by: None,
-            rang_at: None,
-            answered_at: None,
-        };
-        if let OpenState::Closed { reason } = self.hours.is_open_at(now) {
-            let mut extra = Vec::new();
-            if let Some(secs) = self.hours.retry_after_secs(now) {
-                extra.push(("Retry-After", secs.to_string()));
+        let ring_for = match answer {
+            Ok(ring_for) => ring_for,
+            Err(refusal) => {
+                self.refuse(id, &req, &info, refusal, now);
+                return;
             }
-            let status = self.line.closed_status;
-            self.respond(id, &req, status, closed_phrase(status), &extra);
-            self.queue.out(Output::Event(ended(
-                &info,
-                EndCause::Closed(reason.as_str().to_string()),
-            )));
-            return;
-        }
-        if self.active_calls() >= self.line.max_concurrent_calls as usize {
-            self.respond(id, &req, 486, "Busy Here", &[]);
-            self.queue.out(Output::Event(ended(&info, EndCause::Busy)));
-            return;
-        }
-        let targets = self.registrar.targets(now);
-        if targets.is_empty() {
-            self.respond(id, &req, 480, "Temporarily Unavailable", &[]);
-            self.queue
-                .out(Output::Event(ended(&info, EndCause::Unstaffed)));
-            return;
-        }
+        };
         let key = info.key.clone();
         let mut call = Call {
             info,
@@ -222,24 +240,45 @@ impl Proxy {
             actions.extend(acts);
         }
         if call.branches.is_empty() {
-            self.respond(id, &req, 480, "Temporarily Unavailable", &[]);
-            self.queue
-                .out(Output::Event(ended(&call.info, EndCause::Unstaffed)));
+            self.refuse(id, &req, &call.info, Refusal::UNSTAFFED, now);
             return;
         }
         self.queue.out(Output::Event(CallEvent::Ringing {
             call: call.info.clone(),
             at: now,
         }));
-        self.queue.out(Output::Arm(
-            TimerKey::Ring(key.clone()),
-            Duration::from_secs(u64::from(self.line.ring_timeout_secs)),
-        ));
+        self.queue
+            .out(Output::Arm(TimerKey::Ring(key.clone()), ring_for));
         self.server_to_call.insert(id, key.clone());
         self.by_call_id
             .insert(call.info.sip_call_id.clone(), key.clone());
         self.calls.insert(key, call);
         self.queue.txn(actions);
+    }
+
+    /// Answers a call the line does not ring, and logs how it ended.
+    fn refuse(
+        &mut self,
+        id: TxnId,
+        req: &SipMessage,
+        info: &CallInfo,
+        refusal: Refusal,
+        now: DateTime<Utc>,
+    ) {
+        let extra: Vec<_> = refusal
+            .retry_after_secs
+            .map(|secs| ("Retry-After", secs.to_string()))
+            .into_iter()
+            .collect();
+        self.respond(id, req, refusal.status, refusal.phrase, &extra);
+        self.queue.out(Output::Event(CallEvent::Ended {
+            call: info.clone(),
+            at: now,
+            cause: refusal.cause,
+            hangup_by: None,
+            rang_at: None,
+            answered_at: None,
+        }));
     }
 
     pub(super) fn on_branch_response(&mut self, key: &str, idx: usize, mut resp: SipMessage) {
@@ -292,7 +331,7 @@ impl Proxy {
                     .out(Output::Disarm(TimerKey::Ring(key.to_string())));
                 self.queue
                     .out(Output::Disarm(TimerKey::CancelGuard(key.to_string())));
-                let limit = Duration::from_secs(u64::from(self.line.max_call_minutes) * 60);
+                let limit = self.policy.max_call_duration();
                 self.queue
                     .out(Output::Arm(TimerKey::CallGuard(key.to_string()), limit));
             }

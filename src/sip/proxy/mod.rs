@@ -13,6 +13,9 @@ mod forward;
 mod ingress;
 mod timers;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,10 +27,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::calls::callerid;
-use crate::calls::{CallEvent, LineProfile};
+use crate::calls::CallEvent;
 use crate::clock::SharedClock;
-use crate::hours::OpeningHours;
 
+use super::policy::RoutingPolicy;
 use super::registrar::Registrar;
 use super::settings::SipSettings;
 use super::txn::{TxnAction, TxnEvent, TxnId, TxnTimer, Txns};
@@ -155,8 +158,7 @@ pub struct TableSizes {
 /// The proxy core. Single-threaded by design: the driver feeds it one input at a time.
 pub struct Proxy {
     settings: SipSettings,
-    line: LineProfile,
-    hours: OpeningHours,
+    policy: Box<dyn RoutingPolicy + Send>,
     clock: SharedClock,
     local: SocketAddr,
     txns: Txns<Peer>,
@@ -213,20 +215,17 @@ impl WorkQueue {
     }
 }
 
-/// Retry-After of the 503 a new call gets while the process shuts down.
-pub(super) const DRAIN_RETRY_AFTER_SECS: u32 = 30;
-
 pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
 /// Rejected INVITEs written to the call log per minute; the rest are only counted, so a
 /// scanner cannot flood the database.
 pub(super) const REJECTED_LOGGED_PER_MINUTE: u32 = 30;
 
 impl Proxy {
-    /// A core serving `local` (the advertised address of our SIP socket).
+    /// A core serving `local` (the advertised address of our SIP socket), routing new calls
+    /// as `policy` says.
     pub fn new(
         settings: SipSettings,
-        line: LineProfile,
-        hours: OpeningHours,
+        policy: impl RoutingPolicy + Send + 'static,
         clock: SharedClock,
         local: SocketAddr,
         counters: Arc<SipCounters>,
@@ -238,8 +237,7 @@ impl Proxy {
         let txns = Txns::new(settings.t1, settings.t2, settings.t4);
         Ok(Self {
             settings,
-            line,
-            hours,
+            policy: Box::new(policy),
             clock,
             local,
             txns,
