@@ -1,4 +1,5 @@
-//! The SIP trunk adapter: wire facade, transactions, transport, proxy core, registrar.
+//! The SIP trunk adapter: wire facade, transactions, transport, proxy core, routing policy,
+//! registrar.
 //!
 //! Nothing outside `wire` and `txn` names a type of the SIP crate (see `notes/sip-stack.md`).
 

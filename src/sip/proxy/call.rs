@@ -9,44 +9,66 @@ use chrono::{DateTime, Utc};
 
 use crate::calls::callerid::{CallerHeaders, CallerId};
 use crate::calls::{CallEvent, CallInfo, EndCause};
+use crate::sip::policy::{LineState, Route};
+use crate::sip::registrar::split_list;
+use crate::sip::settings::line_digits;
+use crate::sip::txn::TxnId;
+use crate::sip::wire::{self, uri, SipMessage};
 
-use super::super::policy::{LineState, Route};
-use super::super::registrar::split_list;
-use super::super::settings::line_digits;
-use super::super::txn::TxnId;
-use super::super::wire::{self, uri, SipMessage};
 use super::{new_call_key, Output, Peer, Proxy, TimerKey, Transport};
 
+/// Where a call is, as the line sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
+    /// The phones ring.
     Ringing,
+    /// A phone answered; the call holds the line until a BYE (or the call guard).
     Answered,
+    /// Over; kept only until every branch has its final answer.
     Ended,
 }
 
+/// One operator phone the call was forked to.
 pub(super) struct Branch {
+    /// Our INVITE client transaction.
     pub(super) txn: TxnId,
+    /// The phone's SIP username.
     pub(super) aor: String,
+    /// Where the phone is reached.
     pub(super) peer: Peer,
+    /// The INVITE as sent, for its CANCEL.
     pub(super) invite: SipMessage,
+    /// Whether a provisional came (a CANCEL may be sent only after one, §9.1).
     pub(super) got_1xx: bool,
+    /// The branch's final status, once it has one.
     pub(super) final_status: Option<u16>,
+    /// A CANCEL waiting for the first provisional, with its Reason.
     pub(super) cancel_pending: Option<Option<&'static str>>,
+    /// Whether the CANCEL went out.
     pub(super) cancelled: bool,
 }
 
+/// A call from the trunk: one server transaction, N branches.
 pub(super) struct Call {
+    /// What the call log and the hub know of it.
     pub(super) info: CallInfo,
+    /// The caller's INVITE server transaction.
     pub(super) server: TxnId,
+    /// Where the caller (the trunk) is reached.
     pub(super) caller: Peer,
+    /// The caller's From tag: tells which side sent an in-dialog request.
     pub(super) caller_tag: String,
     pub(super) phase: Phase,
     pub(super) branches: Vec<Branch>,
     pub(super) rang_at: Option<DateTime<Utc>>,
     pub(super) answered_at: Option<DateTime<Utc>>,
+    /// The phone that answered.
     pub(super) callee: Option<Peer>,
+    /// The caller cancelled.
     pub(super) cancelled: bool,
+    /// The ring timeout fired.
     pub(super) timed_out: bool,
+    /// The caller has its final response (from us or relayed): later ones go statelessly.
     pub(super) upstream_final: bool,
 }
 
@@ -81,7 +103,8 @@ impl Refusal {
 }
 
 impl Proxy {
-    pub(super) fn line_number(&self, req: &SipMessage) -> Option<String> {
+    /// Which of our line's numbers the INVITE is for: Request-URI, P-Called-Party-ID or To.
+    fn line_number(&self, req: &SipMessage) -> Option<String> {
         let candidates = [
             req.request_uri().and_then(|u| u.user),
             req.header("P-Called-Party-ID")
@@ -95,7 +118,8 @@ impl Proxy {
             .find(|d| self.settings.line_numbers.contains(d))
     }
 
-    pub(super) fn caller_id(req: &SipMessage) -> CallerId {
+    /// Who is calling, from From, P-Asserted-Identity and Privacy.
+    fn caller_id(req: &SipMessage) -> CallerId {
         let from = req.header("From").unwrap_or_default();
         let headers = CallerHeaders {
             from_display_name: uri::display_name(&from),
@@ -112,13 +136,16 @@ impl Proxy {
         CallerId::from_headers(&headers)
     }
 
-    pub(super) fn active_calls(&self) -> usize {
+    /// Calls holding the line: ringing or answered.
+    fn active_calls(&self) -> usize {
         self.calls
             .values()
             .filter(|c| c.phase != Phase::Ended)
             .count()
     }
 
+    /// An INVITE outside a dialog: the trunk filter, our line, the routing policy, then the
+    /// fork to every registered phone.
     pub(super) fn on_new_call(&mut self, id: TxnId, req: SipMessage, peer: Peer) {
         if !self.source(peer.addr.ip()).may_start_call() {
             // A phone may re-INVITE inside a dialog, never start a call through us.
@@ -141,7 +168,8 @@ impl Proxy {
         };
         let answer = match self.policy.route(&state) {
             Route::Draining { retry_after_secs } => {
-                // Shutting down: the carrier retries or fails over to its other trunk target.
+                // Shutting down: answered at once, neither counted nor logged; the carrier
+                // retries or fails over to its other trunk target.
                 self.counters.drained.fetch_add(1, Ordering::Relaxed);
                 let retry = [("Retry-After", retry_after_secs.to_string())];
                 self.respond(id, &req, 503, "Service Unavailable", &retry);
@@ -166,6 +194,7 @@ impl Proxy {
             }),
             Route::Unstaffed => Err(Refusal::UNSTAFFED),
         };
+        // Every other answer comes after the loop check and our 100, and is logged.
         let mut fwd = req.clone();
         if let Err((status, reason)) = self.prepare_forward(&mut fwd) {
             self.respond(id, &req, status, reason, &[]);
@@ -281,6 +310,8 @@ impl Proxy {
         }));
     }
 
+    /// A response on a branch: provisionals and 2xx go to the caller at once (the first 2xx
+    /// answers the call and cancels the other branches); a failure is the branch's own.
     pub(super) fn on_branch_response(&mut self, key: &str, idx: usize, mut resp: SipMessage) {
         let Some(status) = resp.status() else { return };
         if status == 100 {
@@ -361,6 +392,8 @@ impl Proxy {
         self.branch_final(key, idx, status);
     }
 
+    /// A branch's final failure (or timeout); when none is left ringing the best one answers
+    /// the caller (§16.7 step 6).
     pub(super) fn branch_final(&mut self, key: &str, idx: usize, status: u16) {
         let Some(call) = self.calls.get_mut(key) else {
             return;
@@ -393,6 +426,7 @@ impl Proxy {
         self.maybe_forget(key);
     }
 
+    /// Gives the caller our final response to a call nobody answered, and logs how it ended.
     pub(super) fn finish_unanswered(&mut self, key: &str, status: u16, cause: EndCause) {
         let Some(call) = self.calls.get_mut(key) else {
             return;
@@ -443,6 +477,7 @@ impl Proxy {
         }
     }
 
+    /// Drops a call from every table.
     pub(super) fn forget(&mut self, key: &str) {
         if let Some(call) = self.calls.remove(key) {
             if self
@@ -485,6 +520,7 @@ fn reach(contact: &str, flow: Peer) -> Peer {
     }
 }
 
+/// The reason phrase for the status a closed line answers with.
 fn closed_phrase(status: u16) -> &'static str {
     match status {
         403 => "Forbidden",

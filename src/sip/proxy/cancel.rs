@@ -2,12 +2,15 @@
 //! every branch still ringing; a branch that has sent no provisional yet gets its CANCEL when
 //! one comes.
 
-use super::super::txn::TxnId;
-use super::super::wire::SipMessage;
+use crate::sip::txn::TxnId;
+use crate::sip::wire::SipMessage;
+
 use super::call::Phase;
 use super::{Output, Proxy, TimerKey};
 
 impl Proxy {
+    /// A CANCEL from the caller: 200 at once, then a CANCEL on every branch (or on to the
+    /// other side for a relayed re-INVITE).
     pub(super) fn on_cancel(&mut self, id: TxnId, req: SipMessage) {
         let Some(invite) = self.txns.invite_for_cancel(&req) else {
             self.respond(id, &req, 481, "Call/Transaction Does Not Exist", &[]);
@@ -52,6 +55,7 @@ impl Proxy {
         ));
     }
 
+    /// Cancels one branch, or marks it to be cancelled when its first provisional comes.
     pub(super) fn cancel_branch(&mut self, key: &str, idx: usize, reason: Option<&'static str>) {
         let Some(call) = self.calls.get_mut(key) else {
             return;

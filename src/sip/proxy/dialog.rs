@@ -5,15 +5,15 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::calls::{CallEvent, EndCause, Party};
+use crate::sip::txn::TxnId;
+use crate::sip::wire::SipMessage;
 
-use super::super::txn::TxnId;
-use super::super::wire::SipMessage;
 use super::call::Phase;
 use super::{fxhash, Output, Peer, Proxy, TimerKey, Transport};
 
 impl Proxy {
     /// Which way an in-dialog request goes, and to whom; `None` if the dialog is not ours.
-    pub(super) fn dialog_target(&self, req: &SipMessage) -> Option<(String, Peer, Party)> {
+    fn dialog_target(&self, req: &SipMessage) -> Option<(String, Peer, Party)> {
         let cid = req.call_id()?;
         let key = self.by_call_id.get(&cid)?;
         let call = self.calls.get(key)?;
@@ -24,6 +24,7 @@ impl Proxy {
         }
     }
 
+    /// Sends an in-dialog request on to the other side; a BYE ends the call in the log.
     pub(super) fn forward_in_dialog(&mut self, id: TxnId, req: SipMessage) {
         let Some((key, target, from)) = self.dialog_target(&req) else {
             self.respond(id, &req, 481, "Call/Transaction Does Not Exist", &[]);
@@ -53,7 +54,8 @@ impl Proxy {
         }
     }
 
-    pub(super) fn end_answered(&mut self, key: &str, by: Party) {
+    /// Logs an answered call as completed, hung up by `by`.
+    fn end_answered(&mut self, key: &str, by: Party) {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };

@@ -2,17 +2,19 @@
 //! information preprocessing, §16.6 steps 3–8, §16.3 step 4 loop detection): Max-Forwards,
 //! our Route values off, our Via and Record-Route on.
 
-use super::super::wire::{branch, uri, SipMessage};
+use crate::sip::wire::{branch, uri, SipMessage};
+
 use super::{Proxy, Transport};
 
 impl Proxy {
-    pub(super) fn is_us(&self, u: &uri::SipUri) -> bool {
+    /// Whether a URI names this proxy.
+    fn is_us(&self, u: &uri::SipUri) -> bool {
         let port = u.port.unwrap_or(5060);
         u.host_ip() == Some(self.local.ip()) && port == self.local.port()
     }
 
     /// Removes our own Route values from the top (loose routing, RFC 3261 §16.4).
-    pub(super) fn strip_our_routes(&self, msg: &mut SipMessage) {
+    fn strip_our_routes(&self, msg: &mut SipMessage) {
         // A strict-routing previous hop put us in the Request-URI: restore the real target.
         if msg.request_uri().is_some_and(|u| self.is_us(&u)) {
             if let Ok(routes) = msg.routes() {
@@ -33,7 +35,8 @@ impl Proxy {
         }
     }
 
-    pub(super) fn has_our_via(&self, msg: &SipMessage) -> bool {
+    /// Whether the request already went through us (a loop, §16.3 step 4).
+    fn has_our_via(&self, msg: &SipMessage) -> bool {
         let ours = format!("{}", self.local);
         msg.vias()
             .map(|v| {
@@ -47,6 +50,7 @@ impl Proxy {
             .unwrap_or(false)
     }
 
+    /// A fresh branch for a Via of ours.
     pub(super) fn next_branch(&mut self) -> String {
         self.branch_seq = self.branch_seq.wrapping_add(1);
         branch::encode(branch::BranchId {
@@ -56,6 +60,7 @@ impl Proxy {
         })
     }
 
+    /// Our Via value for a request sent over `transport`.
     pub(super) fn via_value(&self, transport: Transport, branch: &str) -> String {
         format!(
             "SIP/2.0/{} {};branch={branch}",
@@ -64,6 +69,7 @@ impl Proxy {
         )
     }
 
+    /// Our Record-Route value for the side reached over `transport`.
     pub(super) fn rr_value(&self, transport: Transport) -> String {
         match transport {
             Transport::Udp => format!("<sip:{};lr>", self.local),

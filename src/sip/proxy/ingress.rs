@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use crate::calls::{CallEvent, CallInfo, EndCause};
+use crate::sip::registrar::BindingTimer;
+use crate::sip::settings::RejectMode;
+use crate::sip::txn::{Incoming, TxnId};
+use crate::sip::wire::{self, uri, validate_request, validate_response, SipMessage};
 
-use super::super::registrar::BindingTimer;
-use super::super::settings::RejectMode;
-use super::super::txn::{Incoming, TxnId};
-use super::super::wire::{self, uri, validate_request, validate_response, SipMessage};
 use super::{
     new_call_key, Output, Peer, Proxy, TimerKey, Transport, ALLOW, REJECTED_LOGGED_PER_MINUTE,
 };
@@ -74,7 +74,7 @@ impl Proxy {
     }
 
     /// Refuses an INVITE from a stranger (403, or silence), logging a few per minute.
-    pub(super) fn reject(&mut self, bytes: Option<&Bytes>, msg: Option<SipMessage>, peer: Peer) {
+    fn reject(&mut self, bytes: Option<&Bytes>, msg: Option<SipMessage>, peer: Peer) {
         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
         tracing::info!(source = %peer.addr, "INVITE from outside the trunk rejected");
         if self.settings.reject == RejectMode::Drop {
@@ -175,7 +175,7 @@ impl Proxy {
     }
 
     /// A response: to its client transaction, or on statelessly when none is left.
-    pub(super) fn on_response(&mut self, msg: SipMessage) {
+    fn on_response(&mut self, msg: SipMessage) {
         match self.txns.on_response(msg) {
             Incoming::Matched(actions) => self.queue.txn(actions),
             Incoming::UnmatchedResponse(m) => self.relay_stateless(m),

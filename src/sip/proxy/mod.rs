@@ -2,9 +2,19 @@
 //! send, timers to arm and call events come out. The tokio driver (`transport`) does the I/O,
 //! so every rule here is testable without sockets or real time (see the leak test).
 //!
+//! The loop has the shape of str0m's: the driver hands over one input with
+//! [`Proxy::handle_input`], then drains [`Proxy::poll_output`] until it returns `None`. Work
+//! produced while handling an input (transaction actions included) is queued and worked off
+//! in a loop, never by recursion.
+//!
 //! Modelled on Kamailio's `tm`: one server transaction and N client branches per call, a
 //! parallel fork to every registered operator phone, every provisional and every 2xx relayed
-//! at once, the best final picked when no branch is left, CANCEL fan-out, Record-Route.
+//! at once, the best final picked when no branch is left, CANCEL fan-out, Record-Route. The
+//! business rules (hours, busy, unstaffed, shutting down) are the [`RoutingPolicy`]'s.
+//!
+//! The parts, by what happens: `ingress` (entry, trunk filter, request checks, REGISTER,
+//! OPTIONS), `forward` (steps every forwarded request takes), `call` (a new call and its
+//! branches), `cancel`, `dialog` (in-dialog requests and stateless relays), `timers`.
 
 mod call;
 mod cancel;
@@ -48,7 +58,8 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub(super) fn token(self) -> &'static str {
+    /// The transport token of a Via.
+    fn token(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
@@ -68,7 +79,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub(super) fn reliable(&self) -> bool {
+    /// Whether the transport is reliable (no retransmissions).
+    fn reliable(&self) -> bool {
         self.transport == Transport::Tcp
     }
 }
@@ -163,16 +175,25 @@ pub struct Proxy {
     local: SocketAddr,
     txns: Txns<Peer>,
     registrar: Registrar<Peer>,
+    /// Calls by call key, until their last branch has a final answer.
     calls: HashMap<String, Call>,
+    /// SIP Call-ID → call key, to find the call of an in-dialog request.
     by_call_id: HashMap<String, String>,
+    /// The caller's INVITE server transaction → call key (for CANCEL).
     server_to_call: HashMap<TxnId, String>,
+    /// A branch's INVITE client transaction → (call key, branch index).
     branch_of: HashMap<TxnId, (String, usize)>,
+    /// A relayed in-dialog request: our client transaction → the server transaction it serves.
     relays: HashMap<TxnId, TxnId>,
     counters: Arc<SipCounters>,
     branch_seq: u32,
+    /// (minute, rejected INVITEs logged in it).
     rejected_logged: (i64, u32),
+    /// Shutting down: the policy refuses new calls.
     draining: bool,
+    /// Work produced by the current input, not yet carried out.
     queue: WorkQueue,
+    /// Outputs waiting for the driver.
     output: VecDeque<Output>,
 }
 
@@ -215,10 +236,11 @@ impl WorkQueue {
     }
 }
 
-pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
+/// The methods we answer or relay, for Allow headers.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
 /// Rejected INVITEs written to the call log per minute; the rest are only counted, so a
 /// scanner cannot flood the database.
-pub(super) const REJECTED_LOGGED_PER_MINUTE: u32 = 30;
+const REJECTED_LOGGED_PER_MINUTE: u32 = 30;
 
 impl Proxy {
     /// A core serving `local` (the advertised address of our SIP socket), routing new calls
@@ -374,7 +396,7 @@ impl Proxy {
     }
 
     /// Answers server transaction `id` (a fresh To tag on anything above 100).
-    pub(super) fn respond(
+    fn respond(
         &mut self,
         id: TxnId,
         req: &SipMessage,
@@ -393,11 +415,12 @@ impl Proxy {
 }
 
 /// A unique, sortable call key: time in ms, then random.
-pub(super) fn new_call_key(now: DateTime<Utc>) -> String {
+fn new_call_key(now: DateTime<Utc>) -> String {
     format!("{:x}-{}", now.timestamp_millis(), wire::new_tag())
 }
 
-pub(super) fn fxhash(s: &str) -> u64 {
+/// FNV-1a: a stable hash for the branch of a relayed ACK.
+fn fxhash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

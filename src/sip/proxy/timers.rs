@@ -3,12 +3,13 @@
 //! expiry, and a TCP connection that closed (RFC 5626-style flows).
 
 use crate::calls::{CallEvent, EndCause};
+use crate::sip::registrar::BindingTimer;
 
-use super::super::registrar::BindingTimer;
 use super::call::Phase;
 use super::{Output, Proxy, TimerKey};
 
 impl Proxy {
+    /// A timer fired.
     pub(super) fn on_timer(&mut self, key: TimerKey) {
         match key {
             TimerKey::Txn(t) => {
@@ -63,6 +64,7 @@ impl Proxy {
         }
     }
 
+    /// A TCP connection closed: its bindings go, and transactions sending over it fail.
     pub(super) fn on_flow_closed(&mut self, flow: u64) {
         for t in self.registrar.flow_closed(|p| p.flow == Some(flow)) {
             if let BindingTimer::Disarm(aor, contact) = t {
