@@ -30,7 +30,8 @@ use crate::hours::OpeningHours;
 use crate::hub::Hub;
 use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
 use crate::sip;
-use crate::sip::core::{Proxy, SipCounters};
+use crate::sip::policy::LinePolicy;
+use crate::sip::proxy::{Proxy, SipCounters};
 use crate::sip::transport::SipHandle;
 use crate::store::{Db, StoreError};
 
@@ -457,8 +458,7 @@ pub async fn start(
         move |bound| {
             Proxy::new(
                 sip_settings,
-                line,
-                hours,
+                LinePolicy::new(hours, line),
                 sip_clock,
                 advertised.unwrap_or(bound),
                 proxy_counters,

@@ -665,7 +665,10 @@ mod tests {
         let c = load(Some(&p), &env_with_profile()).unwrap();
         assert!(c.instance_id.ends_with(":5099"), "{}", c.instance_id);
         let p = write(&d, "[sip]\ninstance_id = \"otaru-b\"\n");
-        assert_eq!(load(Some(&p), &env_with_profile()).unwrap().instance_id, "otaru-b");
+        assert_eq!(
+            load(Some(&p), &env_with_profile()).unwrap().instance_id,
+            "otaru-b"
+        );
         let p = write(&d, "[sip]\ninstance_id = \" \"\n");
         let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
         assert!(e.contains("sip.instance_id"), "{e}");

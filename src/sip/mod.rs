@@ -1,9 +1,11 @@
-//! The SIP trunk adapter: wire facade, transactions, transport, proxy core, registrar.
+//! The SIP trunk adapter: wire facade, transactions, transport, proxy core, routing policy,
+//! registrar.
 //!
 //! Nothing outside `wire` and `txn` names a type of the SIP crate (see `notes/sip-stack.md`).
 
-pub mod core;
 pub mod digest;
+pub mod policy;
+pub mod proxy;
 pub mod registrar;
 pub mod settings;
 pub mod transport;

@@ -36,6 +36,26 @@ pub enum BindingTimer {
     Disarm(String, String),
 }
 
+crate::code_enum! {
+    /// How a REGISTER ended, for the counters and the logs.
+    pub enum RegisterOutcome: "register_outcome" {
+        /// A contact was bound (or refreshed, or removed).
+        Registered = "registered" / "登録",
+        /// Asked for credentials (the normal first answer).
+        Challenged = "challenged" / "認証要求",
+        /// Wrong credentials or a replayed nonce count.
+        Refused = "refused" / "認証失敗",
+        /// The nonce was too old: asked again with stale=true.
+        Stale = "stale" / "認証期限切れ",
+        /// The request was malformed.
+        BadRequest = "bad_request" / "不正な要求",
+        /// An older CSeq than the binding's.
+        OutOfOrder = "out_of_order" / "順序違い",
+        /// An expiry below Min-Expires (423).
+        TooBrief = "too_brief" / "登録期間不足",
+    }
+}
+
 /// The result of one REGISTER.
 #[derive(Debug)]
 pub struct RegisterResult {
@@ -44,7 +64,7 @@ pub struct RegisterResult {
     /// Timer changes.
     pub timers: Vec<BindingTimer>,
     /// For the log: who, and what happened (`registered`, `challenged`, `refused` …).
-    pub summary: &'static str,
+    pub summary: RegisterOutcome,
 }
 
 struct Phone {
@@ -227,7 +247,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
             return RegisterResult {
                 response: reply(400, "Bad To"),
                 timers: vec![],
-                summary: "bad_request",
+                summary: RegisterOutcome::BadRequest,
             };
         };
         // Unknown usernames are challenged exactly like known ones: nothing to enumerate.
@@ -244,7 +264,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
             return RegisterResult {
                 response: self.challenge(req, &offered, false, now),
                 timers: vec![],
-                summary: "challenged",
+                summary: RegisterOutcome::Challenged,
             };
         };
         let phones = &self.phones;
@@ -260,28 +280,28 @@ impl<F: Clone + PartialEq> Registrar<F> {
                 return RegisterResult {
                     response: reply(403, "Forbidden"),
                     timers: vec![],
-                    summary: "refused",
+                    summary: RegisterOutcome::Refused,
                 }
             }
             Err(DigestError::Stale) => {
                 return RegisterResult {
                     response: self.challenge(req, &offered, true, now),
                     timers: vec![],
-                    summary: "stale",
+                    summary: RegisterOutcome::Stale,
                 }
             }
             Err(DigestError::Malformed(_)) => {
                 return RegisterResult {
                     response: reply(400, "Bad Authorization"),
                     timers: vec![],
-                    summary: "bad_request",
+                    summary: RegisterOutcome::BadRequest,
                 }
             }
             Err(_) => {
                 return RegisterResult {
                     response: self.challenge(req, &offered, false, now),
                     timers: vec![],
-                    summary: "refused",
+                    summary: RegisterOutcome::Refused,
                 }
             }
         }
@@ -307,7 +327,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
                     return RegisterResult {
                         response: reply(400, "Bad Expires"),
                         timers: vec![],
-                        summary: "bad_request",
+                        summary: RegisterOutcome::BadRequest,
                     }
                 }
             },
@@ -328,7 +348,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
             return RegisterResult {
                 response: reply(500, "Out of Order"),
                 timers,
-                summary: "out_of_order",
+                summary: RegisterOutcome::OutOfOrder,
             };
         }
         if contacts.iter().any(|c| c.trim() == "*") {
@@ -336,7 +356,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
                 return RegisterResult {
                     response: reply(400, "Invalid Wildcard"),
                     timers,
-                    summary: "bad_request",
+                    summary: RegisterOutcome::BadRequest,
                 };
             }
             for b in list.drain(..) {
@@ -349,7 +369,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
                 return RegisterResult {
                     response: reply(400, "Bad Contact"),
                     timers,
-                    summary: "bad_request",
+                    summary: RegisterOutcome::BadRequest,
                 };
             };
             let expires = match header_param(c, "expires") {
@@ -359,7 +379,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
                         return RegisterResult {
                             response: reply(400, "Bad Contact expires"),
                             timers,
-                            summary: "bad_request",
+                            summary: RegisterOutcome::BadRequest,
                         }
                     }
                 },
@@ -371,7 +391,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
                 return RegisterResult {
                     response: r,
                     timers,
-                    summary: "too_brief",
+                    summary: RegisterOutcome::TooBrief,
                 };
             }
             changes.push((u.to_string(), expires.min(self.settings.max_expires)));
@@ -412,7 +432,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
         RegisterResult {
             response: ok,
             timers,
-            summary: "registered",
+            summary: RegisterOutcome::Registered,
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::calls::CallEvents;
 
-use super::core::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
+use super::proxy::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
 use super::wire::{StreamFramer, MAX_DATAGRAM_BYTES};
 
 /// Most TCP connections held at once by default (`[sip] max_tcp_connections`); more are
@@ -465,23 +465,23 @@ impl CoreLoop {
                         }
                         if let Some(key) = self.timers.remove(&(t, seq)) {
                             self.timer_index.remove(&key);
-                            let out = self.proxy.handle(Input::Timer(key));
-                            self.execute(out);
+                            self.proxy.handle_input(Input::Timer(key));
+                            self.execute();
                         }
                     }
                 }
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(CoreMsg::Input(input)) => {
-                        let out = self.proxy.handle(input);
-                        self.execute(out);
+                        self.proxy.handle_input(input);
+                        self.execute();
                     }
                     Some(CoreMsg::FlowEnded(id)) => {
                         if let Ok(mut f) = self.flows.lock() {
                             f.writers.remove(&id);
                         }
-                        let out = self.proxy.handle(Input::FlowClosed(id));
-                        self.execute(out);
+                        self.proxy.handle_input(Input::FlowClosed(id));
+                        self.execute();
                     }
                     Some(CoreMsg::Status(reply)) => {
                         let _ = reply.send(self.status());
@@ -529,8 +529,9 @@ impl CoreLoop {
         }
     }
 
-    fn execute(&mut self, out: Vec<Output>) {
-        for o in out {
+    /// Carries out everything the core asks for, until it has nothing more.
+    fn execute(&mut self) {
+        while let Some(o) = self.proxy.poll_output() {
             match o {
                 Output::Send(peer, bytes) => self.send(peer, bytes),
                 Output::Arm(key, after) => {

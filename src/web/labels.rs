@@ -15,6 +15,7 @@ use crate::calls::{
 use crate::codes::Code;
 use crate::hours::ClosedReason;
 use crate::privacy::{AuditAction, AuditOutcome, AuditTarget, LoginRefusal, Role};
+use crate::sip::registrar::RegisterOutcome;
 
 /// The labels of one kind, in display order (a JSON object keeps the order it is written in).
 pub struct KindLabels(Vec<(&'static str, &'static str)>);
@@ -49,6 +50,7 @@ pub fn label_table() -> BTreeMap<&'static str, KindLabels> {
     kind::<AuditOutcome>(&mut t);
     kind::<AuditTarget>(&mut t);
     kind::<LoginRefusal>(&mut t);
+    kind::<RegisterOutcome>(&mut t);
     t
 }
 

@@ -82,6 +82,8 @@ async fn browser(chrome: &str, driver: &str) -> (Driver, Client) {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        // Both ring (sqlx) and aws-lc-rs (fantoccini) are built in: pick one for this process.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let attempt = ClientBuilder::rustls()
             .expect("tls")
             .capabilities(caps.clone())

@@ -14,6 +14,7 @@ use madoguchi::calls::{
 use madoguchi::codes::Code;
 use madoguchi::hours::ClosedReason;
 use madoguchi::privacy::{AuditAction, AuditOutcome, AuditTarget, LoginRefusal, Role};
+use madoguchi::sip::registrar::RegisterOutcome;
 use madoguchi::store::{Backend, Db};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -133,6 +134,7 @@ async fn every_code_round_trips_through_each_database() {
         db_round_trip::<AuditOutcome>(&db).await;
         db_round_trip::<AuditTarget>(&db).await;
         db_round_trip::<LoginRefusal>(&db).await;
+        db_round_trip::<RegisterOutcome>(&db).await;
         db.close().await;
         tdb.cleanup().await;
     }
@@ -163,9 +165,10 @@ async fn the_label_table_covers_every_variant_of_every_kind() {
     json_round_trip::<AuditOutcome>(&raw, &labels);
     json_round_trip::<AuditTarget>(&raw, &labels);
     json_round_trip::<LoginRefusal>(&raw, &labels);
+    json_round_trip::<RegisterOutcome>(&raw, &labels);
     assert_eq!(
         labels.as_object().unwrap().len(),
-        17,
+        18,
         "a new kind needs its round-trip here too"
     );
     // Nobody outside the staff gets it.

@@ -99,7 +99,7 @@ async fn md5_answer_to_a_sha256_only_phone_is_refused() {
     // Forge an MD5 answer by asking the client to answer an MD5 challenge with the same nonce.
     let sha = c.headers_all("WWW-Authenticate")[0].clone();
     let md5 = sha.replace("algorithm=SHA-256", "algorithm=MD5");
-    let auth = madoguchi::sip::wire::digest_client::authorization(
+    let auth = common::digest_client::authorization(
         &[md5],
         "shaonly",
         "password-shaonly",

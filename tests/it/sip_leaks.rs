@@ -10,15 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::digest_client;
 use common::{a_working_morning, manifest_dir, profile_dir};
 use madoguchi::calls::{CallEvent, EndCause};
 use madoguchi::clock::ManualClock;
 use madoguchi::config::{load_sip, Profile};
 use madoguchi::hours::OpeningHours;
-use madoguchi::sip::core::{
+use madoguchi::sip::policy::LinePolicy;
+use madoguchi::sip::proxy::{
     Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport,
 };
-use madoguchi::sip::wire::{digest_client, new_tag, SipMessage};
+use madoguchi::sip::wire::{new_tag, SipMessage};
 
 const PROXY: &str = "127.0.0.1:5060";
 
@@ -41,6 +43,12 @@ fn udp(port: u16) -> Peer {
     }
 }
 
+/// Feeds one input to the core and drains what it asks for.
+fn step(proxy: &mut Proxy, input: Input) -> Vec<Output> {
+    proxy.handle_input(input);
+    std::iter::from_fn(|| proxy.poll_output()).collect()
+}
+
 fn crlf(s: &str) -> String {
     s.replace("\r\n", "\n").replace('\n', "\r\n")
 }
@@ -59,8 +67,7 @@ impl Sim {
         let local: SocketAddr = PROXY.parse().unwrap();
         let proxy = Proxy::new(
             sip,
-            profile.line,
-            hours,
+            LinePolicy::new(hours, profile.line),
             Arc::new(clock.clone()),
             local,
             Arc::new(SipCounters::default()),
@@ -106,12 +113,13 @@ impl Sim {
 
     fn input(&mut self, from: Peer, text: &str) {
         let out = match from.transport {
-            Transport::Udp => self
-                .proxy
-                .handle(Input::Datagram(crlf(text).into_bytes().into(), from)),
+            Transport::Udp => step(
+                &mut self.proxy,
+                Input::Datagram(crlf(text).into_bytes().into(), from),
+            ),
             Transport::Tcp => {
                 let m = SipMessage::parse_datagram(crlf(text).as_bytes()).unwrap();
-                self.proxy.handle(Input::Message(Box::new(m), from))
+                step(&mut self.proxy, Input::Message(Box::new(m), from))
             }
         };
         self.apply(out);
@@ -119,8 +127,8 @@ impl Sim {
 
     fn send_msg(&mut self, from: Peer, m: &SipMessage) {
         let out = match from.transport {
-            Transport::Udp => self.proxy.handle(Input::Datagram(m.to_bytes(), from)),
-            Transport::Tcp => self.proxy.handle(Input::Message(Box::new(m.clone()), from)),
+            Transport::Udp => step(&mut self.proxy, Input::Datagram(m.to_bytes(), from)),
+            Transport::Tcp => step(&mut self.proxy, Input::Message(Box::new(m.clone()), from)),
         };
         self.apply(out);
     }
@@ -137,7 +145,7 @@ impl Sim {
             self.clock
                 .advance(chrono::Duration::from_std(at - self.now).unwrap());
             self.now = at;
-            let out = self.proxy.handle(Input::Timer(key));
+            let out = step(&mut self.proxy, Input::Timer(key));
             self.apply(out);
         }
         self.clock
@@ -308,7 +316,7 @@ fn tables_and_timers_empty_after_a_mixed_run() {
     let mut tcp_cseq = 0;
     register(&mut sim, tcp, "TCP", &mut tcp_cseq, 3600);
     assert_eq!(sim.proxy.table_sizes().bindings, 2);
-    let out = sim.proxy.handle(Input::FlowClosed(9));
+    let out = step(&mut sim.proxy, Input::FlowClosed(9));
     sim.apply(out);
     assert_eq!(
         sim.proxy.table_sizes().bindings,

@@ -1,5 +1,6 @@
 //! Test support: a fresh database per test on each backend, and the real server on port 0.
 
+pub mod digest_client;
 pub mod rig;
 pub mod sipp;
 pub mod ua;

@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use madoguchi::sip::wire::{digest_client, new_tag, SipMessage, StreamFramer};
+use madoguchi::sip::wire::{new_tag, SipMessage, StreamFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+
+use super::digest_client;
 
 enum Sock {
     Udp(UdpSocket),

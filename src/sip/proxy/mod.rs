@@ -1,0 +1,427 @@
+//! The proxy core (RFC 3261 §16), Sans-IO: messages and timer firings go in, messages to
+//! send, timers to arm and call events come out. The tokio driver (`transport`) does the I/O,
+//! so every rule here is testable without sockets or real time (see the leak test).
+//!
+//! The loop has the shape of str0m's: the driver hands over one input with
+//! [`Proxy::handle_input`], then drains [`Proxy::poll_output`] until it returns `None`. Work
+//! produced while handling an input (transaction actions included) is queued and worked off
+//! in a loop, never by recursion.
+//!
+//! Modelled on Kamailio's `tm`: one server transaction and N client branches per call, a
+//! parallel fork to every registered operator phone, every provisional and every 2xx relayed
+//! at once, the best final picked when no branch is left, CANCEL fan-out, Record-Route. The
+//! business rules (hours, busy, unstaffed, shutting down) are the [`RoutingPolicy`]'s.
+//!
+//! The parts, by what happens: `ingress` (entry, trunk filter, request checks, REGISTER,
+//! OPTIONS), `forward` (steps every forwarded request takes), `call` (a new call and its
+//! branches), `cancel`, `dialog` (in-dialog requests and stateless relays), `timers`.
+
+mod call;
+mod cancel;
+mod dialog;
+mod forward;
+mod ingress;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::calls::callerid;
+use crate::calls::CallEvent;
+use crate::clock::SharedClock;
+
+use super::policy::RoutingPolicy;
+use super::registrar::Registrar;
+use super::settings::SipSettings;
+use super::txn::{TxnAction, TxnEvent, TxnId, TxnTimer, Txns};
+use super::wire::{self, branch, SipMessage, WireError};
+
+use call::Call;
+
+/// The transport a peer is reached over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Transport {
+    /// UDP: the transactions retransmit.
+    Udp,
+    /// TCP: reliable, framed by Content-Length.
+    Tcp,
+}
+
+impl Transport {
+    /// The transport token of a Via.
+    fn token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// Where a message came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// UDP or TCP.
+    pub transport: Transport,
+    /// The remote address.
+    pub addr: SocketAddr,
+    /// The TCP connection, when known (phones are reached over the flow they registered on).
+    pub flow: Option<u64>,
+}
+
+impl Peer {
+    /// Whether the transport is reliable (no retransmissions).
+    fn reliable(&self) -> bool {
+        self.transport == Transport::Tcp
+    }
+}
+
+/// A timer the core asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TimerKey {
+    /// A transaction timer (A, B, E … M).
+    Txn(TxnTimer),
+    /// The ring timeout of a call.
+    Ring(String),
+    /// How long a cancelled call waits for its branches before answering 487 anyway.
+    CancelGuard(String),
+    /// The longest an answered call may last in our books (a lost BYE must not hold the line).
+    CallGuard(String),
+    /// A registration's expiry (aor, contact).
+    Binding(String, String),
+}
+
+/// What goes into the core.
+#[derive(Debug)]
+pub enum Input {
+    /// A UDP datagram, unparsed: the trunk filter looks at its first line only.
+    Datagram(Bytes, Peer),
+    /// A message framed from a TCP stream.
+    Message(Box<SipMessage>, Peer),
+    /// A framing error on a TCP stream (answer if possible; the driver closes the flow).
+    StreamError(Box<WireError>, Peer),
+    /// A timer fired.
+    Timer(TimerKey),
+    /// A TCP connection closed.
+    FlowClosed(u64),
+    /// The process is shutting down: take no new calls (503 with Retry-After), finish the
+    /// calls in progress.
+    Drain,
+}
+
+/// What the driver must do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send these bytes to the peer.
+    Send(Peer, Bytes),
+    /// Arm (or re-arm) a timer.
+    Arm(TimerKey, Duration),
+    /// Disarm a timer.
+    Disarm(TimerKey),
+    /// Publish a call event.
+    Event(CallEvent),
+}
+
+/// Counters of the SIP side, readable from anywhere.
+#[derive(Debug, Default)]
+pub struct SipCounters {
+    /// Requests answered 400/505 (or dropped) because they were malformed.
+    pub malformed_requests: AtomicU64,
+    /// Responses dropped because they were malformed.
+    pub malformed_responses: AtomicU64,
+    /// INVITEs (or other requests) refused because they did not come from the trunk.
+    pub rejected: AtomicU64,
+    /// INVITEs for a number that is not our line.
+    pub not_our_line: AtomicU64,
+    /// Calls that reached routing.
+    pub calls: AtomicU64,
+    /// REGISTERs that bound a contact.
+    pub registrations: AtomicU64,
+    /// REGISTERs refused (bad credentials, replays).
+    pub registrations_refused: AtomicU64,
+    /// New calls refused with 503 while shutting down.
+    pub drained: AtomicU64,
+}
+
+/// A snapshot of the core's tables, for the status API and the leak test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TableSizes {
+    /// Server transactions.
+    pub server_txns: usize,
+    /// Client transactions.
+    pub client_txns: usize,
+    /// Calls in progress (incl. ones waiting for their last branch).
+    pub calls: usize,
+    /// In-dialog requests being relayed.
+    pub relays: usize,
+    /// Registered contacts.
+    pub bindings: usize,
+}
+
+/// The proxy core. Single-threaded by design: the driver feeds it one input at a time.
+pub struct Proxy {
+    settings: SipSettings,
+    policy: Box<dyn RoutingPolicy + Send>,
+    clock: SharedClock,
+    local: SocketAddr,
+    txns: Txns<Peer>,
+    registrar: Registrar<Peer>,
+    /// Calls by call key, until their last branch has a final answer.
+    calls: HashMap<String, Call>,
+    /// SIP Call-ID → call key, to find the call of an in-dialog request.
+    by_call_id: HashMap<String, String>,
+    /// The caller's INVITE server transaction → call key (for CANCEL).
+    server_to_call: HashMap<TxnId, String>,
+    /// A branch's INVITE client transaction → (call key, branch index).
+    branch_of: HashMap<TxnId, (String, usize)>,
+    /// A relayed in-dialog request: our client transaction → the server transaction it serves.
+    relays: HashMap<TxnId, TxnId>,
+    counters: Arc<SipCounters>,
+    branch_seq: u32,
+    /// (minute, rejected INVITEs logged in it).
+    rejected_logged: (i64, u32),
+    /// Shutting down: the policy refuses new calls.
+    draining: bool,
+    /// Work produced by the current input, not yet carried out.
+    queue: WorkQueue,
+    /// Outputs waiting for the driver.
+    output: VecDeque<Output>,
+}
+
+/// One piece of work produced while handling an input, not yet carried out.
+enum Work {
+    /// An output for the driver.
+    Out(Output),
+    /// A transaction action: an output, a table clean-up, or an event for the proxy logic.
+    Txn(TxnAction<Peer>),
+}
+
+/// Work in the order it was produced. A field of its own, so a handler can queue work while it
+/// holds a call borrowed from the proxy's tables.
+#[derive(Default)]
+struct WorkQueue(VecDeque<Work>);
+
+impl WorkQueue {
+    /// Queues an output for the driver.
+    fn out(&mut self, o: Output) {
+        self.0.push_back(Work::Out(o));
+    }
+
+    /// Queues what a transaction asked for.
+    fn txn(&mut self, actions: Vec<TxnAction<Peer>>) {
+        self.0.extend(actions.into_iter().map(Work::Txn));
+    }
+
+    fn next(&mut self) -> Option<Work> {
+        self.0.pop_front()
+    }
+
+    /// Takes the queued work out, so what comes next is queued before it.
+    fn set_aside(&mut self) -> VecDeque<Work> {
+        std::mem::take(&mut self.0)
+    }
+
+    /// Queues work set aside after what was queued since.
+    fn put_back(&mut self, later: VecDeque<Work>) {
+        self.0.extend(later);
+    }
+}
+
+/// The methods we answer or relay, for Allow headers.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
+/// Rejected INVITEs written to the call log per minute; the rest are only counted, so a
+/// scanner cannot flood the database.
+const REJECTED_LOGGED_PER_MINUTE: u32 = 30;
+
+impl Proxy {
+    /// A core serving `local` (the advertised address of our SIP socket), routing new calls
+    /// as `policy` says.
+    pub fn new(
+        settings: SipSettings,
+        policy: impl RoutingPolicy + Send + 'static,
+        clock: SharedClock,
+        local: SocketAddr,
+        counters: Arc<SipCounters>,
+    ) -> Result<Self, String> {
+        let registrar = Registrar::new(&settings.registrar, &settings.phones)?;
+        // The number metadata loads on first use; do it now, not while the first caller waits
+        // for our 100 Trying.
+        let _ = callerid::to_e164("0134000000");
+        let txns = Txns::new(settings.t1, settings.t2, settings.t4);
+        Ok(Self {
+            settings,
+            policy: Box::new(policy),
+            clock,
+            local,
+            txns,
+            registrar,
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            server_to_call: HashMap::new(),
+            branch_of: HashMap::new(),
+            relays: HashMap::new(),
+            counters,
+            branch_seq: branch::random_generation(),
+            rejected_logged: (0, 0),
+            draining: false,
+            queue: WorkQueue::default(),
+            output: VecDeque::new(),
+        })
+    }
+
+    /// Sizes of every table; all zero when nothing is going on and no phone is registered.
+    pub fn table_sizes(&self) -> TableSizes {
+        let (server_txns, client_txns) = self.txns.len();
+        TableSizes {
+            server_txns,
+            client_txns,
+            calls: self.calls.len(),
+            relays: self.relays.len(),
+            bindings: self.registrar.len(),
+        }
+    }
+
+    /// The phones registered now: (SIP username, operator account, contact, transport).
+    pub fn registered_phones(&self) -> Vec<(String, Option<String>, String, Transport)> {
+        self.registrar
+            .targets(self.clock.now())
+            .into_iter()
+            .map(|b| {
+                let op = self.registrar.operator_of(&b.aor).map(str::to_string);
+                (b.aor, op, b.contact, b.flow.transport)
+            })
+            .collect()
+    }
+
+    /// Takes one input and does everything it causes; the outputs wait for [`Self::poll_output`].
+    pub fn handle_input(&mut self, input: Input) {
+        match input {
+            Input::Datagram(bytes, peer) => self.on_datagram(bytes, peer),
+            Input::Message(msg, peer) => self.on_message(*msg, peer),
+            Input::StreamError(err, peer) => {
+                if let Some(resp) = err.response() {
+                    self.counters
+                        .malformed_requests
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.queue.out(Output::Send(peer, resp.to_bytes()));
+                }
+            }
+            Input::Timer(key) => self.on_timer(key),
+            Input::FlowClosed(flow) => self.on_flow_closed(flow),
+            Input::Drain => self.draining = true,
+        }
+        self.work_off();
+    }
+
+    /// The next thing the driver must do; drain it until `None` after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.output.pop_front()
+    }
+
+    /// Carries out the queued work in the order it was produced, until none is left. A
+    /// transaction event is handled here, in the loop, not where it was produced; what it
+    /// causes goes before the work queued after it, so the order is that of a direct call.
+    fn work_off(&mut self) {
+        while let Some(work) = self.queue.next() {
+            match work {
+                Work::Out(o) => self.output.push_back(o),
+                Work::Txn(TxnAction::Send { to, msg }) => {
+                    self.output.push_back(Output::Send(to, msg.to_bytes()))
+                }
+                Work::Txn(TxnAction::Arm(t, d)) => {
+                    self.output.push_back(Output::Arm(TimerKey::Txn(t), d))
+                }
+                Work::Txn(TxnAction::Disarm(t)) => {
+                    self.output.push_back(Output::Disarm(TimerKey::Txn(t)))
+                }
+                Work::Txn(TxnAction::Terminated(id)) => {
+                    self.server_to_call.remove(&id);
+                    self.branch_of.remove(&id);
+                    self.relays.remove(&id);
+                }
+                Work::Txn(TxnAction::Event(id, ev)) => {
+                    let later = self.queue.set_aside();
+                    self.on_txn_event(id, ev);
+                    self.queue.put_back(later);
+                }
+            }
+        }
+    }
+
+    /// What a transaction tells us: a new request, a response on a branch or a relayed
+    /// request, an ACK for a 2xx, or that it got no answer.
+    fn on_txn_event(&mut self, id: TxnId, ev: TxnEvent) {
+        match ev {
+            TxnEvent::Request(req) => {
+                let Some(peer) = self.txns.peer(id).copied() else {
+                    return;
+                };
+                self.on_new_request(id, req, peer);
+            }
+            TxnEvent::Ack(ack) => {
+                let Some(peer) = self.txns.peer(id).copied() else {
+                    return;
+                };
+                self.forward_ack(ack, peer);
+            }
+            TxnEvent::Response(resp) => {
+                if let Some((key, idx)) = self.branch_of.get(&id).cloned() {
+                    self.on_branch_response(&key, idx, resp);
+                } else if let Some(server) = self.relays.get(&id).copied() {
+                    self.relay_response(server, resp);
+                }
+            }
+            TxnEvent::Timeout | TxnEvent::TransportError => {
+                let status = if matches!(ev, TxnEvent::Timeout) {
+                    408
+                } else {
+                    503
+                };
+                if let Some((key, idx)) = self.branch_of.get(&id).cloned() {
+                    self.branch_final(&key, idx, status);
+                } else if let Some(server) = self.relays.get(&id).copied() {
+                    self.relay_failure(server, status);
+                }
+            }
+        }
+    }
+
+    /// Answers server transaction `id` (a fresh To tag on anything above 100).
+    fn respond(
+        &mut self,
+        id: TxnId,
+        req: &SipMessage,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+    ) {
+        let tag = (status > 100).then(wire::new_tag);
+        let mut r = SipMessage::response_to(req, status, reason, tag.as_deref());
+        for (k, v) in extra {
+            let _ = r.add_header(k, v);
+        }
+        let actions = self.txns.respond(id, r);
+        self.queue.txn(actions);
+    }
+}
+
+/// A unique, sortable call key: time in ms, then random.
+fn new_call_key(now: DateTime<Utc>) -> String {
+    format!("{:x}-{}", now.timestamp_millis(), wire::new_tag())
+}
+
+/// FNV-1a: a stable hash for the branch of a relayed ACK.
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

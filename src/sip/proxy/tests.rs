@@ -1,0 +1,148 @@
+//! The seams of the core, driven directly: the routing policy decides what a new call gets,
+//! the trunk filter who may start one. (The whole call flow is in `tests/sip_leaks.rs` and the
+//! sipp interop tests.)
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+
+use super::*;
+use crate::calls::EndCause;
+use crate::clock::ManualClock;
+use crate::hours::ClosedReason;
+use crate::sip::policy::{LineNow, Route, RoutingPolicy, DRAIN_RETRY_AFTER_SECS};
+use crate::sip::settings::{RegistrarSettings, RejectMode};
+
+/// A policy that always answers the same, so each answer can be checked on its own.
+struct Always(Route);
+
+impl RoutingPolicy for Always {
+    fn route(&self, _line: &LineNow) -> Route {
+        self.0.clone()
+    }
+
+    fn max_call_duration(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+}
+
+const TRUNK: &str = "127.0.0.1:5070";
+
+fn proxy(route: Route) -> Proxy {
+    let settings = SipSettings {
+        trunk_nets: vec!["127.0.0.1/32".parse().unwrap()],
+        line_numbers: vec!["0120000000".into()],
+        reject: RejectMode::Forbidden,
+        registrar: RegistrarSettings::default(),
+        phones: Vec::new(),
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        t4: Duration::from_secs(5),
+    };
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 1, 0, 0).unwrap());
+    Proxy::new(
+        settings,
+        Always(route),
+        Arc::new(clock),
+        "127.0.0.1:5060".parse().unwrap(),
+        Arc::new(SipCounters::default()),
+    )
+    .unwrap()
+}
+
+fn invite_from(source: &str) -> Input {
+    let text = format!(
+        "INVITE sip:0120000000@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {source};branch=z9hG4bK-t1\r\nFrom: <sip:0134220001@{source}>;tag=a\r\nTo: <sip:0120000000@127.0.0.1:5060>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let peer = Peer {
+        transport: Transport::Udp,
+        addr: source.parse::<SocketAddr>().unwrap(),
+        flow: None,
+    };
+    Input::Datagram(Bytes::from(text), peer)
+}
+
+/// Feeds one input and drains the outputs.
+fn step(proxy: &mut Proxy, input: Input) -> Vec<Output> {
+    proxy.handle_input(input);
+    std::iter::from_fn(|| proxy.poll_output()).collect()
+}
+
+/// The responses sent, in order: (status, Retry-After).
+fn answers(out: &[Output]) -> Vec<(u16, Option<String>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(_, b) => SipMessage::parse_datagram(b).ok(),
+            _ => None,
+        })
+        .filter_map(|m| Some((m.status()?, m.header("Retry-After"))))
+        .collect()
+}
+
+fn causes(out: &[Output]) -> Vec<EndCause> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Event(CallEvent::Ended { cause, .. }) => Some(cause.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_call_the_policy_refuses_gets_100_then_its_final_and_is_logged() {
+    let closed = Route::Closed {
+        status: 480,
+        reason: ClosedReason::Weekend,
+        retry_after_secs: Some(3600),
+    };
+    let cases = [
+        (
+            closed,
+            480,
+            Some("3600".to_string()),
+            EndCause::Closed(ClosedReason::Weekend),
+        ),
+        (Route::Busy, 486, None, EndCause::Busy),
+        (Route::Unstaffed, 480, None, EndCause::Unstaffed),
+    ];
+    for (route, status, retry_after, cause) in cases {
+        let mut p = proxy(route);
+        let out = step(&mut p, invite_from(TRUNK));
+        assert_eq!(answers(&out), [(100, None), (status, retry_after)]);
+        assert_eq!(causes(&out), [cause]);
+        assert_eq!(p.counters.calls.load(Ordering::Relaxed), 1);
+    }
+}
+
+#[test]
+fn draining_answers_503_at_once_and_logs_nothing() {
+    let mut p = proxy(Route::Draining {
+        retry_after_secs: DRAIN_RETRY_AFTER_SECS,
+    });
+    let out = step(&mut p, invite_from(TRUNK));
+    assert_eq!(answers(&out), [(503, Some("30".to_string()))]);
+    assert!(causes(&out).is_empty());
+    assert_eq!(p.counters.drained.load(Ordering::Relaxed), 1);
+    assert_eq!(p.counters.calls.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn only_the_trunk_may_start_a_call() {
+    let mut p = proxy(Route::Unstaffed);
+    let out = step(&mut p, invite_from("192.0.2.9:5060"));
+    assert_eq!(answers(&out), [(403, None)]);
+    assert_eq!(causes(&out), [EndCause::Rejected]);
+    assert_eq!(p.counters.rejected.load(Ordering::Relaxed), 1);
+    assert_eq!(p.counters.calls.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        p.source("127.0.0.1".parse().unwrap()),
+        ingress::Source::Trunk
+    );
+    assert_eq!(
+        p.source("192.0.2.9".parse().unwrap()),
+        ingress::Source::Stranger
+    );
+}

@@ -1,0 +1,89 @@
+//! Checks of a parsed message before the proxy acts on it (RFC 3261 §8.2, §16.3 step 1,
+//! §18.1.2): what to answer a broken request with, and which responses to drop.
+
+use sipx_sip::headers as sh;
+use sipx_sip::Method;
+
+use super::SipMessage;
+
+/// Check a parsed request as RFC 3261 §8.2 / §16.3 step 1 require: `Err((status, reason))`.
+///
+/// A missing Max-Forwards passes (a proxy adds it, §16.6 step 3); URI scheme (416),
+/// Max-Forwards 0 (483), loops (482) and Proxy-Require (420) are the proxy core's checks.
+/// Without a Via the 400 cannot be routed; the transport drops it (`top_via()` is `None`).
+pub fn validate_request(msg: &SipMessage) -> Result<(), (u16, &'static str)> {
+    let Some(req) = msg.0.as_request() else {
+        return Err((400, "Not A Request"));
+    };
+    if !req.version.is_supported() {
+        return Err((505, "Version Not Supported"));
+    }
+    if let Some(f) = sipx_sip::validate_request(req)
+        .into_iter()
+        .find(|f| !f.is_repairable())
+    {
+        return Err((f.status(), finding_reason(&f)));
+    }
+    // sipx checks only the first hop; a broken lower hop would strand our response later.
+    if req.headers.typed_all::<sh::Via>().any(|v| v.is_err()) {
+        return Err((400, "Malformed Via"));
+    }
+    if req.method == Method::Register
+        && req
+            .headers
+            .typed_all::<sh::ContactValue>()
+            .any(|c| c.is_err())
+    {
+        return Err((400, "Malformed Contact"));
+    }
+    Ok(())
+}
+
+/// Check a parsed response; `Err` means drop it silently (RFC 3261 §18.1.2, RFC 4475 §3.1.2.5).
+pub fn validate_response(msg: &SipMessage) -> Result<(), &'static str> {
+    let Some(resp) = msg.0.as_response() else {
+        return Err("not a response");
+    };
+    if let Some(f) = sipx_sip::validate_response(resp).first() {
+        return Err(finding_reason(f));
+    }
+    if resp.headers.typed_all::<sh::Via>().any(|v| v.is_err()) {
+        return Err("Malformed Via");
+    }
+    Ok(())
+}
+
+fn finding_reason(f: &sipx_sip::Finding) -> &'static str {
+    use sipx_sip::Finding as F;
+    match f {
+        F::UnsupportedVersion => "Version Not Supported",
+        F::CSeqMethodMismatch => "CSeq Method Mismatch",
+        F::RequestUriHasHeaders => "Request-URI Has Headers",
+        F::MissingRequiredHeader(h) => match *h {
+            "To" => "Missing To",
+            "From" => "Missing From",
+            "Call-ID" => "Missing Call-ID",
+            "CSeq" => "Missing CSeq",
+            "Via" => "Missing Via",
+            _ => "Missing Header",
+        },
+        F::MalformedRequiredHeader(h) => match *h {
+            "To" => "Malformed To",
+            "From" => "Malformed From",
+            "Call-ID" => "Malformed Call-ID",
+            "CSeq" => "Malformed CSeq",
+            "Max-Forwards" => "Malformed Max-Forwards",
+            "Via" => "Malformed Via",
+            _ => "Malformed Header",
+        },
+        F::RepeatedSingleValueHeader(h) => match *h {
+            "To" => "Duplicate To",
+            "From" => "Duplicate From",
+            "Call-ID" => "Duplicate Call-ID",
+            "CSeq" => "Duplicate CSeq",
+            "Max-Forwards" => "Duplicate Max-Forwards",
+            _ => "Duplicate Header",
+        },
+        _ => "Bad Request",
+    }
+}
