@@ -23,7 +23,7 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::calls::{spawn_writer, CallEvents, CallLog, StoredEvents};
+use crate::calls::{spawn_writer, CallEvents, CallLog};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::hours::OpeningHours;
@@ -421,7 +421,7 @@ pub async fn start(
     let started = signals.all.clone().drop_guard();
     let mut supervisor = Supervisor::default();
     let events = CallEvents::new();
-    let stored = StoredEvents::new();
+    let stored = events.stored().clone();
     // Both subscribe before the SIP side starts, so they see every call.
     supervisor.watch(
         "call log writer",

@@ -139,12 +139,19 @@ impl CallEvent {
 #[derive(Clone, Default)]
 pub struct CallEvents {
     subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<CallEvent>>>>>,
+    stored: super::StoredEvents,
 }
 
 impl CallEvents {
     /// A channel with no subscribers yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The other end: events the call-log writer has committed, for whoever must not run
+    /// ahead of the log (the hub's figures; the final answer to a BYE).
+    pub fn stored(&self) -> &super::StoredEvents {
+        &self.stored
     }
 
     /// A new subscriber's receiving end; it sees events published from now on.

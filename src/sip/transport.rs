@@ -4,7 +4,7 @@
 //! Nothing here waits on the database or a browser: call events go out on [`CallEvents`],
 //! whose subscribers each have their own queue.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,13 +14,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::calls::CallEvents;
+use crate::calls::{CallEvent, CallEvents};
 
 use super::proxy::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
 use super::wire::{StreamFramer, MAX_DATAGRAM_BYTES};
@@ -38,6 +38,11 @@ const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_FLOW_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Datagrams queued for the core; beyond this, overload drops them (UDP peers retransmit).
 const INPUT_QUEUE: usize = 8192;
+/// Longest a BYE's final answer waits for the call's end to be stored (a stalled database
+/// must not leave the other side retransmitting its BYE).
+const HOLD_LIMIT: Duration = Duration::from_secs(2);
+/// How long a stored end is remembered for a BYE answer that comes after it.
+const STORED_MEMORY: Duration = Duration::from_secs(30);
 
 /// What the status API shows of the SIP side.
 #[derive(Debug, Clone, Serialize)]
@@ -227,7 +232,9 @@ where
             stop.clone(),
         )),
     ));
+    let stored = events.stored().subscribe();
     let core = CoreLoop {
+        held: Held::default(),
         proxy,
         udp,
         flows,
@@ -241,7 +248,7 @@ where
         timer_seq: 0,
         local,
     };
-    tasks.push(("SIP core", tracker.spawn(core.run(rx, shutdown_rx))));
+    tasks.push(("SIP core", tracker.spawn(core.run(rx, shutdown_rx, stored))));
     tracing::info!(%local, max_tcp, "SIP adapter listening (UDP and TCP)");
     Ok(SipHandle {
         local,
@@ -429,7 +436,39 @@ fn spawn_flow(
     });
 }
 
+/// Final answers to BYEs waiting until the end of their call is in the call log, and the
+/// ends stored lately (the answer often comes after the write).
+#[derive(Default)]
+struct Held {
+    waiting: HashMap<String, Vec<(Peer, Bytes, Instant)>>,
+    stored: HashSet<String>,
+    stored_order: VecDeque<(Instant, String)>,
+    /// The writer is gone (shutting down): nothing will be announced any more.
+    no_writer: bool,
+}
+
+impl Held {
+    fn remember_stored(&mut self, key: String, now: Instant) {
+        while let Some((t, _)) = self.stored_order.front() {
+            if now.duration_since(*t) < STORED_MEMORY {
+                break;
+            }
+            if let Some((_, old)) = self.stored_order.pop_front() {
+                self.stored.remove(&old);
+            }
+        }
+        if self.stored.insert(key.clone()) {
+            self.stored_order.push_back((now, key));
+        }
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.waiting.values().flatten().map(|(_, _, t)| *t).min()
+    }
+}
+
 struct CoreLoop {
+    held: Held,
     proxy: Proxy,
     udp: Arc<UdpSocket>,
     flows: Arc<Mutex<Flows>>,
@@ -445,8 +484,20 @@ struct CoreLoop {
 }
 
 impl CoreLoop {
-    async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<CoreMsg>,
+        mut shutdown: watch::Receiver<bool>,
+        mut stored: broadcast::Receiver<Arc<CallEvent>>,
+    ) {
         loop {
+            let hold_until = self.held.oldest().map(|t| t + HOLD_LIMIT);
+            let hold_over = async {
+                match hold_until {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             let next = self.timers.keys().next().map(|(t, _)| *t);
             let sleep = async {
                 match next {
@@ -470,6 +521,33 @@ impl CoreLoop {
                         }
                     }
                 }
+                ev = stored.recv(), if !self.held.no_writer => match ev {
+                    Ok(ev) => {
+                        if let CallEvent::Ended { call, .. } = ev.as_ref() {
+                            self.stored(call.key.clone());
+                        }
+                    }
+                    // Missed some announcements: release everything rather than guess.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.release_all(),
+                    Err(broadcast::error::RecvError::Closed) => {
+                        self.held.no_writer = true;
+                        self.release_all();
+                    }
+                },
+                _ = hold_over => {
+                    tracing::warn!("call log slow: a BYE's answer sent before the end was stored");
+                    let now = Instant::now();
+                    let due: Vec<String> = self
+                        .held
+                        .waiting
+                        .iter()
+                        .filter(|(_, v)| v.iter().any(|(_, _, t)| now.duration_since(*t) >= HOLD_LIMIT))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for key in due {
+                        self.release(&key);
+                    }
+                }
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(CoreMsg::Input(input)) => {
@@ -489,6 +567,8 @@ impl CoreLoop {
                 },
             }
         }
+        // Stopping: whatever still waits for the log goes out now, best effort.
+        self.release_all();
     }
 
     fn status(&self) -> SipStatus {
@@ -549,7 +629,34 @@ impl CoreLoop {
                     }
                 }
                 Output::Event(e) => self.events.publish(e),
+                Output::SendWhenStored { call, peer, bytes } => {
+                    if self.held.no_writer || self.held.stored.contains(&call) {
+                        self.send(peer, bytes);
+                    } else {
+                        let entry = self.held.waiting.entry(call).or_default();
+                        entry.push((peer, bytes, Instant::now()));
+                    }
+                }
             }
+        }
+    }
+
+    /// The end of `key` is in the call log: its held answers go out.
+    fn stored(&mut self, key: String) {
+        self.release(&key);
+        self.held.remember_stored(key, Instant::now());
+    }
+
+    fn release(&mut self, key: &str) {
+        for (peer, bytes, _) in self.held.waiting.remove(key).unwrap_or_default() {
+            self.send(peer, bytes);
+        }
+    }
+
+    fn release_all(&mut self) {
+        let keys: Vec<String> = self.held.waiting.keys().cloned().collect();
+        for key in keys {
+            self.release(&key);
         }
     }
 

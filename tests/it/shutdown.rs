@@ -452,3 +452,219 @@ async fn a_tcp_connection_over_the_cap_is_closed_at_once_and_counted() {
     assert_eq!(sip.status().await.unwrap().counters.tcp_refused, 1);
     app.stop().await;
 }
+
+/// issue 13, kill-9: calls completing and outcomes being saved, `kill -9`, restart → every
+/// call whose hang-up was confirmed on the wire before the kill is in the log as completed,
+/// and every outcome the API confirmed is there. The calls in flight are reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_confirmed_hang_up_and_no_saved_outcome() {
+    use common::ua::Phone;
+    use std::sync::{Arc, Mutex};
+
+    if !sipp::available() {
+        return;
+    }
+    const CONFIRMED_BEFORE_KILL: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let db_file = work.join("calls.db");
+    let config = work.join("madoguchi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\naddr = \"127.0.0.1:0\"\n\n[sip]\naddr = \"127.0.0.1:0\"\nconfig_dir = \"{}\"\n\n[database]\nurl = \"sqlite://{}\"\n\n[profile]\npath = \"{}\"\n",
+            manifest_dir().join("sip-config").display(),
+            db_file.display(),
+            wide_profile(work).display(),
+        ),
+    )
+    .unwrap();
+    let mut served = Served::start(work, &config, "first");
+    let (admin, csrf) = served.login("admin", PASSWORD).await;
+    let created = admin
+        .post(format!("{}/api/users", served.http))
+        .header("X-CSRF-Token", &csrf)
+        .json(&json!({ "username": "operator2", "role": "operator", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let (operator, op_csrf) = served.login("operator2", PASSWORD).await;
+
+    // op2 (sip-config/phones.toml) is operator2's phone: answers each call, talks a moment,
+    // hangs up, and notes the Call-IDs whose BYE got its 200 — the confirmed hang-ups.
+    let server: std::net::SocketAddr = served.sip.parse().unwrap();
+    let mut phone = Phone::udp(server, "op2", "demo-password-op2").await;
+    assert_eq!(phone.register(600).await, 200);
+    let confirmed: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (enough_tx, enough_rx) = tokio::sync::oneshot::channel::<()>();
+    let phone_task = {
+        let confirmed = confirmed.clone();
+        tokio::spawn(async move {
+            let mut enough = Some(enough_tx);
+            loop {
+                let Some(invite) = phone.recv(Duration::from_secs(5)).await else {
+                    return;
+                };
+                if invite.method() != Some("INVITE") {
+                    continue;
+                }
+                let mut dialog = phone.answer(&invite, Duration::from_millis(30)).await;
+                tokio::time::sleep(Duration::from_millis(80)).await;
+                phone.in_dialog(&mut dialog, "BYE").await;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+                let mut done = false;
+                while let Some(m) = phone
+                    .recv(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                    .await
+                {
+                    if m.status().is_some_and(|s| s >= 200)
+                        && m.header("CSeq").is_some_and(|c| c.ends_with("BYE"))
+                    {
+                        let mut c = confirmed.lock().unwrap();
+                        c.push(m.call_id().unwrap_or_default());
+                        if c.len() == CONFIRMED_BEFORE_KILL {
+                            if let Some(tx) = enough.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        done = true;
+                        break;
+                    }
+                }
+                if !done {
+                    return; // the server is gone
+                }
+            }
+        })
+    };
+
+    // The carrier keeps placing calls, one at a time.
+    let place = sipp::scenario(work, "trunk-call-wait-bye", &[]);
+    let trunk = Sipp::start(
+        work,
+        &served.sip,
+        &place,
+        "127.0.0.1",
+        sipp::port(),
+        &[
+            "-m",
+            "200",
+            "-r",
+            "10",
+            "-l",
+            "1",
+            "-s",
+            LINE,
+            "-key",
+            "caller",
+            CALLER,
+            "-recv_timeout",
+            "4000",
+        ],
+    );
+
+    // The operator saves an outcome for each call as it ends (wrap-up), through the API.
+    let saved: Arc<Mutex<Vec<String>>> = Arc::default();
+    let saver = {
+        let (saved, http) = (saved.clone(), served.http.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok(res) = operator
+                    .get(format!("{http}/api/calls/wrapups"))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(body) = res.json::<Value>().await else {
+                    return;
+                };
+                for c in body["calls"].as_array().cloned().unwrap_or_default() {
+                    let key = c["call_key"].as_str().unwrap_or_default().to_string();
+                    let ok = operator
+                        .patch(format!("{http}/api/calls/{key}"))
+                        .header("X-CSRF-Token", &op_csrf)
+                        .json(&json!({ "outcome": "inquiry", "topics": ["renewal"] }))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200);
+                    if ok {
+                        saved.lock().unwrap().push(key);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    // Right after a hang-up was confirmed (the hardest moment for the log), or a little later
+    // with the next call under way.
+    tokio::time::timeout(Duration::from_secs(30), enough_rx)
+        .await
+        .expect("calls went through before the kill")
+        .unwrap();
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis()
+        % 200;
+    tokio::time::sleep(Duration::from_millis(u64::from(jitter))).await;
+    let killed = Command::new("kill")
+        .args(["-KILL", &served.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(killed);
+    let _ = served.exit_code(Duration::from_secs(5)).await;
+    let confirmed = confirmed.lock().unwrap().clone();
+    let saved = saved.lock().unwrap().clone();
+    drop(trunk);
+    saver.abort();
+    phone_task.abort();
+    drop(served);
+
+    // The restart closes what was open then as interrupted.
+    let again = Served::start(work, &config, "second");
+    let db = madoguchi::store::Db::connect(&format!("sqlite://{}", db_file.display()), 1)
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT sip_call_id, call_key, end_cause, outcome FROM calls ORDER BY id")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    for id in &confirmed {
+        let row = rows.iter().find(|r| &r.0 == id);
+        assert!(
+            row.is_some_and(|r| r.2.as_deref() == Some("completed")),
+            "confirmed hang-up {id} logged as completed: {row:?}"
+        );
+    }
+    for key in &saved {
+        let row = rows.iter().find(|r| &r.1 == key);
+        assert!(
+            row.is_some_and(|r| r.3.as_deref() == Some("inquiry")),
+            "saved outcome of {key} kept: {row:?}"
+        );
+    }
+    let in_flight: Vec<_> = rows
+        .iter()
+        .filter(|r| !confirmed.contains(&r.0))
+        .map(|r| (r.2.clone().unwrap_or_default(), r.3.is_some()))
+        .collect();
+    eprintln!(
+        "kill -9 figures (killed {jitter} ms after the {CONFIRMED_BEFORE_KILL}th confirmed hang-up): {} calls logged, {} hang-ups confirmed before the kill (all completed), \
+         {} outcomes saved (all kept), {} in flight at the kill, which became: {:?}",
+        rows.len(),
+        confirmed.len(),
+        saved.len(),
+        in_flight.len(),
+        in_flight
+    );
+    assert!(
+        in_flight.iter().all(|(cause, _)| !cause.is_empty()),
+        "after the restart no call is left open: {in_flight:?}"
+    );
+    drop(again);
+}

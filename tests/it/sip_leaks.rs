@@ -88,7 +88,8 @@ impl Sim {
     fn apply(&mut self, out: Vec<Output>) {
         for o in out {
             match o {
-                Output::Send(peer, bytes) => {
+                // In virtual time the log is instant: a held BYE answer goes out at once.
+                Output::Send(peer, bytes) | Output::SendWhenStored { peer, bytes, .. } => {
                     let m = SipMessage::parse_datagram(&bytes).expect("the proxy sends valid SIP");
                     self.sent.push((peer, m));
                 }

@@ -49,17 +49,18 @@ impl Proxy {
         };
         self.relays.insert(client, id);
         self.queue.txn(actions);
-        if req.method() == Some("BYE") {
-            self.end_answered(&key, from);
+        if req.method() == Some("BYE") && self.end_answered(&key, from) {
+            self.bye_ends.insert(id, key);
         }
     }
 
-    /// Logs an answered call as completed, hung up by `by`.
-    fn end_answered(&mut self, key: &str, by: Party) {
+    /// Logs an answered call as completed, hung up by `by`; true if this ended it.
+    fn end_answered(&mut self, key: &str, by: Party) -> bool {
         let Some(call) = self.calls.get_mut(key) else {
-            return;
+            return false;
         };
-        if call.phase == Phase::Answered {
+        let ended = call.phase == Phase::Answered;
+        if ended {
             call.phase = Phase::Ended;
             let now = self.clock.now();
             tracing::info!(call = %call.info.key, by = by.as_str(), "call completed");
@@ -82,6 +83,7 @@ impl Proxy {
         {
             self.forget(key);
         }
+        ended
     }
 
     /// Forwards an ACK for a 2xx (its own transaction, RFC 3261 §13.2.2.4) statelessly.
@@ -130,14 +132,21 @@ impl Proxy {
     /// A response to an in-dialog request we relayed: our Via off, on to the other side
     /// through the server transaction (a 100 is hop-by-hop and stops here).
     pub(super) fn relay_response(&mut self, server: TxnId, mut resp: SipMessage) {
+        let is_final = resp.status().is_some_and(|s| s >= 200);
         if resp.status() != Some(100) && resp.pop_top_via_value() {
             let actions = self.txns.respond(server, resp);
-            self.queue.txn(actions);
+            // The answer to a BYE that ended a call confirms the hang-up to the other side:
+            // it goes out once that end is in the call log.
+            match is_final.then(|| self.bye_ends.remove(&server)).flatten() {
+                Some(call) => self.queue.txn_when_stored(&call, actions),
+                None => self.queue.txn(actions),
+            }
         }
     }
 
     /// The relayed request got no answer (`408`) or could not be sent (`503`).
     pub(super) fn relay_failure(&mut self, server: TxnId, status: u16) {
+        self.bye_ends.remove(&server);
         if let Some(req) = self.txns.request(server) {
             let actions = self.txns.respond(
                 server,

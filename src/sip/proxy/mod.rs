@@ -129,6 +129,17 @@ pub enum Output {
     Disarm(TimerKey),
     /// Publish a call event.
     Event(CallEvent),
+    /// Send these bytes once the end of call `call` is stored in the call log (or after a
+    /// short wait if the log is slow): the final answer to a BYE, so that a hang-up confirmed
+    /// on the wire is never lost with the process.
+    SendWhenStored {
+        /// Our call key.
+        call: String,
+        /// Where to.
+        peer: Peer,
+        /// What.
+        bytes: Bytes,
+    },
 }
 
 /// Counters of the SIP side, readable from anywhere.
@@ -185,6 +196,9 @@ pub struct Proxy {
     branch_of: HashMap<TxnId, (String, usize)>,
     /// A relayed in-dialog request: our client transaction → the server transaction it serves.
     relays: HashMap<TxnId, TxnId>,
+    /// A BYE that ended a call in the log: its server transaction → the call, so that its
+    /// final answer waits until that end is stored.
+    bye_ends: HashMap<TxnId, String>,
     counters: Arc<SipCounters>,
     branch_seq: u32,
     /// (minute, rejected INVITEs logged in it).
@@ -203,6 +217,8 @@ enum Work {
     Out(Output),
     /// A transaction action: an output, a table clean-up, or an event for the proxy logic.
     Txn(TxnAction<Peer>),
+    /// A transaction action whose sending waits until the end of this call is stored.
+    TxnWhenStored(String, TxnAction<Peer>),
 }
 
 /// Work in the order it was produced. A field of its own, so a handler can queue work while it
@@ -219,6 +235,16 @@ impl WorkQueue {
     /// Queues what a transaction asked for.
     fn txn(&mut self, actions: Vec<TxnAction<Peer>>) {
         self.0.extend(actions.into_iter().map(Work::Txn));
+    }
+
+    /// Queues what a transaction asked for; what it sends waits until call `key`'s end is
+    /// stored.
+    fn txn_when_stored(&mut self, key: &str, actions: Vec<TxnAction<Peer>>) {
+        self.0.extend(
+            actions
+                .into_iter()
+                .map(|a| Work::TxnWhenStored(key.to_string(), a)),
+        );
     }
 
     fn next(&mut self) -> Option<Work> {
@@ -269,6 +295,7 @@ impl Proxy {
             server_to_call: HashMap::new(),
             branch_of: HashMap::new(),
             relays: HashMap::new(),
+            bye_ends: HashMap::new(),
             counters,
             branch_seq: branch::random_generation(),
             rejected_logged: (0, 0),
@@ -285,7 +312,7 @@ impl Proxy {
             server_txns,
             client_txns,
             calls: self.calls.len(),
-            relays: self.relays.len(),
+            relays: self.relays.len() + self.bye_ends.len(),
             bindings: self.registrar.len(),
         }
     }
@@ -337,6 +364,18 @@ impl Proxy {
                 Work::Txn(TxnAction::Send { to, msg }) => {
                     self.output.push_back(Output::Send(to, msg.to_bytes()))
                 }
+                Work::TxnWhenStored(call, TxnAction::Send { to, msg }) => {
+                    self.output.push_back(Output::SendWhenStored {
+                        call,
+                        peer: to,
+                        bytes: msg.to_bytes(),
+                    })
+                }
+                Work::TxnWhenStored(_, other) => {
+                    let later = self.queue.set_aside();
+                    self.queue.0.push_back(Work::Txn(other));
+                    self.queue.put_back(later);
+                }
                 Work::Txn(TxnAction::Arm(t, d)) => {
                     self.output.push_back(Output::Arm(TimerKey::Txn(t), d))
                 }
@@ -347,6 +386,7 @@ impl Proxy {
                     self.server_to_call.remove(&id);
                     self.branch_of.remove(&id);
                     self.relays.remove(&id);
+                    self.bye_ends.remove(&id);
                 }
                 Work::Txn(TxnAction::Event(id, ev)) => {
                     let later = self.queue.set_aside();
