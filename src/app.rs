@@ -420,7 +420,7 @@ pub async fn start(
     // A start that fails half-way stops what it had started.
     let started = signals.all.clone().drop_guard();
     let mut supervisor = Supervisor::default();
-    let events = CallEvents::new();
+    let events = CallEvents::with_backlog_max(config.log_backlog_max);
     let stored = events.stored().clone();
     // Both subscribe before the SIP side starts, so they see every call.
     supervisor.watch(

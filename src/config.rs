@@ -88,6 +88,8 @@ pub struct Config {
     pub database_url: String,
     /// Most connections the pool opens.
     pub database_max_connections: u32,
+    /// Call events waiting to be written at which new calls get 503 until the log catches up.
+    pub log_backlog_max: u64,
     /// Login, session and lock-out policy.
     pub auth: AuthConfig,
     /// Directory of the city profile.
@@ -134,6 +136,7 @@ struct SipSection {
 struct DatabaseSection {
     url: Option<String>,
     max_connections: Option<u32>,
+    log_backlog_max: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +229,17 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
                 "'{}' is neither sqlite://… nor postgres://…",
                 redact_url(&database_url)
             ),
+        ));
+    }
+    let log_backlog_max = file
+        .database
+        .log_backlog_max
+        .unwrap_or(crate::calls::BACKLOG_HIGH);
+    if !(4..=10_000_000).contains(&log_backlog_max) {
+        return Err(ConfigError::value(
+            &file_name,
+            "database.log_backlog_max",
+            "must be between 4 and 10000000",
         ));
     }
     let database_max_connections = file.database.max_connections.unwrap_or(8);
@@ -335,6 +349,7 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         instance_id,
         database_url,
         database_max_connections,
+        log_backlog_max,
         auth: file.auth,
         profile_dir,
         profile,

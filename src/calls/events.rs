@@ -143,6 +143,14 @@ pub struct CallEvents {
 }
 
 impl CallEvents {
+    /// A channel whose call-log writer counts as far behind from `backlog_max` waiting events.
+    pub fn with_backlog_max(backlog_max: u64) -> Self {
+        CallEvents {
+            subscribers: Arc::default(),
+            stored: super::StoredEvents::with_backlog_max(backlog_max),
+        }
+    }
+
     /// A channel with no subscribers yet.
     pub fn new() -> Self {
         Self::default()
@@ -166,6 +174,7 @@ impl CallEvents {
 
     /// Hands `event` to every subscriber without waiting; gone subscribers are forgotten.
     pub fn publish(&self, event: CallEvent) {
+        self.stored.published();
         let event = Arc::new(event);
         let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
         subs.retain(|s| s.send(event.clone()).is_ok());

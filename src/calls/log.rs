@@ -811,7 +811,18 @@ async fn audit_reads(
 /// of the log that must not run ahead of it (the hub's figures). A reader that falls behind
 /// is told it missed some (`Lagged`); it never holds up the writer.
 #[derive(Clone)]
-pub struct StoredEvents(broadcast::Sender<Arc<CallEvent>>);
+pub struct StoredEvents(broadcast::Sender<Arc<CallEvent>>, Arc<Backlog>);
+
+/// Events published and not yet stored, for the overload policy.
+struct Backlog {
+    events: AtomicU64,
+    behind: std::sync::atomic::AtomicBool,
+    high: u64,
+}
+
+/// The default of `[database] log_backlog_max`: the call log is "behind" from this many
+/// events waiting to be written, until it is down to a quarter of it again.
+pub const BACKLOG_HIGH: u64 = 20_000;
 
 /// Notifications a reader may fall behind by before it is told it missed some.
 const STORED_QUEUE: usize = 1024;
@@ -819,7 +830,54 @@ const STORED_QUEUE: usize = 1024;
 impl StoredEvents {
     /// A channel with no readers yet.
     pub fn new() -> Self {
-        Self(broadcast::channel(STORED_QUEUE).0)
+        Self::with_backlog_max(BACKLOG_HIGH)
+    }
+
+    /// A channel whose writer counts as far behind from `high` waiting events.
+    pub fn with_backlog_max(high: u64) -> Self {
+        let backlog = Backlog {
+            events: AtomicU64::new(0),
+            behind: std::sync::atomic::AtomicBool::new(false),
+            high,
+        };
+        Self(broadcast::channel(STORED_QUEUE).0, Arc::new(backlog))
+    }
+
+    /// One more event waits to be written.
+    pub(super) fn published(&self) {
+        self.1.events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the writer is too far behind to take new calls: true from the high mark of
+    /// waiting events until it is down to a quarter of it (hysteresis, so new calls are not
+    /// refused and admitted in turn).
+    pub fn behind(&self) -> bool {
+        let waiting = self.1.events.load(Ordering::Relaxed);
+        let was = self.1.behind.load(Ordering::Relaxed);
+        let now = if was {
+            waiting > self.1.high / 4
+        } else {
+            waiting >= self.1.high
+        };
+        if now != was {
+            self.1.behind.store(now, Ordering::Relaxed);
+        }
+        now
+    }
+
+    /// Events published and not yet written.
+    pub fn waiting(&self) -> u64 {
+        self.1.events.load(Ordering::Relaxed)
+    }
+
+    fn written(&self, n: u64) {
+        // Saturating: events published before the writer subscribed are not counted twice.
+        let _ = self
+            .1
+            .events
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(w.saturating_sub(n))
+            });
     }
 
     /// A new reader; it hears of events stored from now on.
@@ -934,6 +992,7 @@ async fn write_batch(log: &CallLog, stored: &StoredEvents, batch: &mut Vec<Arc<C
     log.counters
         .written
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    stored.written(batch.len() as u64);
     for event in batch.drain(..) {
         // No reader (the hub not started, or gone) is fine: the row is what matters.
         let _ = stored.0.send(event);

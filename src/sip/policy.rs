@@ -25,6 +25,8 @@ pub struct LineNow {
     pub registered_phones: usize,
     /// Whether the process is shutting down.
     pub draining: bool,
+    /// Whether the call log is too far behind to take a new call's events.
+    pub log_backlogged: bool,
 }
 
 /// What happens to a new call.
@@ -54,7 +56,17 @@ pub enum Route {
         /// Seconds for the Retry-After header.
         retry_after_secs: u32,
     },
+    /// The call log is far behind (the database stalls, or a flood): 503 with Retry-After
+    /// until it catches up, so memory stays bounded and no accepted call goes unlogged. The
+    /// call is counted, not logged.
+    Overloaded {
+        /// Seconds for the Retry-After header.
+        retry_after_secs: u32,
+    },
 }
+
+/// Retry-After of the 503 a new call gets while the call log catches up.
+pub const OVERLOAD_RETRY_AFTER_SECS: u32 = 5;
 
 /// Decides what happens to a new call; the proxy core holds no business rule itself.
 pub trait RoutingPolicy {
@@ -85,6 +97,11 @@ impl RoutingPolicy for LinePolicy {
         if state.draining {
             return Route::Draining {
                 retry_after_secs: DRAIN_RETRY_AFTER_SECS,
+            };
+        }
+        if state.log_backlogged {
+            return Route::Overloaded {
+                retry_after_secs: OVERLOAD_RETRY_AFTER_SECS,
             };
         }
         if let OpenState::Closed { reason } = self.hours.is_open_at(state.now) {
@@ -129,6 +146,7 @@ mod tests {
             active_calls: 0,
             registered_phones: 2,
             draining: false,
+            log_backlogged: false,
         }
     }
 
@@ -181,11 +199,26 @@ mod tests {
             active_calls: 5,
             registered_phones: 0,
             draining: true,
+            log_backlogged: true,
         };
         assert_eq!(
             policy().route(&state),
             Route::Draining {
                 retry_after_secs: DRAIN_RETRY_AFTER_SECS
+            }
+        );
+    }
+
+    #[test]
+    fn a_call_log_far_behind_refuses_new_calls_for_a_while() {
+        let state = LineNow {
+            log_backlogged: true,
+            ..open_line()
+        };
+        assert_eq!(
+            policy().route(&state),
+            Route::Overloaded {
+                retry_after_secs: OVERLOAD_RETRY_AFTER_SECS
             }
         );
     }

@@ -91,6 +91,8 @@ pub struct CounterSnapshot {
     pub registrations: u64,
     /// Refused registrations.
     pub registrations_refused: u64,
+    /// New calls refused with 503 while the call log was far behind.
+    pub overloaded: u64,
     /// New calls refused with 503 while shutting down.
     pub drained: u64,
     /// Datagrams dropped because the core was overloaded.
@@ -234,6 +236,7 @@ where
     ));
     let stored = events.stored().subscribe();
     let core = CoreLoop {
+        log_backlogged: false,
         held: Held::default(),
         proxy,
         udp,
@@ -468,6 +471,8 @@ impl Held {
 }
 
 struct CoreLoop {
+    /// What the proxy was last told of the call log's backlog.
+    log_backlogged: bool,
     held: Held,
     proxy: Proxy,
     udp: Arc<UdpSocket>,
@@ -551,6 +556,16 @@ impl CoreLoop {
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(CoreMsg::Input(input)) => {
+                        let behind = self.events.stored().behind();
+                        if behind != self.log_backlogged {
+                            self.log_backlogged = behind;
+                            if behind {
+                                tracing::warn!(waiting = self.events.stored().waiting(), "call log far behind: new calls get 503 until it catches up");
+                            } else {
+                                tracing::info!("call log caught up: new calls are taken again");
+                            }
+                            self.proxy.handle_input(Input::LogBacklog(behind));
+                        }
                         self.proxy.handle_input(input);
                         self.execute();
                     }
@@ -598,6 +613,7 @@ impl CoreLoop {
                 calls: load(&c.calls),
                 registrations: load(&c.registrations),
                 registrations_refused: load(&c.registrations_refused),
+                overloaded: load(&c.overloaded),
                 drained: load(&c.drained),
                 overload_drops: load(&self.overload),
                 tcp_refused: self

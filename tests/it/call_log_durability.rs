@@ -7,9 +7,9 @@ use crate::common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::rig::{jst, wait, Rig};
+use common::rig::{expect_final, jst, wait, Rig};
 use common::sipp;
-use common::{backends, TestDb};
+use common::{backends, Kind, TestDb};
 use madoguchi::calls::{
     spawn_writer, CallEvent, CallEvents, CallInfo, CallLog, EndCause, StoredEvents,
 };
@@ -204,4 +204,57 @@ fn which_failures_are_retried() {
         "reset"
     ))));
     assert!(!is_transient(&sqlx::Error::RowNotFound));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_log_far_behind_gets_new_calls_503_until_it_catches_up() {
+    // issue 13 item 5: the queue of call events is bounded by the overload policy — when the
+    // database stalls, new calls get 503 + Retry-After instead of memory growing without end.
+    let Some(rig) = Rig::on(Kind::Sqlite, jst(2026, 11, 25, 10, 0), |c| {
+        c.log_backlog_max = 4;
+    })
+    .await
+    else {
+        return;
+    };
+    // Another process holds SQLite's write lock: the writer waits and retries.
+    let stall = madoguchi::store::Db::connect(&rig.app.db.url, 1)
+        .await
+        .unwrap();
+    let mut lock = stall.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let dir = rig.dir.path();
+    // Nobody is registered: each call ends at once as unstaffed, one event each.
+    for _ in 0..4 {
+        let mut t = rig.trunk(&expect_final(dir, 480, false), "127.0.0.1", &[]);
+        assert_eq!(wait(&mut t, 10).await, 0, "{}", t.errors());
+    }
+    let mut refused = rig.trunk(&expect_final(dir, 503, true), "127.0.0.1", &[]);
+    assert_eq!(
+        wait(&mut refused, 10).await,
+        0,
+        "the fifth call, with 4 events unwritten, gets 503: {}",
+        refused.errors()
+    );
+    assert!(refused.messages().contains("Retry-After: 5"));
+
+    // The database is back: the writer catches up and calls are taken again.
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    stall.close().await;
+    let logged = rig.ended_calls(4).await;
+    assert_eq!(
+        logged.len(),
+        4,
+        "the 503 call is counted, not logged: {logged:?}"
+    );
+    let mut again = rig.trunk(&expect_final(dir, 480, false), "127.0.0.1", &[]);
+    assert_eq!(wait(&mut again, 10).await, 0, "{}", again.errors());
+    let admin = rig.app.admin().await;
+    let status: serde_json::Value = admin.get("/api/sip/status").await.json().await.unwrap();
+    assert_eq!(status["counters"]["overloaded"], 1, "{status}");
+    rig.stop().await;
 }

@@ -165,12 +165,19 @@ impl Proxy {
             active_calls: self.active_calls(),
             registered_phones: targets.len(),
             draining: self.draining,
+            log_backlogged: self.log_backlogged,
         };
         let answer = match self.policy.route(&state) {
             Route::Draining { retry_after_secs } => {
                 // Shutting down: answered at once, neither counted nor logged; the carrier
                 // retries or fails over to its other trunk target.
                 self.counters.drained.fetch_add(1, Ordering::Relaxed);
+                let retry = [("Retry-After", retry_after_secs.to_string())];
+                self.respond(id, &req, 503, "Service Unavailable", &retry);
+                return;
+            }
+            Route::Overloaded { retry_after_secs } => {
+                self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
                 let retry = [("Retry-After", retry_after_secs.to_string())];
                 self.respond(id, &req, 503, "Service Unavailable", &retry);
                 return;

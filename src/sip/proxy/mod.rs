@@ -116,6 +116,8 @@ pub enum Input {
     /// The process is shutting down: take no new calls (503 with Retry-After), finish the
     /// calls in progress.
     Drain,
+    /// The call log is (`true`) or is no longer (`false`) too far behind to take new calls.
+    LogBacklog(bool),
 }
 
 /// What the driver must do.
@@ -161,6 +163,8 @@ pub struct SipCounters {
     pub registrations_refused: AtomicU64,
     /// New calls refused with 503 while shutting down.
     pub drained: AtomicU64,
+    /// New calls refused with 503 while the call log was far behind.
+    pub overloaded: AtomicU64,
 }
 
 /// A snapshot of the core's tables, for the status API and the leak test.
@@ -205,6 +209,8 @@ pub struct Proxy {
     rejected_logged: (i64, u32),
     /// Shutting down: the policy refuses new calls.
     draining: bool,
+    /// The call log is far behind: new calls get 503 until it catches up.
+    log_backlogged: bool,
     /// Work produced by the current input, not yet carried out.
     queue: WorkQueue,
     /// Outputs waiting for the driver.
@@ -300,6 +306,7 @@ impl Proxy {
             branch_seq: branch::random_generation(),
             rejected_logged: (0, 0),
             draining: false,
+            log_backlogged: false,
             queue: WorkQueue::default(),
             output: VecDeque::new(),
         })
@@ -345,6 +352,7 @@ impl Proxy {
             Input::Timer(key) => self.on_timer(key),
             Input::FlowClosed(flow) => self.on_flow_closed(flow),
             Input::Drain => self.draining = true,
+            Input::LogBacklog(behind) => self.log_backlogged = behind,
         }
         self.work_off();
     }

@@ -214,6 +214,7 @@ pub fn test_config(database_url: &str) -> Config {
         instance_id: "test".into(),
         database_url: database_url.to_string(),
         database_max_connections: 4,
+        log_backlog_max: madoguchi::calls::BACKLOG_HIGH,
         auth: AuthConfig {
             failed_login_delay_ms: 1,
             ..AuthConfig::default()
