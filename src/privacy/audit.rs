@@ -64,7 +64,8 @@ crate::code_enum! {
 pub struct Actor {
     /// The staff account, when one acted.
     pub user_id: Option<i64>,
-    /// Its username; `(cli)` for the command line, or the name as typed for a failed login.
+    /// Its username; `(cli)` for the command line; for a failed login the account's name, or
+    /// [`Actor::UNKNOWN`] when the name typed names no account.
     pub username: String,
     /// The account's role, when known.
     pub role: Option<Role>,
@@ -98,11 +99,19 @@ impl Actor {
         }
     }
 
-    /// Someone not (yet) logged in: the name as typed, capped, and the account if it exists.
-    pub fn unauthenticated(user_id: Option<i64>, typed: &str, ip: Option<String>) -> Self {
+    /// What a failed login records instead of a name that names no account.
+    pub const UNKNOWN: &'static str = "(unknown)";
+
+    /// Someone not (yet) logged in, trying `account` (when the name typed names one).
+    ///
+    /// The name as typed is never kept: the audit log is append-only, and people type
+    /// passwords into the username field.
+    pub fn unauthenticated(account: Option<&User>, ip: Option<String>) -> Self {
         Actor {
-            user_id,
-            username: typed.chars().take(64).collect(),
+            user_id: account.map(|u| u.id),
+            username: account
+                .map_or(Self::UNKNOWN, |u| u.username.as_str())
+                .to_string(),
             role: None,
             ip,
         }

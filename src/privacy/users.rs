@@ -324,7 +324,7 @@ impl Users {
                 result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
             };
             let mut tx = self.db.pool().begin().await?;
-            self.record_failure(&mut tx, username, ip, action, &attempt)
+            self.record_failure(&mut tx, None, ip, action, &attempt)
                 .await?;
             tx.commit().await?;
             return Ok(attempt);
@@ -338,7 +338,7 @@ impl Users {
                 result: Err(LoginFailure::Locked { until }),
             };
             let mut tx = self.db.pool().begin().await?;
-            self.record_failure(&mut tx, username, ip, action, &attempt)
+            self.record_failure(&mut tx, Some(&user), ip, action, &attempt)
                 .await?;
             tx.commit().await?;
             return Ok(attempt);
@@ -400,7 +400,7 @@ impl Users {
                 }
             }
         };
-        self.record_failure(&mut tx, username, ip, action, &attempt)
+        self.record_failure(&mut tx, Some(&user), ip, action, &attempt)
             .await?;
         tx.commit().await?;
         Ok(attempt)
@@ -409,7 +409,7 @@ impl Users {
     async fn record_failure(
         &self,
         conn: &mut sqlx::AnyConnection,
-        typed: &str,
+        account: Option<&User>,
         ip: Option<String>,
         action: AuditAction,
         attempt: &LoginAttempt,
@@ -424,7 +424,7 @@ impl Users {
         if let (AuditAction::UserPassword, Some(id)) = (action, attempt.user_id) {
             entry = entry.target(AuditTarget::User, id);
         }
-        let actor = Actor::unauthenticated(attempt.user_id, typed, ip);
+        let actor = Actor::unauthenticated(account, ip);
         append_audit(conn, self.clock.now(), &actor, &entry).await?;
         Ok(())
     }

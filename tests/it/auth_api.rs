@@ -95,12 +95,42 @@ async fn wrong_password_is_refused_and_audited() {
         let failed = audit_rows(&app, "action=login").await;
         let failed: Vec<_> = failed.iter().filter(|r| r["outcome"] == "failed").collect();
         assert_eq!(failed.len(), 2, "{kind:?}: {failed:?}");
-        assert!(failed
-            .iter()
-            .any(|r| r["actor_username"] == "nobody" && r["detail"]["reason"] == "unknown_user"));
+        assert!(failed.iter().any(|r| r["actor_username"] == "(unknown)"
+            && r["actor_user_id"].is_null()
+            && r["detail"]["reason"] == "unknown_user"));
         assert!(failed
             .iter()
             .any(|r| r["actor_username"] == "admin" && r["ip"] == "127.0.0.1"));
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_name_typed_at_a_failed_login_is_kept_only_when_it_names_an_account() {
+    // A password typed into the username field must not become an undeletable audit row.
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let typed = "Hunter2-my-secret!";
+        let res = app
+            .client()
+            .post(app.url("/api/login"))
+            .json(&json!({ "username": typed, "password": "admin" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        let rows = audit_rows(&app, "action=login&limit=1000").await;
+        let all = serde_json::to_string(&rows).unwrap();
+        assert!(
+            !all.to_lowercase().contains("hunter2"),
+            "{kind:?}: the typed name is stored: {all}"
+        );
+        let failed: Vec<_> = rows.iter().filter(|r| r["outcome"] == "failed").collect();
+        assert_eq!(failed.len(), 1, "{kind:?}: {failed:?}");
+        assert_eq!(failed[0]["actor_username"], "(unknown)");
+        assert_eq!(failed[0]["detail"]["reason"], "unknown_user");
+        let filtered = audit_rows(&app, &format!("actor={typed}")).await;
+        assert!(filtered.is_empty(), "{kind:?}: {filtered:?}");
         app.stop().await;
     }
 }
