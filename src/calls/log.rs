@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::calls::callerid::{display_national, CallerId, WithheldReason};
 use crate::clock::{from_db_time, to_db_time};
 use crate::codes::sql_list;
-use crate::privacy::{append_audit, Actor, AuditAction, AuditEntry, AuditTarget};
+use crate::privacy::{
+    append_audit, Actor, AuditAction, AuditEntry, AuditOutcome, AuditTarget, Role,
+};
 use crate::store::Db;
 
 use super::{CallEvent, CallerKind, CallsError, EndCode, Outcome, Party, Topic};
@@ -144,6 +146,9 @@ pub enum OutcomeError {
     /// The call was never answered: there is nothing to wrap up.
     #[error("the call was not answered")]
     NotAnswered,
+    /// Another operator answered the call: only they, or a manager, record its outcome.
+    #[error("the call was answered by someone else")]
+    NotYours,
     /// Storage failed.
     #[error(transparent)]
     Calls(#[from] CallsError),
@@ -403,6 +408,7 @@ impl CallLog {
 
     /// Records `actor`'s outcome of an answered call, given by row id or call key (a
     /// correction overwrites it); the change and its `call.outcome` row commit together.
+    /// Only the operator who answered, or a manager, may; a refusal is recorded as denied.
     pub async fn set_outcome(
         &self,
         actor: &Actor,
@@ -421,6 +427,14 @@ impl CallLog {
             .ok_or(OutcomeError::NotFound)?;
         if call.answered_at.is_none() {
             return Err(OutcomeError::NotAnswered);
+        }
+        if !may_record_outcome(actor, &call) {
+            let entry = AuditEntry::new(AuditAction::CallOutcome)
+                .target(AuditTarget::Call, id)
+                .outcome(AuditOutcome::Denied);
+            append_audit(&mut tx, at, actor, &entry).await?;
+            tx.commit().await?;
+            return Err(OutcomeError::NotYours);
         }
         sqlx::query(
             "UPDATE calls SET outcome = $1, outcome_note = $2, outcome_topics = $3, outcome_by_user_id = $4, outcome_at = $5, \
@@ -454,7 +468,7 @@ impl CallLog {
         actor: &Actor,
         at: DateTime<Utc>,
     ) -> Result<Vec<CallRow>, CallsError> {
-        let all = actor.role == Some(crate::privacy::Role::Manager);
+        let all = actor.role == Some(Role::Manager);
         let mut tx = self.db.pool().begin().await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM calls WHERE answered_at IS NOT NULL AND outcome IS NULL \
@@ -684,6 +698,12 @@ async fn fetch_one(conn: &mut AnyConnection, id: i64) -> Result<Option<CallRow>,
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(row_to_call).transpose()
+}
+
+/// The outcome of a call is the word of the operator who took it; a manager may correct it.
+fn may_record_outcome(actor: &Actor, call: &CallRow) -> bool {
+    actor.role == Some(Role::Manager)
+        || (actor.user_id.is_some() && call.answered_by.as_deref() == Some(actor.username.as_str()))
 }
 
 /// Records that `actor` saw the caller numbers of `rows`; nothing for number-less rows.

@@ -149,6 +149,11 @@ impl From<OutcomeError> for ApiError {
                 "not_answered",
                 "応答していない通話には対応記録を付けられません。",
             ),
+            OutcomeError::NotYours => Self::new(
+                StatusCode::FORBIDDEN,
+                "not_your_call",
+                "この通話の対応記録は、応答したオペレーターか管理者だけが保存できます。",
+            ),
             OutcomeError::Calls(e) => e.into(),
         }
     }

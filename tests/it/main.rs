@@ -9,6 +9,7 @@ mod auth_api;
 mod browser;
 mod cli;
 mod codes;
+mod console;
 mod hub;
 mod route_table;
 mod shutdown;
