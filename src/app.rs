@@ -478,16 +478,11 @@ pub async fn start(
     let sip_addr = sip.local;
     let state = AppState::new(config, db, clock, events, hub, Some(Arc::new(sip)));
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;
-    let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let stop_http = signals.intake.clone().cancelled_owned();
-    let http = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop_http)
-            .await
-        {
-            tracing::error!(error = %e, "http server stopped");
-        }
-    });
+    let http = tokio::spawn(crate::web::serve(
+        listener,
+        crate::web::router(state.clone()),
+        signals.intake.clone(),
+    ));
     supervisor.watch("HTTP server", Stage::Intake, http);
     tracing::info!(%http_addr, "http listening");
     started.disarm();
