@@ -8,6 +8,7 @@ mod config;
 mod password;
 mod roles;
 mod sessions;
+mod throttle;
 mod users;
 
 pub use audit::{
