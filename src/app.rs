@@ -88,8 +88,9 @@ impl AppState {
         hub: Hub,
         sip: Option<Arc<SipHandle>>,
     ) -> Self {
-        let users = Users::new(db.clone(), clock.clone(), config.auth.clone());
         let sessions = SessionStore::new(db.clone(), clock.clone(), config.auth.clone());
+        let users = Users::new(db.clone(), clock.clone(), config.auth.clone())
+            .with_session_ends(sessions.ends());
         let audit = Auditor::new(db.clone(), clock.clone());
         let db_for_calls = db.clone();
         AppState(Arc::new(AppInner {

@@ -356,7 +356,7 @@ fn parse_addr(source_name: &str, key: &str, raw: &str) -> Result<SocketAddr, Con
 }
 
 fn validate_auth(a: &AuthConfig, file: &str) -> Result<(), ConfigError> {
-    let checks: [(&str, bool, &str); 7] = [
+    let checks: [(&str, bool, &str); 8] = [
         (
             "auth.session_idle_minutes",
             (1..=1440).contains(&a.session_idle_minutes),
@@ -391,6 +391,11 @@ fn validate_auth(a: &AuthConfig, file: &str) -> Result<(), ConfigError> {
             "auth.address_window_minutes",
             (1..=1440).contains(&a.address_window_minutes),
             "must be between 1 and 1440",
+        ),
+        (
+            "auth.session_recheck_secs",
+            (1..=300).contains(&a.session_recheck_secs),
+            "must be between 1 and 300",
         ),
     ];
     match checks.iter().find(|(_, ok, _)| !ok) {

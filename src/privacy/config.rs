@@ -22,6 +22,10 @@ pub struct AuthConfig {
     pub max_failed_logins_per_address: u32,
     /// The sliding window of `max_failed_logins_per_address`.
     pub address_window_minutes: u32,
+    /// How often an open screen-pop connection checks that its session is still live (a
+    /// logout or disable in this process closes it at once; this finds expiry, and ends
+    /// decided on another instance or by the command line).
+    pub session_recheck_secs: u32,
 }
 
 impl Default for AuthConfig {
@@ -34,6 +38,7 @@ impl Default for AuthConfig {
             failed_login_delay_ms: 300,
             max_failed_logins_per_address: 10,
             address_window_minutes: 15,
+            session_recheck_secs: 15,
         }
     }
 }

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::throttle::{LoginGuard, Refused};
-use super::AuthConfig;
+use super::{AuthConfig, SessionEnds};
 use crate::clock::{from_db_time, to_db_time, SharedClock};
 use crate::store::Db;
 
@@ -103,6 +103,7 @@ pub struct Users {
     clock: SharedClock,
     auth: AuthConfig,
     guard: Arc<LoginGuard>,
+    ends: SessionEnds,
 }
 
 const USER_COLUMNS: &str = "id, username, display_name, role, disabled, locked_until, created_at";
@@ -159,7 +160,15 @@ impl Users {
             clock,
             auth,
             guard,
+            ends: SessionEnds::default(),
         }
+    }
+
+    /// Tells the connections of `ends` when this store ends an account's sessions (disable,
+    /// password change); without it they learn on their next check.
+    pub fn with_session_ends(mut self, ends: SessionEnds) -> Self {
+        self.ends = ends;
+        self
     }
 
     async fn hash(&self, password: String) -> Result<String, PrivacyError> {
@@ -291,6 +300,7 @@ impl Users {
         let entry = AuditEntry::new(AuditAction::UserDisable).target(AuditTarget::User, id);
         append_audit(&mut tx, at, actor, &entry).await?;
         tx.commit().await?;
+        self.ends.end_user(id);
         self.get(id).await?.ok_or(PrivacyError::UnknownUser)
     }
 
@@ -323,6 +333,7 @@ impl Users {
         let entry = AuditEntry::new(AuditAction::UserPassword).target(AuditTarget::User, id);
         append_audit(&mut tx, at, actor, &entry).await?;
         tx.commit().await?;
+        self.ends.end_user(id);
         Ok(())
     }
 

@@ -153,3 +153,222 @@ async fn only_the_answering_operator_or_a_manager_saves_a_calls_outcome() {
         app.stop().await;
     }
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A browser's login without a cookie jar: the session cookie and the anti-CSRF token.
+pub struct Login {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub async fn login(app: &TestApp, username: &str, password: &str) -> Login {
+    let res = reqwest::Client::new()
+        .post(app.url("/api/login"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "login as {username}");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let body: Value = res.json().await.unwrap();
+    Login {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_string(),
+    }
+}
+
+impl Login {
+    pub async fn post(&self, app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(app.url(path))
+            .header("Cookie", &self.cookie)
+            .header("X-CSRF-Token", &self.csrf)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Opens the console's WebSocket with `login`'s cookie and reads its snapshot.
+pub async fn screen(app: &TestApp, login: &Login) -> (Ws, Value) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = app.base.replace("http://", "ws://") + "/ws";
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Cookie", login.cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    let snapshot = next(&mut ws, "snapshot").await;
+    (ws, snapshot)
+}
+
+/// The next message of `kind`, skipping others.
+pub async fn next(ws: &mut Ws, kind: &str) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} message"))
+            .unwrap_or_else(|| panic!("socket closed before {kind}"))
+            .unwrap_or_else(|e| panic!("socket failed before {kind}: {e}"));
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
+/// Reads until the server closes the socket; fails if it stays open `secs` longer, or if a
+/// message carrying a caller (a pop) arrives first. Returns the close code, if one was sent.
+pub async fn closed_without_pops(ws: &mut Ws, secs: u64) -> Option<u16> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("the socket is still open after {secs} s"));
+        match msg {
+            None | Some(Err(_)) => return None,
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                assert!(
+                    !matches!(
+                        v["type"].as_str(),
+                        Some("call.ringing" | "call.answered" | "call.ended")
+                    ),
+                    "a pop reached a screen whose session had ended: {v}"
+                );
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// The session-end tests: an operator watching the screen, and a ringing call to publish.
+async fn watching(app: &TestApp, name: &str) -> (Login, Ws) {
+    drop(app.user_with_role(name, "operator").await);
+    let login = login(app, name, &format!("password-of-{name}")).await;
+    let (ws, _) = screen(app, &login).await;
+    (login, ws)
+}
+
+fn ring_once(app: &TestApp, key: &str) {
+    ringing(app, &call(key, number("0134220002"), app.clock.now()));
+}
+
+#[tokio::test]
+async fn the_screen_pop_closes_at_logout() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let (login, mut ws) = watching(&app, "sato").await;
+    assert_eq!(
+        login.post(&app, "/api/logout", &json!({})).await.status(),
+        200
+    );
+    ring_once(&app, "k-logout");
+    assert_eq!(closed_without_pops(&mut ws, 5).await, Some(4401));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_screen_pop_closes_when_the_account_is_disabled() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let (_, mut ws) = watching(&app, "sato").await;
+        let admin = app.admin().await;
+        let users: Value = admin.get("/api/users").await.json().await.unwrap();
+        let id = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == "sato")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        let res = admin
+            .post(&format!("/api/users/{id}/disable"), &json!({}))
+            .await;
+        assert_eq!(res.status(), 200);
+        ring_once(&app, "k-disabled");
+        assert_eq!(closed_without_pops(&mut ws, 5).await, Some(4401));
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_screen_pop_closes_when_the_password_changes() {
+    let app = TestApp::spawn(backends()[0]).await;
+    // Changed by the operator ...
+    let (login, mut own) = watching(&app, "sato").await;
+    let res = login
+        .post(
+            &app,
+            "/api/me/password",
+            &json!({ "current_password": "password-of-sato", "new_password": "a-new-password-1" }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    ring_once(&app, "k-own-password");
+    assert_eq!(closed_without_pops(&mut own, 5).await, Some(4401));
+    // ... or reset by an admin.
+    let (_, mut reset) = watching(&app, "suzuki").await;
+    let admin = app.admin().await;
+    let users: Value = admin.get("/api/users").await.json().await.unwrap();
+    let id = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "suzuki")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let res = admin
+        .post(
+            &format!("/api/users/{id}/password"),
+            &json!({ "password": "reset-by-the-admin" }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    ring_once(&app, "k-reset-password");
+    assert_eq!(closed_without_pops(&mut reset, 5).await, Some(4401));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_screen_pop_closes_when_the_session_expires() {
+    let app = TestApp::spawn_with(backends()[0], |c| {
+        c.auth.session_idle_minutes = 15;
+        c.auth.session_max_hours = 1;
+        c.auth.session_recheck_secs = 1;
+    })
+    .await;
+    // An open screen is not activity: the session goes idle all the same ...
+    let (_, mut idle) = watching(&app, "sato").await;
+    app.clock.advance(chrono::Duration::minutes(16));
+    assert_eq!(closed_without_pops(&mut idle, 5).await, Some(4401));
+    // ... and ends at its latest end however busy it is.
+    let (busy, mut ws) = watching(&app, "suzuki").await;
+    for _ in 0..4 {
+        app.clock.advance(chrono::Duration::minutes(12));
+        let me = reqwest::Client::new()
+            .get(app.url("/api/me"))
+            .header("Cookie", &busy.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200, "used, so not idle");
+    }
+    app.clock.advance(chrono::Duration::minutes(13));
+    assert_eq!(closed_without_pops(&mut ws, 5).await, Some(4401));
+    app.stop().await;
+}
