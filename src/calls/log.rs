@@ -522,6 +522,25 @@ impl CallLog {
         Ok(Some(row))
     }
 
+    /// Records that screen pops showed `actor` the callers of `pops` (call key, and the
+    /// message that first showed it): one `call.pop` row each, in one transaction.
+    pub async fn record_pops(
+        &self,
+        actor: &Actor,
+        pops: &[(String, &'static str)],
+        at: DateTime<Utc>,
+    ) -> Result<(), CallsError> {
+        let mut tx = self.db.pool().begin().await?;
+        for (key, via) in pops {
+            let entry = AuditEntry::new(AuditAction::CallPop)
+                .target(AuditTarget::Call, key)
+                .detail(serde_json::json!({ "via": via }));
+            append_audit(&mut tx, at, actor, &entry).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Earlier calls from the same number, newest first, without `except_key`.
     pub async fn history(
         &self,
@@ -706,6 +725,11 @@ fn may_record_outcome(actor: &Actor, call: &CallRow) -> bool {
         || (actor.user_id.is_some() && call.answered_by.as_deref() == Some(actor.username.as_str()))
 }
 
+/// Whether a call shows a caller's number: a valid one, or digits that form none.
+fn shows_number(kind: CallerKind) -> bool {
+    matches!(kind, CallerKind::Number | CallerKind::Unparsed)
+}
+
 /// Records that `actor` saw the caller numbers of `rows`; nothing for number-less rows.
 async fn audit_reads(
     conn: &mut AnyConnection,
@@ -715,7 +739,7 @@ async fn audit_reads(
 ) -> Result<(), sqlx::Error> {
     let ids: Vec<i64> = rows
         .iter()
-        .filter(|r| r.caller.e164.is_some())
+        .filter(|r| shows_number(r.caller.kind))
         .map(|r| r.id)
         .collect();
     if !ids.is_empty() {

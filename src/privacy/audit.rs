@@ -32,6 +32,9 @@ crate::code_enum! {
         AuditRead = "audit.read" / "取扱記録の閲覧",
         /// Call records with caller numbers were read.
         CallRead = "call.read" / "通話記録の閲覧",
+        /// A screen pop showed a caller's number (and history) to a staff screen; once per
+        /// screen and call. The target is the call key: the pop goes out before the row exists.
+        CallPop = "call.pop" / "着信表示",
         /// An operator recorded a call's outcome.
         CallOutcome = "call.outcome" / "対応記録の保存",
         /// The callback list was read.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use crate::calls::callbacks::{self, Callback};
 use crate::calls::script::{parse_talk_script, ScriptSection};
 use crate::calls::stats::LiveStats;
 use crate::calls::{CallRow, CallbackResult, OutcomeInput, TalkPath};
-use crate::privacy::{Role, Session};
+use crate::privacy::{Actor, Role, Session};
 use crate::sip::transport::RegisteredPhone;
 
 use super::access::Staff;
@@ -29,7 +29,7 @@ pub const SESSION_ENDED: u16 = 4401;
 /// `GET /ws`: the screen-pop and live-stats stream, for as long as the session lives.
 pub async fn ws(
     State(state): State<AppState>,
-    Staff { session, .. }: Staff,
+    Staff { actor, session }: Staff,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -42,7 +42,7 @@ pub async fn ws(
                 .into_response();
         }
     }
-    upgrade.on_upgrade(move |socket| client(state, session, socket))
+    upgrade.on_upgrade(move |socket| client(state, actor, session, socket))
 }
 
 /// Why the server closes a socket.
@@ -51,14 +51,15 @@ enum Close {
     SessionEnded,
     /// The hub dropped the client (too slow): the UI reconnects.
     Dropped,
+    /// The pops could not be recorded, so they were not sent: the UI reconnects later.
+    Unrecorded,
 }
 
-async fn client(state: AppState, session: Session, socket: WebSocket) {
+async fn client(state: AppState, actor: Actor, session: Session, socket: WebSocket) {
     // Watch first, then check: a session ended between the upgrade and here is found by the
     // first check, which runs at once.
     let watch = state.sessions.watch(&session);
-    let hub = state.hub.clone();
-    let (id, snapshot, mut rx) = hub.connect();
+    let mut pops = state.hub.subscribe(actor);
     let (mut sink, mut stream) = socket.split();
     let writer = async {
         let mut recheck = tokio::time::interval(Duration::from_secs(u64::from(
@@ -66,7 +67,6 @@ async fn client(state: AppState, session: Session, socket: WebSocket) {
         )));
         let mut ping = tokio::time::interval(Duration::from_secs(30));
         ping.tick().await;
-        let mut pending = Some(snapshot);
         loop {
             // The session's end comes first: nothing is sent once it is known.
             tokio::select! {
@@ -82,13 +82,19 @@ async fn client(state: AppState, session: Session, socket: WebSocket) {
                         return Some(Close::Dropped);
                     }
                 },
-                msg = async { match pending.take() { Some(first) => Some(first), None => rx.recv().await } } => match msg {
-                    Some(text) => {
-                        if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
-                            return None;
+                next = pops.next() => match next {
+                    Ok(Some(texts)) => {
+                        for text in texts {
+                            if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+                                return None;
+                            }
                         }
                     }
-                    None => return Some(Close::Dropped),
+                    Ok(None) => return Some(Close::Dropped),
+                    Err(e) => {
+                        tracing::error!(error = %e, "screen pops could not be recorded; not sent");
+                        return Some(Close::Unrecorded);
+                    }
                 },
                 _ = ping.tick() => {
                     if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
@@ -109,11 +115,15 @@ async fn client(state: AppState, session: Session, socket: WebSocket) {
         close = writer => close,
         () = reader => None,
     };
-    hub.disconnect(id);
+    drop(pops);
     let frame = match close {
         Some(Close::SessionEnded) => Some(CloseFrame {
             code: SESSION_ENDED,
             reason: "session ended".into(),
+        }),
+        Some(Close::Unrecorded) => Some(CloseFrame {
+            code: close_code::ERROR,
+            reason: "unavailable".into(),
         }),
         Some(Close::Dropped) => None,
         None => return,

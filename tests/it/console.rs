@@ -227,6 +227,25 @@ pub async fn next(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
+/// The next message about a call (ringing, answered, ended), skipping statistics.
+pub async fn next_call_message(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a call message")
+            .expect("socket open")
+            .expect("message");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"].as_str().is_some_and(|t| t.starts_with("call.")) {
+                return v;
+            }
+        }
+    }
+}
+
 /// Reads until the server closes the socket; fails if it stays open `secs` longer, or if a
 /// message carrying a caller (a pop) arrives first. Returns the close code, if one was sent.
 pub async fn closed_without_pops(ws: &mut Ws, secs: u64) -> Option<u16> {
@@ -247,7 +266,7 @@ pub async fn closed_without_pops(ws: &mut Ws, secs: u64) -> Option<u16> {
                         v["type"].as_str(),
                         Some("call.ringing" | "call.answered" | "call.ended")
                     ),
-                    "a pop reached a screen whose session had ended: {v}"
+                    "a pop reached a screen that must not get it: {v}"
                 );
             }
             Some(Ok(_)) => {}
@@ -371,4 +390,152 @@ async fn the_screen_pop_closes_when_the_session_expires() {
     app.clock.advance(chrono::Duration::minutes(13));
     assert_eq!(closed_without_pops(&mut ws, 5).await, Some(4401));
     app.stop().await;
+}
+
+/// The `call.pop` rows, oldest first, as (user, call key, first message that showed it).
+async fn pop_rows(app: &TestApp) -> Vec<(String, String, String)> {
+    let rows: Value = app
+        .admin()
+        .await
+        .get("/api/audit?action=call.pop&limit=1000")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut rows: Vec<_> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["target_kind"], "call", "{r}");
+            (
+                r["actor_username"].as_str().unwrap().to_string(),
+                r["target_id"].as_str().unwrap().to_string(),
+                r["detail"]["via"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    rows.reverse();
+    rows
+}
+
+fn row(user: &str, key: &str, via: &str) -> (String, String, String) {
+    (user.to_string(), key.to_string(), via.to_string())
+}
+
+#[tokio::test]
+async fn each_screen_pop_is_recorded_once_per_screen_and_call() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let (_, mut op) = watching(&app, "sato").await;
+        drop(app.user_with_role("suzuki", "manager").await);
+        let mgr_login = login(&app, "suzuki", "password-of-suzuki").await;
+        let (mut mgr, _) = screen(&app, &mgr_login).await;
+        let now = app.clock.now();
+
+        // A number: rings, is answered and ends — three messages, one row per screen.
+        let numbered = call("k-number", number("0134220001"), now);
+        answered_call(&app, &numbered, "sato").await;
+        // Digits that form no number are a caller's number all the same.
+        ringing(&app, &call("k-digits", raw_digits("12345"), now));
+        // Withheld: nothing of the caller is shown, nothing to record.
+        let withheld = Some(CallerId::Withheld {
+            reason: madoguchi::calls::callerid::WithheldReason::Anonymous,
+        });
+        ringing(&app, &call("k-withheld", withheld, now));
+        for ws in [&mut op, &mut mgr] {
+            next(ws, "call.ringing").await;
+            next(ws, "call.answered").await;
+            next(ws, "call.ended").await;
+            assert_eq!(
+                next(ws, "call.ringing").await["call"]["call_key"],
+                "k-digits"
+            );
+            assert_eq!(
+                next(ws, "call.ringing").await["call"]["call_key"],
+                "k-withheld"
+            );
+        }
+        // A call refused as not from the carrier is no caller of ours: no screen shows it.
+        app.server.state.events.publish(CallEvent::Ended {
+            call: call("k-rejected", number("0134220009"), now),
+            at: now,
+            cause: EndCause::Rejected,
+            hangup_by: None,
+            rang_at: None,
+            answered_at: None,
+        });
+        ringing(&app, &call("k-after", None, now));
+        for ws in [&mut op, &mut mgr] {
+            let after = next_call_message(ws).await;
+            assert_eq!(after["call"]["call_key"], "k-after", "{after}");
+        }
+        // A screen opened while they ring gets them in its snapshot: a delivery of its own.
+        let (_, snapshot) = screen(&app, &mgr_login).await;
+        assert_eq!(snapshot["calls"].as_array().unwrap().len(), 3, "{snapshot}");
+
+        let mut rows = pop_rows(&app).await;
+        rows.sort();
+        let mut expected = vec![
+            row("sato", "k-number", "call.ringing"),
+            row("suzuki", "k-number", "call.ringing"),
+            row("sato", "k-digits", "call.ringing"),
+            row("suzuki", "k-digits", "call.ringing"),
+            row("suzuki", "k-digits", "snapshot"),
+        ];
+        expected.sort();
+        assert_eq!(rows, expected, "{kind:?}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_pop_that_cannot_be_recorded_is_not_delivered() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let (_, mut ws) = watching(&app, "sato").await;
+    // From here no `call.pop` row can be written, as with a full disk.
+    sqlx::query(
+        "CREATE TRIGGER pops_down BEFORE INSERT ON audit_log WHEN NEW.action = 'call.pop' \
+         BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END",
+    )
+    .execute(app.server.state.db.pool())
+    .await
+    .unwrap();
+    ring_once(&app, "k-unrecorded");
+    assert_eq!(closed_without_pops(&mut ws, 5).await, Some(1011));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reading_calls_with_raw_digit_numbers_is_recorded() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let op = app.user_with_role("sato", "operator").await;
+        let at = app.clock.now();
+        let digits = call("k-raw", raw_digits("12345"), at);
+        app.server.state.events.publish(CallEvent::Ended {
+            call: digits,
+            at,
+            cause: EndCause::Abandoned,
+            hangup_by: None,
+            rang_at: Some(at),
+            answered_at: None,
+        });
+        logged(&app, "k-raw").await;
+        let list: Value = op.get("/api/calls").await.json().await.unwrap();
+        assert_eq!(list["calls"][0]["caller"]["display"], "12345");
+        let id = list["calls"][0]["id"].as_i64().unwrap();
+        let reads: Value = app
+            .admin()
+            .await
+            .get("/api/audit?action=call.read&actor=sato")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let reads = reads["rows"].as_array().unwrap();
+        assert_eq!(reads.len(), 1, "{kind:?}: {reads:?}");
+        assert_eq!(reads[0]["detail"]["call_ids"], json!([id]));
+        app.stop().await;
+    }
 }
