@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod codes;
 mod console;
+mod demo_call;
 mod http_server;
 mod hub;
 mod route_table;
