@@ -91,8 +91,9 @@ impl AppState {
         hub: Hub,
         sip: Option<Arc<SipHandle>>,
     ) -> Self {
-        let users = Users::new(db.clone(), clock.clone(), config.auth.clone());
         let sessions = SessionStore::new(db.clone(), clock.clone(), config.auth.clone());
+        let users = Users::new(db.clone(), clock.clone(), config.auth.clone())
+            .with_session_ends(sessions.ends());
         let audit = Auditor::new(db.clone(), clock.clone());
         AppState(Arc::new(AppInner {
             config,
@@ -488,16 +489,11 @@ pub async fn start(
         Some(Arc::new(sip)),
     );
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;
-    let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let stop_http = signals.intake.clone().cancelled_owned();
-    let http = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop_http)
-            .await
-        {
-            tracing::error!(error = %e, "http server stopped");
-        }
-    });
+    let http = tokio::spawn(crate::web::serve(
+        listener,
+        crate::web::router(state.clone()),
+        signals.intake.clone(),
+    ));
     supervisor.watch("HTTP server", Stage::Intake, http);
     tracing::info!(%http_addr, "http listening");
     started.disarm();

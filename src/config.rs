@@ -398,7 +398,7 @@ fn parse_addr(source_name: &str, key: &str, raw: &str) -> Result<SocketAddr, Con
 }
 
 fn validate_auth(a: &AuthConfig, file: &str) -> Result<(), ConfigError> {
-    let checks: [(&str, bool, &str); 5] = [
+    let checks: [(&str, bool, &str); 8] = [
         (
             "auth.session_idle_minutes",
             (1..=1440).contains(&a.session_idle_minutes),
@@ -423,6 +423,21 @@ fn validate_auth(a: &AuthConfig, file: &str) -> Result<(), ConfigError> {
             "auth.failed_login_delay_ms",
             a.failed_login_delay_ms <= 10_000,
             "must be at most 10000",
+        ),
+        (
+            "auth.max_failed_logins_per_address",
+            (1..=10_000).contains(&a.max_failed_logins_per_address),
+            "must be between 1 and 10000",
+        ),
+        (
+            "auth.address_window_minutes",
+            (1..=1440).contains(&a.address_window_minutes),
+            "must be between 1 and 1440",
+        ),
+        (
+            "auth.session_recheck_secs",
+            (1..=300).contains(&a.session_recheck_secs),
+            "must be between 1 and 300",
         ),
     ];
     match checks.iter().find(|(_, ok, _)| !ok) {

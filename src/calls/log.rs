@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::calls::callerid::{display_national, CallerId, WithheldReason};
 use crate::clock::{from_db_time, to_db_time};
 use crate::codes::sql_list;
-use crate::privacy::{append_audit, Actor, AuditAction, AuditEntry, AuditTarget};
+use crate::privacy::{
+    append_audit, Actor, AuditAction, AuditEntry, AuditOutcome, AuditTarget, Role,
+};
 use crate::store::Db;
 
 use super::{CallEvent, CallerKind, CallsError, EndCode, Outcome, Party, Topic};
@@ -186,6 +188,9 @@ pub enum OutcomeError {
     /// The call was never answered: there is nothing to wrap up.
     #[error("the call was not answered")]
     NotAnswered,
+    /// Another operator answered the call: only they, or a manager, record its outcome.
+    #[error("the call was answered by someone else")]
+    NotYours,
     /// Storage failed.
     #[error(transparent)]
     Calls(#[from] CallsError),
@@ -499,6 +504,7 @@ async fn apply_on(
 impl CallLog {
     /// Records `actor`'s outcome of an answered call, given by row id or call key (a
     /// correction overwrites it); the change and its `call.outcome` row commit together.
+    /// Only the operator who answered, or a manager, may; a refusal is recorded as denied.
     pub async fn set_outcome(
         &self,
         actor: &Actor,
@@ -517,6 +523,14 @@ impl CallLog {
             .ok_or(OutcomeError::NotFound)?;
         if call.answered_at.is_none() {
             return Err(OutcomeError::NotAnswered);
+        }
+        if !may_record_outcome(actor, &call) {
+            let entry = AuditEntry::new(AuditAction::CallOutcome)
+                .target(AuditTarget::Call, id)
+                .outcome(AuditOutcome::Denied);
+            append_audit(&mut tx, at, actor, &entry).await?;
+            tx.commit().await?;
+            return Err(OutcomeError::NotYours);
         }
         sqlx::query(
             "UPDATE calls SET outcome = $1, outcome_note = $2, outcome_topics = $3, outcome_by_user_id = $4, outcome_at = $5, \
@@ -550,7 +564,7 @@ impl CallLog {
         actor: &Actor,
         at: DateTime<Utc>,
     ) -> Result<Vec<CallRow>, CallsError> {
-        let all = actor.role == Some(crate::privacy::Role::Manager);
+        let all = actor.role == Some(Role::Manager);
         let mut tx = self.db.pool().begin().await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM calls WHERE answered_at IS NOT NULL AND outcome IS NULL \
@@ -602,6 +616,25 @@ impl CallLog {
         append_audit(&mut tx, at, actor, &entry).await?;
         tx.commit().await?;
         Ok(Some(row))
+    }
+
+    /// Records that screen pops showed `actor` the callers of `pops` (call key, and the
+    /// message that first showed it): one `call.pop` row each, in one transaction.
+    pub async fn record_pops(
+        &self,
+        actor: &Actor,
+        pops: &[(String, &'static str)],
+        at: DateTime<Utc>,
+    ) -> Result<(), CallsError> {
+        let mut tx = self.db.pool().begin().await?;
+        for (key, via) in pops {
+            let entry = AuditEntry::new(AuditAction::CallPop)
+                .target(AuditTarget::Call, key)
+                .detail(serde_json::json!({ "via": via }));
+            append_audit(&mut tx, at, actor, &entry).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Earlier calls from the same number, newest first, without `except_key`.
@@ -787,6 +820,17 @@ async fn fetch_one(conn: &mut AnyConnection, id: i64) -> Result<Option<CallRow>,
     row.as_ref().map(row_to_call).transpose()
 }
 
+/// The outcome of a call is the word of the operator who took it; a manager may correct it.
+fn may_record_outcome(actor: &Actor, call: &CallRow) -> bool {
+    actor.role == Some(Role::Manager)
+        || (actor.user_id.is_some() && call.answered_by.as_deref() == Some(actor.username.as_str()))
+}
+
+/// Whether a call shows a caller's number: a valid one, or digits that form none.
+fn shows_number(kind: CallerKind) -> bool {
+    matches!(kind, CallerKind::Number | CallerKind::Unparsed)
+}
+
 /// Records that `actor` saw the caller numbers of `rows`; nothing for number-less rows.
 async fn audit_reads(
     conn: &mut AnyConnection,
@@ -796,7 +840,7 @@ async fn audit_reads(
 ) -> Result<(), sqlx::Error> {
     let ids: Vec<i64> = rows
         .iter()
-        .filter(|r| r.caller.e164.is_some())
+        .filter(|r| shows_number(r.caller.kind))
         .map(|r| r.id)
         .collect();
     if !ids.is_empty() {

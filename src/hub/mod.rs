@@ -6,8 +6,14 @@
 //! is serialised once and offered to every queue without waiting; a client whose queue is
 //! full is dropped, so a stuck browser delays nobody — not the other browsers, not the SIP side.
 //! A (re)connecting client first gets a snapshot of the live picture, then every change.
+//!
+//! Every message that shows a caller's number (snapshot, ringing, answered, ended) is a screen
+//! pop in the 取扱記録's sense: a [`Subscription`] writes one `call.pop` row per call it shows
+//! its screen, before the screen gets it; a pop that cannot be recorded is not delivered.
+//! The rows are written per screen, off the SIP side and off the hub's own loop, in one
+//! transaction for whatever the screen has queued.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,14 +28,17 @@ use crate::calls::callbacks;
 use crate::calls::callerid::CallerId;
 use crate::calls::stats::{self, LineState, LiveStats};
 use crate::calls::{
-    CallEvent, CallEvents, CallInfo, CallLog, CallPhase, CallerView, EndCode, Outcome, Party,
-    StoredEvents,
+    CallEvent, CallEvents, CallInfo, CallLog, CallPhase, CallerKind, CallerView, CallsError,
+    EndCause, EndCode, Outcome, Party, StoredEvents,
 };
 use crate::clock::SharedClock;
+use crate::privacy::Actor;
 use crate::store::Db;
 
 /// Messages a client may fall behind by before it is dropped.
 const CLIENT_QUEUE: usize = 256;
+/// Queued messages a subscription records and hands out at once, at most.
+const BATCH_MAX: usize = 64;
 /// Statistics are pushed at least this often.
 const STATS_EVERY: Duration = Duration::from_secs(5);
 
@@ -144,9 +153,49 @@ struct Envelope<'a> {
     at: DateTime<Utc>,
 }
 
+/// A message as queued for the screens: serialised once, with the calls whose caller it
+/// shows.
+pub struct Outgoing {
+    text: Arc<str>,
+    /// The message's type, for the audit row of the pops it carries.
+    kind: &'static str,
+    /// Keys of the calls whose caller's number the message shows.
+    shows: Vec<String>,
+    /// The call this message ends, if any (it will not be shown again).
+    ends: Option<String>,
+}
+
+impl HubMessage {
+    fn kind(&self) -> &'static str {
+        match self {
+            HubMessage::Snapshot { .. } => "snapshot",
+            HubMessage::CallRinging { .. } => "call.ringing",
+            HubMessage::CallAnswered { .. } => "call.answered",
+            HubMessage::CallEnded { .. } => "call.ended",
+            HubMessage::Stats { .. } => "stats",
+        }
+    }
+
+    /// The calls whose caller's number this message shows (withheld callers show none).
+    fn shows(&self) -> Vec<String> {
+        let calls: &[CallState] = match self {
+            HubMessage::Snapshot { calls, .. } => calls,
+            HubMessage::CallRinging { call }
+            | HubMessage::CallAnswered { call, .. }
+            | HubMessage::CallEnded { call, .. } => std::slice::from_ref(call),
+            HubMessage::Stats { .. } => &[],
+        };
+        calls
+            .iter()
+            .filter(|c| matches!(c.caller.kind, CallerKind::Number | CallerKind::Unparsed))
+            .map(|c| c.call_key.clone())
+            .collect()
+    }
+}
+
 struct Client {
     id: u64,
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Arc<Outgoing>>,
 }
 
 #[derive(Default)]
@@ -205,7 +254,7 @@ impl Hub {
     }
 
     /// Registers a client; returns its id, the snapshot to send first, and its queue.
-    pub fn connect(&self) -> (u64, Arc<str>, mpsc::Receiver<Arc<str>>) {
+    fn connect(&self) -> (u64, Arc<Outgoing>, mpsc::Receiver<Arc<Outgoing>>) {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
         let mut live = self.lock();
@@ -214,9 +263,23 @@ impl Hub {
             calls: live.calls.values().cloned().collect(),
             stats: live.stats.clone(),
         };
-        let text = self.envelope(&snapshot, live.seq);
+        let out = self.outgoing(&snapshot, live.seq);
         live.clients.push(Client { id, tx });
-        (id, text, rx)
+        (id, out, rx)
+    }
+
+    /// Subscribes the screen of `actor`: the snapshot first, then every change, each caller
+    /// shown recorded first. Dropping the subscription unsubscribes.
+    pub fn subscribe(&self, actor: Actor) -> Subscription {
+        let (id, snapshot, rx) = self.connect();
+        Subscription {
+            hub: self.clone(),
+            id,
+            actor,
+            pending: vec![snapshot],
+            rx,
+            recorded: HashSet::new(),
+        }
     }
 
     /// Forgets a client (its socket closed).
@@ -234,23 +297,32 @@ impl Hub {
         line_state(&self.lock().calls)
     }
 
-    fn envelope(&self, message: &HubMessage, seq: u64) -> Arc<str> {
+    fn outgoing(&self, message: &HubMessage, seq: u64) -> Arc<Outgoing> {
         let envelope = Envelope {
             message,
             seq,
             at: self.clock.now(),
         };
-        // Plain data: serialising it cannot fail.
-        Arc::from(serde_json::to_string(&envelope).unwrap_or_default())
+        let ends = match message {
+            HubMessage::CallEnded { call, .. } => Some(call.call_key.clone()),
+            _ => None,
+        };
+        Arc::new(Outgoing {
+            // Plain data: serialising it cannot fail.
+            text: Arc::from(serde_json::to_string(&envelope).unwrap_or_default()),
+            kind: message.kind(),
+            shows: message.shows(),
+            ends,
+        })
     }
 
     fn broadcast(&self, message: HubMessage, update: impl FnOnce(&mut Live)) {
         let mut live = self.lock();
         update(&mut live);
         live.seq += 1;
-        let text = self.envelope(&message, live.seq);
+        let out = self.outgoing(&message, live.seq);
         // A full or closed queue drops the client: it reconnects and gets a snapshot.
-        live.clients.retain(|c| c.tx.try_send(text.clone()).is_ok());
+        live.clients.retain(|c| c.tx.try_send(out.clone()).is_ok());
     }
 
     async fn history(&self, call: &CallInfo) -> PopHistory {
@@ -386,6 +458,13 @@ impl Hub {
                     live.calls.insert(state.call_key.clone(), state);
                 });
             }
+            // Not from the carrier: whatever a stranger put in From is no caller of ours.
+            // It is logged and counted, but no screen shows it (nor records a pop of it).
+            CallEvent::Ended {
+                call,
+                cause: EndCause::Rejected,
+                ..
+            } if !self.lock().calls.contains_key(&call.key) => {}
             CallEvent::Ended {
                 call,
                 at,
@@ -427,6 +506,68 @@ impl Hub {
                 });
             }
         }
+    }
+}
+
+/// A screen's subscription to the hub (see [`Hub::subscribe`]).
+pub struct Subscription {
+    hub: Hub,
+    id: u64,
+    actor: Actor,
+    /// Taken from the queue, not yet handed out: kept here, so that a `next` dropped while
+    /// it records (cancelled by a `select!`) loses nothing.
+    pending: Vec<Arc<Outgoing>>,
+    rx: mpsc::Receiver<Arc<Outgoing>>,
+    /// Calls whose pop this screen has recorded and that have not ended yet.
+    recorded: HashSet<String>,
+}
+
+impl Subscription {
+    /// The next messages for the screen, in order, once every caller they show it for the
+    /// first time has its `call.pop` row. `Ok(None)`: the hub dropped this screen (it fell
+    /// too far behind). An error: the rows could not be written, and nothing may be sent.
+    /// Cancel-safe: dropped before it returns, it loses no message.
+    pub async fn next(&mut self) -> Result<Option<Vec<Arc<str>>>, CallsError> {
+        if self.pending.is_empty() {
+            match self.rx.recv().await {
+                Some(message) => self.pending.push(message),
+                None => return Ok(None),
+            }
+        }
+        while self.pending.len() < BATCH_MAX {
+            match self.rx.try_recv() {
+                Ok(message) => self.pending.push(message),
+                Err(_) => break,
+            }
+        }
+        let mut pops: Vec<(String, &'static str)> = Vec::new();
+        for m in &self.pending {
+            for key in &m.shows {
+                if !self.recorded.contains(key) && !pops.iter().any(|(k, _)| k == key) {
+                    pops.push((key.clone(), m.kind));
+                }
+            }
+        }
+        if !pops.is_empty() {
+            self.hub
+                .log
+                .record_pops(&self.actor, &pops, self.hub.clock.now())
+                .await?;
+            self.recorded.extend(pops.into_iter().map(|(k, _)| k));
+        }
+        let batch = std::mem::take(&mut self.pending);
+        for m in &batch {
+            if let Some(key) = &m.ends {
+                self.recorded.remove(key);
+            }
+        }
+        Ok(Some(batch.iter().map(|m| m.text.clone()).collect()))
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.disconnect(self.id);
     }
 }
 
@@ -472,6 +613,7 @@ mod tests {
             hub.broadcast(message, |_| {});
             // The live client keeps up; the stuck one never reads.
             let got = live.try_recv().expect("the live client is served at once");
+            let got = &got.text;
             assert!(got.starts_with("{\"type\":\"stats\""), "{got}");
             assert!(got.contains(&format!("\"seq\":{}", i + 3)), "{got}");
         }

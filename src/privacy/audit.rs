@@ -32,6 +32,9 @@ crate::code_enum! {
         AuditRead = "audit.read" / "取扱記録の閲覧",
         /// Call records with caller numbers were read.
         CallRead = "call.read" / "通話記録の閲覧",
+        /// A screen pop showed a caller's number (and history) to a staff screen; once per
+        /// screen and call. The target is the call key: the pop goes out before the row exists.
+        CallPop = "call.pop" / "着信表示",
         /// An operator recorded a call's outcome.
         CallOutcome = "call.outcome" / "対応記録の保存",
         /// The callback list was read.
@@ -64,7 +67,8 @@ crate::code_enum! {
 pub struct Actor {
     /// The staff account, when one acted.
     pub user_id: Option<i64>,
-    /// Its username; `(cli)` for the command line, or the name as typed for a failed login.
+    /// Its username; `(cli)` for the command line; for a failed login the account's name, or
+    /// [`Actor::UNKNOWN`] when the name typed names no account.
     pub username: String,
     /// The account's role, when known.
     pub role: Option<Role>,
@@ -98,11 +102,19 @@ impl Actor {
         }
     }
 
-    /// Someone not (yet) logged in: the name as typed, capped, and the account if it exists.
-    pub fn unauthenticated(user_id: Option<i64>, typed: &str, ip: Option<String>) -> Self {
+    /// What a failed login records instead of a name that names no account.
+    pub const UNKNOWN: &'static str = "(unknown)";
+
+    /// Someone not (yet) logged in, trying `account` (when the name typed names one).
+    ///
+    /// The name as typed is never kept: the audit log is append-only, and people type
+    /// passwords into the username field.
+    pub fn unauthenticated(account: Option<&User>, ip: Option<String>) -> Self {
         Actor {
-            user_id,
-            username: typed.chars().take(64).collect(),
+            user_id: account.map(|u| u.id),
+            username: account
+                .map_or(Self::UNKNOWN, |u| u.username.as_str())
+                .to_string(),
             role: None,
             ip,
         }

@@ -14,8 +14,18 @@ pub struct AuthConfig {
     pub max_failed_logins: u32,
     /// How long a locked account stays locked.
     pub lockout_minutes: u32,
-    /// Extra delay per consecutive failure before a failed login is answered.
+    /// Extra delay per earlier failure of the same client address (in its window), waited
+    /// before the password is checked.
     pub failed_login_delay_ms: u64,
+    /// Failed logins a client address may make within `address_window_minutes`; further
+    /// attempts from it get 429 until the oldest leaves the window.
+    pub max_failed_logins_per_address: u32,
+    /// The sliding window of `max_failed_logins_per_address`.
+    pub address_window_minutes: u32,
+    /// How often an open screen-pop connection checks that its session is still live (a
+    /// logout or disable in this process closes it at once; this finds expiry, and ends
+    /// decided on another instance or by the command line).
+    pub session_recheck_secs: u32,
 }
 
 impl Default for AuthConfig {
@@ -26,6 +36,9 @@ impl Default for AuthConfig {
             max_failed_logins: 5,
             lockout_minutes: 15,
             failed_login_delay_ms: 300,
+            max_failed_logins_per_address: 10,
+            address_window_minutes: 15,
+            session_recheck_secs: 15,
         }
     }
 }

@@ -8,6 +8,7 @@ mod config;
 mod password;
 mod roles;
 mod sessions;
+mod throttle;
 mod users;
 
 pub use audit::{
@@ -17,7 +18,7 @@ pub use audit::{
 pub use config::AuthConfig;
 pub use password::{generate_password, hash_password, verify_password};
 pub use roles::Role;
-pub use sessions::{Session, SessionStore};
+pub use sessions::{Session, SessionEnds, SessionStore, SessionWatch};
 pub use users::{bootstrap_admin, LoginFailure, LoginRefusal, NewUser, User, Users};
 
 /// Failures of the accounts and audit domain.

@@ -1,9 +1,13 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
+use tokio_util::sync::CancellationToken;
 
 use super::AuthConfig;
 use crate::clock::{from_db_time, to_db_time, SharedClock};
@@ -31,6 +35,86 @@ pub struct SessionStore {
     db: Db,
     clock: SharedClock,
     auth: AuthConfig,
+    ends: SessionEnds,
+}
+
+/// Tells this process's long-lived connections (the console's WebSocket) at once that their
+/// session ended here: logout, the account disabled, its password changed. Sessions ended
+/// elsewhere (another instance, the command line, expiry) are found by
+/// [`SessionStore::is_live`], which such a connection asks on a timer.
+#[derive(Clone, Default)]
+pub struct SessionEnds(Arc<Mutex<HashMap<i64, Watched>>>);
+
+struct Watched {
+    user_id: i64,
+    ended: CancellationToken,
+    watchers: usize,
+}
+
+/// A connection's hold on its session's end; dropping it lets go.
+pub struct SessionWatch {
+    ends: SessionEnds,
+    session_id: i64,
+    ended: CancellationToken,
+}
+
+impl SessionWatch {
+    /// Completes when the session has ended in this process.
+    pub async fn ended(&self) {
+        self.ended.cancelled().await
+    }
+}
+
+impl Drop for SessionWatch {
+    fn drop(&mut self) {
+        let mut map = self.ends.lock();
+        if let Some(w) = map.get_mut(&self.session_id) {
+            w.watchers -= 1;
+            if w.watchers == 0 {
+                map.remove(&self.session_id);
+            }
+        }
+    }
+}
+
+impl SessionEnds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Watched>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Watches `session` for its end.
+    pub fn watch(&self, session: &Session) -> SessionWatch {
+        let mut map = self.lock();
+        let w = map.entry(session.id).or_insert_with(|| Watched {
+            user_id: session.user.id,
+            ended: CancellationToken::new(),
+            watchers: 0,
+        });
+        w.watchers += 1;
+        SessionWatch {
+            ends: self.clone(),
+            session_id: session.id,
+            ended: w.ended.clone(),
+        }
+    }
+
+    /// Session `id` has ended.
+    pub fn end_session(&self, id: i64) {
+        if let Some(w) = self.lock().remove(&id) {
+            w.ended.cancel();
+        }
+    }
+
+    /// Every session of account `user_id` has ended.
+    pub fn end_user(&self, user_id: i64) {
+        self.lock().retain(|_, w| {
+            let ends = w.user_id == user_id;
+            if ends {
+                w.ended.cancel();
+            }
+            !ends
+        });
+    }
 }
 
 fn random_token() -> String {
@@ -50,7 +134,42 @@ const TOUCH_EVERY_SECS: i64 = 30;
 impl SessionStore {
     /// The store with the session policy from `auth`.
     pub fn new(db: Db, clock: SharedClock, auth: AuthConfig) -> Self {
-        Self { db, clock, auth }
+        Self {
+            db,
+            clock,
+            auth,
+            ends: SessionEnds::default(),
+        }
+    }
+
+    /// The end signals of this store's sessions, for whoever else ends them ([`super::Users`]).
+    pub fn ends(&self) -> SessionEnds {
+        self.ends.clone()
+    }
+
+    /// Watches `session` for its end in this process (see [`SessionEnds`]).
+    pub fn watch(&self, session: &Session) -> SessionWatch {
+        self.ends.watch(session)
+    }
+
+    /// Whether session `id` is still live: not logged out, expired or idle, and its account
+    /// not disabled. Unlike [`SessionStore::lookup`] this is not activity: it does not keep
+    /// the session from going idle.
+    pub async fn is_live(&self, id: i64) -> Result<bool, PrivacyError> {
+        let now = self.clock.now();
+        let row = sqlx::query(
+            "SELECT s.last_seen_at, s.expires_at, u.disabled \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(r) = row else { return Ok(false) };
+        let last_seen = from_db_time(&r.try_get::<String, _>("last_seen_at")?).unwrap_or_default();
+        let expires = from_db_time(&r.try_get::<String, _>("expires_at")?).unwrap_or_default();
+        let disabled = r.try_get::<i64, _>("disabled")? != 0;
+        let idle = Duration::minutes(i64::from(self.auth.session_idle_minutes));
+        Ok(!disabled && now < expires && now - last_seen < idle)
     }
 
     /// Starts a session for `user` logging in from `ip`, with its `login` row in the same
@@ -115,6 +234,7 @@ impl SessionStore {
         let idle = Duration::minutes(i64::from(self.auth.session_idle_minutes));
         if disabled || now >= expires || now - last_seen >= idle {
             self.revoke_id(sid).await?;
+            self.ends.end_session(sid);
             return Ok(None);
         }
         if now - last_seen >= Duration::seconds(TOUCH_EVERY_SECS) {
@@ -180,6 +300,7 @@ impl SessionStore {
         let entry = AuditEntry::new(AuditAction::Logout);
         append_audit(&mut tx, self.clock.now(), actor, &entry).await?;
         tx.commit().await?;
+        self.ends.end_session(id);
         Ok(())
     }
 }

@@ -1,9 +1,12 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::AuthConfig;
+use super::throttle::{LoginGuard, Refused};
+use super::{AuthConfig, SessionEnds};
 use crate::clock::{from_db_time, to_db_time, SharedClock};
 use crate::store::Db;
 
@@ -57,6 +60,11 @@ pub enum LoginFailure {
         /// When the lock ends.
         until: DateTime<Utc>,
     },
+    /// Too many failures from the client's address: nothing was checked.
+    Throttled {
+        /// Seconds until the address may try again.
+        retry_after_secs: u64,
+    },
 }
 
 crate::code_enum! {
@@ -72,6 +80,8 @@ crate::code_enum! {
         Locked = "locked" / "ロック中",
         /// The account is disabled.
         Disabled = "disabled" / "無効化された利用者",
+        /// Too many failed logins from the client's address (recorded once per spell).
+        Throttled = "throttled" / "接続元からの失敗回数超過",
     }
 }
 
@@ -92,6 +102,8 @@ pub struct Users {
     db: Db,
     clock: SharedClock,
     auth: AuthConfig,
+    guard: Arc<LoginGuard>,
+    ends: SessionEnds,
 }
 
 const USER_COLUMNS: &str = "id, username, display_name, role, disabled, locked_until, created_at";
@@ -136,16 +148,42 @@ pub fn validate_password(p: &str) -> Result<(), PrivacyError> {
     }
 }
 
-async fn hash_blocking(password: String) -> Result<String, PrivacyError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|_| PrivacyError::Hash)?
-}
-
 impl Users {
     /// The store on `db` with the login policy `auth`.
     pub fn new(db: Db, clock: SharedClock, auth: AuthConfig) -> Self {
-        Self { db, clock, auth }
+        let guard = Arc::new(LoginGuard::new(
+            auth.max_failed_logins_per_address,
+            Duration::minutes(i64::from(auth.address_window_minutes)),
+        ));
+        Self {
+            db,
+            clock,
+            auth,
+            guard,
+            ends: SessionEnds::default(),
+        }
+    }
+
+    /// Tells the connections of `ends` when this store ends an account's sessions (disable,
+    /// password change); without it they learn on their next check.
+    pub fn with_session_ends(mut self, ends: SessionEnds) -> Self {
+        self.ends = ends;
+        self
+    }
+
+    async fn hash(&self, password: String) -> Result<String, PrivacyError> {
+        self.guard
+            .argon2(move || hash_password(&password))
+            .await
+            .ok_or(PrivacyError::Hash)?
+    }
+
+    async fn verify(&self, password: &str, hash: Option<String>) -> Result<bool, PrivacyError> {
+        let password = password.to_string();
+        self.guard
+            .argon2(move || verify_password(&password, hash.as_deref().unwrap_or(dummy_hash())))
+            .await
+            .ok_or(PrivacyError::Hash)
     }
 
     /// Number of accounts.
@@ -174,7 +212,7 @@ impl Users {
         if self.find_by_username(&new.username).await?.is_some() {
             return Err(PrivacyError::DuplicateUsername(new.username));
         }
-        let hash = hash_blocking(new.password).await?;
+        let hash = self.hash(new.password).await?;
         let at = self.clock.now();
         let now = to_db_time(at);
         let mut tx = self.db.pool().begin().await?;
@@ -262,6 +300,7 @@ impl Users {
         let entry = AuditEntry::new(AuditAction::UserDisable).target(AuditTarget::User, id);
         append_audit(&mut tx, at, actor, &entry).await?;
         tx.commit().await?;
+        self.ends.end_user(id);
         self.get(id).await?.ok_or(PrivacyError::UnknownUser)
     }
 
@@ -276,7 +315,7 @@ impl Users {
         if self.get(id).await?.is_none() {
             return Err(PrivacyError::UnknownUser);
         }
-        let hash = hash_blocking(password.to_string()).await?;
+        let hash = self.hash(password.to_string()).await?;
         let at = self.clock.now();
         let mut tx = self.db.pool().begin().await?;
         sqlx::query(
@@ -294,12 +333,18 @@ impl Users {
         let entry = AuditEntry::new(AuditAction::UserPassword).target(AuditTarget::User, id);
         append_audit(&mut tx, at, actor, &entry).await?;
         tx.commit().await?;
+        self.ends.end_user(id);
         Ok(())
     }
 
     /// Checks `password` for `username` under the lock-out policy. A failure is counted and
     /// recorded as `action` (failed, or denied when locked) in one transaction; a success
     /// records nothing here — the operation it opens (a session, a password change) does.
+    ///
+    /// Every limit is applied before the password is checked: the client address's allowance
+    /// (and its delay), then one of the account's guesses is reserved in the database, so
+    /// parallel attempts — from one address or many, on one instance or several — never check
+    /// more passwords than the lock-out allows.
     pub async fn authenticate(
         &self,
         username: &str,
@@ -307,27 +352,35 @@ impl Users {
         ip: Option<String>,
         action: AuditAction,
     ) -> Result<LoginAttempt, PrivacyError> {
+        let ticket = match self.guard.admit(ip.as_deref(), self.clock.now()) {
+            Ok(ticket) => ticket,
+            Err(refused) => return self.throttled(username, ip, action, refused).await,
+        };
+        // The delay grows with the address's failures and is waited before any work, so it
+        // slows a guesser down without holding a place for an Argon2 run.
+        let delay = self
+            .auth
+            .failed_login_delay_ms
+            .saturating_mul(ticket.earlier.min(10) as u64);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         let now = self.clock.now();
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS}, password_hash, failed_logins FROM users WHERE username = $1"
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1"
         ))
         .bind(username)
         .fetch_optional(self.db.pool())
         .await?;
         let Some(row) = row else {
             // Spend the same time as a real check so timing does not reveal usernames.
-            let pw = password.to_string();
-            let _ = tokio::task::spawn_blocking(move || verify_password(&pw, dummy_hash())).await;
+            self.verify(password, None).await?;
             let attempt = LoginAttempt {
                 user_id: None,
                 refusal: Some(LoginRefusal::UnknownUser),
                 result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
             };
-            let mut tx = self.db.pool().begin().await?;
-            self.record_failure(&mut tx, username, ip, action, &attempt)
-                .await?;
-            tx.commit().await?;
-            return Ok(attempt);
+            return self.failed(None, ip, action, attempt).await;
         };
         let user = user_from_row(&row)?;
         let hash: String = row.try_get("password_hash")?;
@@ -337,21 +390,45 @@ impl Users {
                 refusal: Some(LoginRefusal::Locked),
                 result: Err(LoginFailure::Locked { until }),
             };
-            let mut tx = self.db.pool().begin().await?;
-            self.record_failure(&mut tx, username, ip, action, &attempt)
-                .await?;
-            tx.commit().await?;
-            return Ok(attempt);
+            return self.failed(Some(&user), ip, action, attempt).await;
         }
-        let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-            .await
-            .unwrap_or(false);
-        if ok && !user.disabled {
+        if user.disabled {
+            self.verify(password, Some(hash)).await?;
+            let attempt = LoginAttempt {
+                user_id: Some(user.id),
+                refusal: Some(LoginRefusal::Disabled),
+                result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
+            };
+            return self.failed(Some(&user), ip, action, attempt).await;
+        }
+        // Counted as a failure before the check, given back on success: attempts in flight
+        // hold their guesses, and once the allowance is taken the rest are not checked.
+        let reserved = sqlx::query(
+            "UPDATE users SET failed_logins = failed_logins + 1 \
+             WHERE id = $1 AND failed_logins < $2 AND (locked_until IS NULL OR locked_until <= $3) \
+             RETURNING failed_logins",
+        )
+        .bind(user.id)
+        .bind(i64::from(self.auth.max_failed_logins))
+        .bind(to_db_time(now))
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(reserved) = reserved else {
+            let until = self.lock_end(user.id, now).await?;
+            let attempt = LoginAttempt {
+                user_id: Some(user.id),
+                refusal: Some(LoginRefusal::Locked),
+                result: Err(LoginFailure::Locked { until }),
+            };
+            return self.failed(Some(&user), ip, action, attempt).await;
+        };
+        let failures: i64 = reserved.try_get(0)?;
+        if self.verify(password, Some(hash)).await? {
             sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
                 .bind(user.id)
                 .execute(self.db.pool())
                 .await?;
+            self.guard.succeeded(ticket);
             let user = User {
                 locked_until: None,
                 ..user
@@ -363,59 +440,108 @@ impl Users {
             });
         }
         let mut tx = self.db.pool().begin().await?;
-        let attempt = if user.disabled {
+        let attempt = if failures >= i64::from(self.auth.max_failed_logins) {
+            let until = now + Duration::minutes(i64::from(self.auth.lockout_minutes));
+            // The count restarts so that after the lock the full allowance applies again.
+            sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE id = $2")
+                .bind(to_db_time(until))
+                .bind(user.id)
+                .execute(&mut *tx)
+                .await?;
             LoginAttempt {
                 user_id: Some(user.id),
-                refusal: Some(LoginRefusal::Disabled),
-                result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
+                refusal: Some(LoginRefusal::LockedNow),
+                result: Err(LoginFailure::Locked { until }),
             }
         } else {
-            let failures: i64 = sqlx::query(
-                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
-            )
-            .bind(user.id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-            if failures >= i64::from(self.auth.max_failed_logins) {
-                let until = now + Duration::minutes(i64::from(self.auth.lockout_minutes));
-                // The count restarts so that after the lock the full allowance applies again.
-                sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE id = $2")
-                    .bind(to_db_time(until))
-                    .bind(user.id)
-                    .execute(&mut *tx)
-                    .await?;
-                LoginAttempt {
-                    user_id: Some(user.id),
-                    refusal: Some(LoginRefusal::LockedNow),
-                    result: Err(LoginFailure::Locked { until }),
-                }
-            } else {
-                LoginAttempt {
-                    user_id: Some(user.id),
-                    refusal: Some(LoginRefusal::WrongPassword),
-                    result: Err(LoginFailure::InvalidCredentials {
-                        failures: u32::try_from(failures).unwrap_or(u32::MAX),
-                    }),
-                }
+            LoginAttempt {
+                user_id: Some(user.id),
+                refusal: Some(LoginRefusal::WrongPassword),
+                result: Err(LoginFailure::InvalidCredentials {
+                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                }),
             }
         };
-        self.record_failure(&mut tx, username, ip, action, &attempt)
+        self.record_failure(&mut tx, Some(&user), ip, action, &attempt)
             .await?;
         tx.commit().await?;
         Ok(attempt)
     }
 
+    /// When the account's lock ends: as set, or — while the attempts that used up the
+    /// allowance are still being checked — one lock-out from now.
+    async fn lock_end(&self, id: i64, now: DateTime<Utc>) -> Result<DateTime<Utc>, PrivacyError> {
+        let locked: Option<String> = sqlx::query("SELECT locked_until FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_one(self.db.pool())
+            .await?
+            .try_get(0)?;
+        Ok(locked
+            .as_deref()
+            .and_then(from_db_time)
+            .filter(|u| *u > now)
+            .unwrap_or_else(|| now + Duration::minutes(i64::from(self.auth.lockout_minutes))))
+    }
+
+    /// Records a refused attempt on its own and returns it.
+    async fn failed(
+        &self,
+        account: Option<&User>,
+        ip: Option<String>,
+        action: AuditAction,
+        attempt: LoginAttempt,
+    ) -> Result<LoginAttempt, PrivacyError> {
+        let mut tx = self.db.pool().begin().await?;
+        self.record_failure(&mut tx, account, ip, action, &attempt)
+            .await?;
+        tx.commit().await?;
+        Ok(attempt)
+    }
+
+    /// An attempt refused by the address limit: nothing is checked, and only the first
+    /// refusal of a spell is recorded, so a flood cannot fill the append-only log.
+    async fn throttled(
+        &self,
+        username: &str,
+        ip: Option<String>,
+        action: AuditAction,
+        refused: Refused,
+    ) -> Result<LoginAttempt, PrivacyError> {
+        let attempt = LoginAttempt {
+            user_id: None,
+            refusal: Some(LoginRefusal::Throttled),
+            result: Err(LoginFailure::Throttled {
+                retry_after_secs: refused.retry_after_secs,
+            }),
+        };
+        if !refused.first {
+            return Ok(attempt);
+        }
+        tracing::warn!(
+            ip = ip.as_deref().unwrap_or("-"),
+            retry_after_secs = refused.retry_after_secs,
+            "too many failed logins from one address; refusing its attempts for now"
+        );
+        let account = self.find_by_username(username).await?;
+        let attempt = LoginAttempt {
+            user_id: account.as_ref().map(|u| u.id),
+            ..attempt
+        };
+        self.failed(account.as_ref(), ip, action, attempt).await
+    }
+
     async fn record_failure(
         &self,
         conn: &mut sqlx::AnyConnection,
-        typed: &str,
+        account: Option<&User>,
         ip: Option<String>,
         action: AuditAction,
         attempt: &LoginAttempt,
     ) -> Result<(), PrivacyError> {
         let outcome = match attempt.result {
-            Err(LoginFailure::Locked { .. }) => AuditOutcome::Denied,
+            Err(LoginFailure::Locked { .. } | LoginFailure::Throttled { .. }) => {
+                AuditOutcome::Denied
+            }
             _ => AuditOutcome::Failed,
         };
         let mut entry = AuditEntry::new(action)
@@ -424,7 +550,7 @@ impl Users {
         if let (AuditAction::UserPassword, Some(id)) = (action, attempt.user_id) {
             entry = entry.target(AuditTarget::User, id);
         }
-        let actor = Actor::unauthenticated(attempt.user_id, typed, ip);
+        let actor = Actor::unauthenticated(account, ip);
         append_audit(conn, self.clock.now(), &actor, &entry).await?;
         Ok(())
     }

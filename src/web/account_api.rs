@@ -1,7 +1,5 @@
 //! Health, login/logout, the current account, staff accounts and the audit log.
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -94,37 +92,37 @@ pub async fn login(
                 .insert(header::SET_COOKIE, session_cookie(&state, &token));
             Ok(res)
         }
-        Err(failure) => {
-            let (err, failures) = match failure {
-                LoginFailure::InvalidCredentials { failures } => (
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_credentials",
-                        "ユーザー名またはパスワードが違います。",
-                    ),
-                    failures,
-                ),
-                LoginFailure::Locked { until } => {
-                    let local = until.with_timezone(&chrono_tz::Asia::Tokyo).format("%H:%M");
-                    (
-                        ApiError::new(
-                            StatusCode::LOCKED,
-                            "account_locked",
-                            format!("ログインの失敗が続いたため、{local} までロックされています。"),
-                        ),
-                        state.config.auth.max_failed_logins,
-                    )
-                }
-            };
-            // Each consecutive failure answers more slowly, which blunts password guessing.
-            let delay = state
-                .config
-                .auth
-                .failed_login_delay_ms
-                .saturating_mul(u64::from(failures.min(10)));
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            Err(err)
+        Err(failure) => Err(login_refused(failure)),
+    }
+}
+
+/// Why a login was refused, as the client is told it.
+fn login_refused(failure: LoginFailure) -> ApiError {
+    match failure {
+        LoginFailure::Locked { until } => {
+            let local = until.with_timezone(&chrono_tz::Asia::Tokyo).format("%H:%M");
+            ApiError::new(
+                StatusCode::LOCKED,
+                "account_locked",
+                format!("ログインの失敗が続いたため、{local} までロックされています。"),
+            )
         }
+        LoginFailure::Throttled { retry_after_secs } => {
+            let minutes = retry_after_secs.div_ceil(60);
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!(
+                    "この端末からのログインの失敗が続いています。{minutes} 分ほどお待ちください。"
+                ),
+            )
+            .retry_after(retry_after_secs)
+        }
+        LoginFailure::InvalidCredentials { .. } => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "ユーザー名またはパスワードが違います。",
+        ),
     }
 }
 
@@ -172,12 +170,16 @@ pub async fn change_own_password(
             AuditAction::UserPassword,
         )
         .await?;
-    if attempt.result.is_err() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "invalid_credentials",
-            "現在のパスワードが違います。",
-        ));
+    match attempt.result {
+        Ok(_) => {}
+        Err(f @ LoginFailure::Throttled { .. }) => return Err(login_refused(f)),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "invalid_credentials",
+                "現在のパスワードが違います。",
+            ))
+        }
     }
     state
         .users

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,15 +16,20 @@ use crate::calls::callbacks::{self, Callback};
 use crate::calls::script::{parse_talk_script, ScriptSection};
 use crate::calls::stats::LiveStats;
 use crate::calls::{CallRow, CallbackResult, OutcomeInput, TalkPath};
-use crate::privacy::Role;
+use crate::privacy::{Actor, Role, Session};
 use crate::sip::transport::RegisteredPhone;
 
 use super::access::Staff;
 use super::{parse_id, ApiError, Done, JsonBody};
 
-/// `GET /ws`: the screen-pop and live-stats stream.
+/// The close code that tells the UI its session is over (go to the login page rather than
+/// reconnect); 4000–4999 are the application's own (RFC 6455 §7.4.2).
+pub const SESSION_ENDED: u16 = 4401;
+
+/// `GET /ws`: the screen-pop and live-stats stream, for as long as the session lives.
 pub async fn ws(
     State(state): State<AppState>,
+    Staff { actor, session }: Staff,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -37,40 +42,63 @@ pub async fn ws(
                 .into_response();
         }
     }
-    upgrade.on_upgrade(move |socket| client(state, socket))
+    upgrade.on_upgrade(move |socket| client(state, actor, session, socket))
 }
 
-async fn client(state: AppState, socket: WebSocket) {
-    let hub = state.hub.clone();
-    let (id, snapshot, mut rx) = hub.connect();
+/// Why the server closes a socket.
+enum Close {
+    /// The session ended: the UI goes to the login page.
+    SessionEnded,
+    /// The hub dropped the client (too slow): the UI reconnects.
+    Dropped,
+    /// The pops could not be recorded, so they were not sent: the UI reconnects later.
+    Unrecorded,
+}
+
+async fn client(state: AppState, actor: Actor, session: Session, socket: WebSocket) {
+    // Watch first, then check: a session ended between the upgrade and here is found by the
+    // first check, which runs at once.
+    let watch = state.sessions.watch(&session);
+    let mut pops = state.hub.subscribe(actor);
     let (mut sink, mut stream) = socket.split();
     let writer = async {
-        if sink
-            .send(Message::Text(snapshot.as_ref().into()))
-            .await
-            .is_err()
-        {
-            return;
-        }
+        let mut recheck = tokio::time::interval(Duration::from_secs(u64::from(
+            state.config.auth.session_recheck_secs,
+        )));
         let mut ping = tokio::time::interval(Duration::from_secs(30));
         ping.tick().await;
         loop {
+            // The session's end comes first: nothing is sent once it is known.
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(text) => {
-                        if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
-                            return;
+                biased;
+                () = watch.ended() => return Some(Close::SessionEnded),
+                _ = recheck.tick() => match state.sessions.is_live(session.id).await {
+                    Ok(true) => {}
+                    Ok(false) => return Some(Close::SessionEnded),
+                    // Unable to tell: the screen shows personal data, so it closes; the
+                    // browser reconnects, and the upgrade checks the session again.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session check failed; closing the screen-pop socket");
+                        return Some(Close::Dropped);
+                    }
+                },
+                next = pops.next() => match next {
+                    Ok(Some(texts)) => {
+                        for text in texts {
+                            if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+                                return None;
+                            }
                         }
                     }
-                    // The hub dropped us (too slow): close so the browser reconnects.
-                    None => {
-                        let _ = sink.send(Message::Close(None)).await;
-                        return;
+                    Ok(None) => return Some(Close::Dropped),
+                    Err(e) => {
+                        tracing::error!(error = %e, "screen pops could not be recorded; not sent");
+                        return Some(Close::Unrecorded);
                     }
                 },
                 _ = ping.tick() => {
                     if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
             }
@@ -83,11 +111,24 @@ async fn client(state: AppState, socket: WebSocket) {
             }
         }
     };
-    tokio::select! {
-        _ = writer => {},
-        _ = reader => {},
-    }
-    hub.disconnect(id);
+    let close = tokio::select! {
+        close = writer => close,
+        () = reader => None,
+    };
+    drop(pops);
+    let frame = match close {
+        Some(Close::SessionEnded) => Some(CloseFrame {
+            code: SESSION_ENDED,
+            reason: "session ended".into(),
+        }),
+        Some(Close::Unrecorded) => Some(CloseFrame {
+            code: close_code::ERROR,
+            reason: "unavailable".into(),
+        }),
+        Some(Close::Dropped) => None,
+        None => return,
+    };
+    let _ = sink.send(Message::Close(frame)).await;
 }
 
 /// `GET /api/stats/live`: today's figures (Asia/Tokyo).

@@ -9,6 +9,7 @@ mod calls_api;
 mod console_api;
 mod error;
 mod labels;
+mod serve;
 mod ui;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use crate::privacy::Role;
 pub use access::{Access, CurrentUser};
 pub use error::{ApiError, JsonBody, QueryParams};
 pub use labels::label_table;
+pub use serve::{serve, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
 
 /// The answer of an action that has nothing else to say.
 #[derive(serde::Serialize)]
@@ -192,6 +194,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ui::routes())
         .merge(api)
+        .layer(middleware::from_fn(serve::request_timeout))
         .layer(middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             static NEXT_ID: AtomicU64 = AtomicU64::new(1);

@@ -18,7 +18,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "booking",
         &["clock", "codes", "hours", "calls", "privacy", "store"],
     ),
-    ("hub", &["clock", "codes", "calls", "booking", "store"]),
+    // The hub names the privacy Actor of each screen: its pops are recorded (call.pop).
+    (
+        "hub",
+        &["clock", "codes", "calls", "booking", "privacy", "store"],
+    ),
     // The SIP side publishes the calls domain's events and asks the leaf for the hours.
     ("sip", &["clock", "codes", "calls", "hours"]),
 ];

@@ -95,12 +95,42 @@ async fn wrong_password_is_refused_and_audited() {
         let failed = audit_rows(&app, "action=login").await;
         let failed: Vec<_> = failed.iter().filter(|r| r["outcome"] == "failed").collect();
         assert_eq!(failed.len(), 2, "{kind:?}: {failed:?}");
-        assert!(failed
-            .iter()
-            .any(|r| r["actor_username"] == "nobody" && r["detail"]["reason"] == "unknown_user"));
+        assert!(failed.iter().any(|r| r["actor_username"] == "(unknown)"
+            && r["actor_user_id"].is_null()
+            && r["detail"]["reason"] == "unknown_user"));
         assert!(failed
             .iter()
             .any(|r| r["actor_username"] == "admin" && r["ip"] == "127.0.0.1"));
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_name_typed_at_a_failed_login_is_kept_only_when_it_names_an_account() {
+    // A password typed into the username field must not become an undeletable audit row.
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let typed = "Hunter2-my-secret!";
+        let res = app
+            .client()
+            .post(app.url("/api/login"))
+            .json(&json!({ "username": typed, "password": "admin" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        let rows = audit_rows(&app, "action=login&limit=1000").await;
+        let all = serde_json::to_string(&rows).unwrap();
+        assert!(
+            !all.to_lowercase().contains("hunter2"),
+            "{kind:?}: the typed name is stored: {all}"
+        );
+        let failed: Vec<_> = rows.iter().filter(|r| r["outcome"] == "failed").collect();
+        assert_eq!(failed.len(), 1, "{kind:?}: {failed:?}");
+        assert_eq!(failed[0]["actor_username"], "(unknown)");
+        assert_eq!(failed[0]["detail"]["reason"], "unknown_user");
+        let filtered = audit_rows(&app, &format!("actor={typed}")).await;
+        assert!(filtered.is_empty(), "{kind:?}: {filtered:?}");
         app.stop().await;
     }
 }
@@ -157,6 +187,138 @@ async fn locked_account_stays_locked_for_the_configured_time() {
             outcomes,
             ["ok", "failed", "failed", "denied", "denied", "ok"]
         );
+        app.stop().await;
+    }
+}
+
+/// A login attempt from `from` (any 127.x address: the loopback takes them all).
+async fn login_from(
+    app: &TestApp,
+    from: [u8; 4],
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .unwrap()
+        .post(app.url("/api/login"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The password checks the audit log shows for `username` (each wrong guess is one row),
+/// read by the admin from an address of its own (the test's may be throttled).
+async fn guesses(app: &TestApp, username: &str) -> usize {
+    let admin = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 2, 1]))
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let res = admin
+        .post(app.url("/api/login"))
+        .json(&json!({ "username": "admin", "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let url = app.url(&format!(
+        "/api/audit?actor={username}&action=login&limit=1000"
+    ));
+    let body: Value = admin.get(url).send().await.unwrap().json().await.unwrap();
+    body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            let reason = &r["detail"]["reason"];
+            reason == "wrong_password" || reason == "locked_now"
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_from_one_address_are_throttled() {
+    for kind in backends() {
+        // The account's own lock-out is set out of the way: the address limit is under test.
+        let app = TestApp::spawn_with(kind, |c| c.auth.max_failed_logins = 100).await;
+        drop(app.user_with_role("sato", "operator").await);
+        let attempts = (0..30).map(|i| {
+            let app = &app;
+            async move { login_from(app, [127, 0, 0, 1], "sato", &format!("guess-{i}")).await }
+        });
+        let answers = futures_util::future::join_all(attempts).await;
+        let refused: Vec<_> = answers.iter().filter(|r| r.status() == 401).collect();
+        let throttled: Vec<_> = answers.iter().filter(|r| r.status() == 429).collect();
+        assert_eq!(refused.len() + throttled.len(), 30, "{kind:?}");
+        assert!(
+            refused.len() <= 10,
+            "{kind:?}: at most the address's allowance is checked: {}",
+            refused.len()
+        );
+        for r in &throttled {
+            let secs: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=15 * 60).contains(&secs), "{secs}");
+        }
+        let body: Value = answers
+            .into_iter()
+            .find(|r| r.status() == 429)
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["error"], "too_many_attempts");
+        assert!(
+            body["message"].as_str().unwrap().contains("お待ちください"),
+            "{body}"
+        );
+        assert!(
+            guesses(&app, "sato").await <= 10,
+            "{kind:?}: the guesses are not multiplied by parallel requests"
+        );
+        // Even the right password is refused from that address for now ...
+        let right = login_from(&app, [127, 0, 0, 1], "sato", "password-of-sato").await;
+        assert_eq!(right.status(), 429, "{kind:?}");
+        // ... while the account works from anywhere else.
+        let elsewhere = login_from(&app, [127, 0, 0, 2], "sato", "password-of-sato").await;
+        assert_eq!(elsewhere.status(), 200, "{kind:?}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn parallel_guesses_from_many_addresses_stop_at_the_lock_out() {
+    for kind in backends() {
+        let app = TestApp::spawn_with(kind, |c| {
+            c.auth.max_failed_logins = 3;
+            c.auth.lockout_minutes = 20;
+        })
+        .await;
+        drop(app.user_with_role("sato", "operator").await);
+        let attempts = (0..12u8).map(|i| {
+            let app = &app;
+            async move { login_from(app, [127, 0, 1, 10 + i], "sato", "wrong-password").await }
+        });
+        let answers = futures_util::future::join_all(attempts).await;
+        let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+        assert!(
+            statuses.iter().all(|s| *s == 401 || *s == 423),
+            "{kind:?}: {statuses:?}"
+        );
+        assert_eq!(
+            guesses(&app, "sato").await,
+            3,
+            "{kind:?}: exactly the allowance of guesses, however many arrive at once: {statuses:?}"
+        );
+        app.clock.advance(Duration::minutes(20));
+        let right = login_from(&app, [127, 0, 1, 99], "sato", "password-of-sato").await;
+        assert_eq!(right.status(), 200, "{kind:?}: unlocked after the lock-out");
         app.stop().await;
     }
 }

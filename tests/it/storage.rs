@@ -330,6 +330,46 @@ async fn audit_log_is_append_only_in_the_database() {
 }
 
 #[tokio::test]
+async fn an_audit_row_cannot_be_replaced_by_an_insert() {
+    // SQLite's INSERT OR REPLACE deletes the old row without firing the delete trigger; an
+    // upsert is the same attempt in either dialect. Each must fail and leave the row as it was.
+    for kind in backends() {
+        let c = ctx(kind).await;
+        let id = c
+            .audit
+            .record(&sato(), AuditEntry::new(AuditAction::Login))
+            .await
+            .unwrap();
+        let attempts: &[&str] = match kind {
+            Kind::Sqlite => &[
+                "INSERT OR REPLACE INTO audit_log (id, at, action, outcome) VALUES ($1, 'x', 'logout', 'ok')",
+                "REPLACE INTO audit_log (id, at, action, outcome) VALUES ($1, 'x', 'logout', 'ok')",
+                "INSERT INTO audit_log (id, at, action, outcome) VALUES ($1, 'x', 'logout', 'ok') \
+                 ON CONFLICT (id) DO UPDATE SET action = excluded.action",
+            ],
+            Kind::Postgres => &[
+                "INSERT INTO audit_log (id, at, action, outcome) OVERRIDING SYSTEM VALUE \
+                 VALUES ($1, 'x', 'logout', 'ok') ON CONFLICT (id) DO UPDATE SET action = excluded.action",
+            ],
+        };
+        for sql in attempts {
+            let res = sqlx::query(sql).bind(id).execute(c.db.pool()).await;
+            assert!(res.is_err(), "{kind:?}: refused: {sql}");
+        }
+        let rows = c
+            .audit
+            .read(&reader(), &AuditFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{kind:?}: {rows:?}");
+        assert_eq!(rows[0].id, id);
+        assert_eq!(rows[0].action, AuditAction::Login);
+        assert_eq!(rows[0].actor_username.as_deref(), Some("sato"));
+        c.done().await;
+    }
+}
+
+#[tokio::test]
 async fn audit_log_filters_and_pages_newest_first() {
     for kind in backends() {
         let c = ctx(kind).await;

@@ -13,6 +13,8 @@ const LINGER_MS = 30000;
 const WATCHDOG_MS = 20000;
 const MIN_DELAY_MS = 1000;
 const MAX_DELAY_MS = 10000;
+// The close code of a socket whose session ended (src/web/console_api.rs SESSION_ENDED).
+const SESSION_ENDED = 4401;
 
 const handlers = new Map();
 // call_key → entry (CallState plus local fields): the calls ringing, talking or just ended.
@@ -73,10 +75,13 @@ function connect() {
     armWatchdog(sock);
     handle(ev.data);
   });
-  sock.addEventListener("close", () => {
+  sock.addEventListener("close", (ev) => {
     if (ws !== sock) return;
     ws = null;
     clearTimeout(watchdogTimer);
+    // 4401: the session ended (logout, disabled, expired); the API sends us to the login
+    // page on its 401 instead of a reconnect that would fail.
+    if (ev.code === SESSION_ENDED) api("GET", "/api/me").catch(() => {});
     scheduleRetry();
   });
 }
