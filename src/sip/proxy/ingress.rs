@@ -11,7 +11,7 @@ use crate::calls::{CallEvent, CallInfo, EndCause};
 use crate::sip::registrar::{BindingTimer, RegisterOutcome};
 use crate::sip::settings::RejectMode;
 use crate::sip::txn::{Incoming, TxnId};
-use crate::sip::wire::{self, uri, validate_request, validate_response, SipMessage};
+use crate::sip::wire::{self, uri, validate_request, validate_response, SipMessage, WireError};
 
 use super::{
     new_call_key, Output, Peer, Proxy, TimerKey, Transport, ALLOW, REJECTED_LOGGED_PER_MINUTE,
@@ -57,37 +57,50 @@ impl Proxy {
         }
         match SipMessage::parse_datagram(&bytes) {
             Ok(msg) => self.on_message(msg, peer),
-            Err(e) => {
-                if let Some(resp) = e.response() {
-                    self.counters
-                        .malformed_requests
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.queue.out(Output::Send(peer, resp.to_bytes()));
-                } else {
-                    self.counters
-                        .malformed_responses
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%e, "dropped unparseable datagram");
-                }
-            }
+            Err(e) => self.on_unparseable(&e, peer),
         }
     }
 
-    /// Refuses an INVITE from a stranger (403, or silence), logging a few per minute.
+    /// Bytes that did not parse: a 400/413/513 if they deserve one, else dropped.
+    fn on_unparseable(&mut self, e: &WireError, peer: Peer) {
+        if let Some(resp) = e.response() {
+            self.counters
+                .malformed_requests
+                .fetch_add(1, Ordering::Relaxed);
+            self.queue.out(Output::Send(peer, resp.to_bytes()));
+        } else {
+            self.counters
+                .malformed_responses
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%e, "dropped unparseable datagram");
+        }
+    }
+
+    /// Refuses an INVITE from a stranger (403, or silence), logging a few per minute. A
+    /// broken one is answered 400 instead and leaves no trace in the call log.
     fn reject(&mut self, bytes: Option<&Bytes>, msg: Option<SipMessage>, peer: Peer) {
-        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(source = %peer.addr, "INVITE from outside the trunk rejected");
         if self.settings.reject == RejectMode::Drop {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(source = %peer.addr, "INVITE from outside the trunk dropped");
             return;
         }
         let msg = match (msg, bytes) {
             (Some(m), _) => m,
             (None, Some(b)) => match SipMessage::parse_datagram(b) {
                 Ok(m) => m,
-                Err(_) => return,
+                Err(e) => {
+                    self.on_unparseable(&e, peer);
+                    return;
+                }
             },
             (None, None) => return,
         };
+        if let Err((status, reason)) = validate_request(&msg) {
+            self.refuse_malformed(&msg, peer, status, reason);
+            return;
+        }
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(source = %peer.addr, "INVITE from outside the trunk rejected");
         self.queue.out(Output::Send(
             peer,
             SipMessage::response_to(&msg, 403, "Forbidden", Some(&wire::new_tag())).to_bytes(),
@@ -135,23 +148,15 @@ impl Proxy {
             self.on_response(msg);
             return;
         }
+        if let Err((status, reason)) = validate_request(&msg) {
+            self.refuse_malformed(&msg, peer, status, reason);
+            return;
+        }
         if msg.method() == Some("INVITE")
             && peer.transport == Transport::Tcp
             && self.source(peer.addr.ip()) == Source::Stranger
         {
             self.reject(None, Some(msg), peer);
-            return;
-        }
-        if let Err((status, reason)) = validate_request(&msg) {
-            self.counters
-                .malformed_requests
-                .fetch_add(1, Ordering::Relaxed);
-            if msg.method() != Some("ACK") {
-                self.queue.out(Output::Send(
-                    peer,
-                    SipMessage::response_to(&msg, status, reason, None).to_bytes(),
-                ));
-            }
             return;
         }
         let _ = msg.set_received_rport(peer.addr.ip(), peer.addr.port());
@@ -171,6 +176,19 @@ impl Proxy {
                     ));
                 }
             }
+        }
+    }
+
+    /// Answers a request that failed the checks of `validate_request` (an ACK gets nothing).
+    fn refuse_malformed(&mut self, msg: &SipMessage, peer: Peer, status: u16, reason: &str) {
+        self.counters
+            .malformed_requests
+            .fetch_add(1, Ordering::Relaxed);
+        if msg.method() != Some("ACK") {
+            self.queue.out(Output::Send(
+                peer,
+                SipMessage::response_to(msg, status, reason, None).to_bytes(),
+            ));
         }
     }
 
