@@ -491,6 +491,31 @@ l: 0
 
 ";
 
+// RFC 3261 §20.42 (the RFC 4475 §3.1.2.16 class): a Via sent-protocol that is not SIP/2.0: 400.
+const VIA_SIP3: &str = "OPTIONS sip:0120000000@{SRV} SIP/2.0
+Via: SIP/3.0/{T} {HOST};branch=z9hG4bKvia3{N}
+Max-Forwards: 70
+From: <sip:0134220040@trunk.example.net>;tag=via3{N}
+To: <sip:0120000000@{SRV}>
+Call-ID: via-sip3.{N}@127.0.0.1
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+";
+
+// The same on a lower hop: the 400 would otherwise be the only thing that hop could not read.
+const VIA_LOWER_NOT_SIP2: &str = "OPTIONS sip:0120000000@{SRV} SIP/2.0
+Via: SIP/2.0/{T} {HOST};branch=z9hG4bKvial{N}
+Via: XMPP/2.0/UDP 192.0.2.7;branch=z9hG4bKlower
+Max-Forwards: 70
+From: <sip:0134220041@trunk.example.net>;tag=vial{N}
+To: <sip:0120000000@{SRV}>
+Call-ID: via-lower.{N}@127.0.0.1
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+";
+
 // RFC 4475 §3.1.2.17 mismatch01: CSeq method (INVITE) differs from the Request-Line (OPTIONS): 400.
 const MISMATCH01: &str = "OPTIONS sip:0120000000@{SRV} SIP/2.0
 To: sip:0120000000@{SRV}
@@ -1486,6 +1511,12 @@ fn cases() -> Vec<Case> {
         case("3.1.2.14 badaspec", Text(BADASPEC), answer(400)),
         case("3.1.2.15 baddn", Text(BADDN), answer(400)),
         case("3.1.2.16 badvers", Text(BADVERS), answer(505)),
+        case("Via sent-protocol SIP/3.0", Text(VIA_SIP3), answer(400)),
+        case(
+            "lower Via not SIP/2.0",
+            Text(VIA_LOWER_NOT_SIP2),
+            answer(400),
+        ),
         case("3.1.2.17 mismatch01", Text(MISMATCH01), answer(400)),
         case("3.1.2.18 mismatch02", Text(MISMATCH02), answer(400)),
         case("3.1.2.19 bigcode", Text(BIGCODE), silence().any_end()),

@@ -2107,3 +2107,51 @@ fn control_characters_in_header_values_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_via_sent_protocol_other_than_sip_2_0_is_refused() {
+    let options = |vias: &str| {
+        parse(&format!(
+            "OPTIONS sip:0120000000@madoguchi.example.jp SIP/2.0
+{vias}
+Max-Forwards: 70
+From: <sip:0134220001@trunk.example.net>;tag=v
+To: <sip:0120000000@madoguchi.example.jp>
+Call-ID: via@192.0.2.9
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+"
+        ))
+    };
+    for vias in [
+        "Via: SIP/3.0/UDP 192.0.2.9;branch=z9hG4bKv3",
+        "Via: SIP/2.1/TCP 192.0.2.9;branch=z9hG4bKv21",
+        "Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKok\nVia: XMPP/2.0/UDP 192.0.2.7;branch=z9hG4bKx",
+    ] {
+        assert_eq!(
+            validate_request(&options(vias)),
+            Err((400, "Unsupported Via Protocol")),
+            "{vias}"
+        );
+    }
+    // Case does not matter for the name; an unknown transport is fine (RFC 4475 §3.1.1.10).
+    for vias in [
+        "Via: sip/2.0/UDP 192.0.2.9;branch=z9hG4bKlc",
+        "Via: SIP/2.0/UNKNOWN 192.0.2.9;branch=z9hG4bKunk",
+    ] {
+        assert_eq!(validate_request(&options(vias)), Ok(()), "{vias}");
+    }
+    let resp = parse(
+        "SIP/2.0 200 OK
+Via: SIP/3.0/UDP 192.0.2.9;branch=z9hG4bKr
+From: <sip:0134220001@trunk.example.net>;tag=v
+To: <sip:0120000000@madoguchi.example.jp>;tag=w
+Call-ID: via@192.0.2.9
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+",
+    );
+    assert_eq!(validate_response(&resp), Err("Unsupported Via Protocol"));
+}

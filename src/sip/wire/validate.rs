@@ -37,6 +37,9 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), (u16, &'static str)> {
     if req.headers.typed_all::<sh::Via>().any(|v| v.is_err()) {
         return Err((400, "Malformed Via"));
     }
+    if !vias_are_sip_2_0(&req.headers) {
+        return Err((400, "Unsupported Via Protocol"));
+    }
     if req.method == Method::Register
         && req
             .headers
@@ -59,7 +62,18 @@ pub fn validate_response(msg: &SipMessage) -> Result<(), &'static str> {
     if resp.headers.typed_all::<sh::Via>().any(|v| v.is_err()) {
         return Err("Malformed Via");
     }
+    if !vias_are_sip_2_0(&resp.headers) {
+        return Err("Unsupported Via Protocol");
+    }
     Ok(())
+}
+
+/// Whether every Via hop's sent-protocol is `SIP/2.0` (RFC 3261 §20.42: protocol name and
+/// version are those of the message; the transport may be anything, RFC 4475 §3.1.1.10).
+fn vias_are_sip_2_0(headers: &sipx_sip::Headers) -> bool {
+    headers
+        .typed_all::<sh::Via>()
+        .all(|v| v.is_ok_and(|v| v.protocol.eq_ignore_ascii_case(b"SIP") && v.version == b"2.0"))
 }
 
 /// Whether a header value carries a control character (C0 but HTAB, or DEL) that RFC 3261
