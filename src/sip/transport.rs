@@ -88,6 +88,8 @@ pub struct CounterSnapshot {
     pub registrations_refused: u64,
     /// New calls refused with 503 while shutting down.
     pub drained: u64,
+    /// Responses with no transaction dropped instead of relayed.
+    pub stray_responses: u64,
     /// Datagrams dropped because the core was overloaded.
     pub overload_drops: u64,
     /// TCP connections closed at once because `max_tcp_connections` were open.
@@ -519,6 +521,7 @@ impl CoreLoop {
                 registrations: load(&c.registrations),
                 registrations_refused: load(&c.registrations_refused),
                 drained: load(&c.drained),
+                stray_responses: load(&c.stray_responses),
                 overload_drops: load(&self.overload),
                 tcp_refused: self
                     .flows

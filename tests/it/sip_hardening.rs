@@ -9,6 +9,7 @@ use crate::common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::sip_leaks::{in_dialog, invite as trunk_invite, register, reply, udp, Sim};
 use common::{backends, TestApp};
 use madoguchi::sip::wire::{new_tag, SipMessage, StreamFramer};
 use serde_json::Value;
@@ -219,4 +220,133 @@ async fn control_bytes_in_a_header_are_refused_with_400_before_any_event() {
         );
         app.stop().await;
     }
+}
+
+// ---- Item 2: no open reflector -------------------------------------------------------------
+
+/// A 200 as a forger would send it: our address in the top Via, the victim in the next one.
+fn forged_200(srv: SocketAddr, victim: SocketAddr, victim_transport: &str) -> Vec<u8> {
+    let n = new_tag();
+    let body = "reflected payload: this must never reach the victim\n";
+    crlf(&format!(
+        "SIP/2.0 200 OK\n\
+         Via: SIP/2.0/UDP {srv};branch=z9hG4bKmdg1.7f.3.0\n\
+         Via: SIP/2.0/{victim_transport} {victim};branch=z9hG4bKvictim{n}\n\
+         From: <sip:0134220001@trunk.example.net>;tag=forged{n}\n\
+         To: <sip:0120000000@{srv}>;tag=forged-to{n}\n\
+         Call-ID: forged.{n}@127.0.0.3\n\
+         CSeq: 1 INVITE\n\
+         Content-Type: text/plain\n\
+         Content-Length: {len}\n\n{body}",
+        len = body.len() + body.matches('\n').count(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_response_is_not_reflected_to_the_address_in_its_via() {
+    let app = TestApp::spawn(backends()[0]).await;
+    let srv = app.server.sip_addr;
+    let victim_udp = UdpSocket::bind("127.0.0.4:0").await.unwrap();
+    let victim_tcp = tokio::net::TcpListener::bind("127.0.0.4:0").await.unwrap();
+    let targets = [
+        (victim_udp.local_addr().unwrap(), "UDP"),
+        (victim_tcp.local_addr().unwrap(), "TCP"),
+    ];
+    let forger_src = Ipv4Addr::new(127, 0, 0, 3);
+    let mut sent = 0;
+    for tr in [Tr::Udp, Tr::Tcp] {
+        for (victim, t) in targets {
+            let mut forger = Client::open(tr, forger_src, srv).await;
+            forger.send(&forged_200(srv, victim, t)).await;
+            sent += 1;
+            assert!(
+                forger.recv(Duration::from_millis(200)).await.is_none(),
+                "a response is never answered"
+            );
+        }
+    }
+    let mut buf = vec![0u8; 65_536];
+    let udp = tokio::time::timeout(Duration::from_secs(1), victim_udp.recv_from(&mut buf)).await;
+    assert!(
+        udp.is_err(),
+        "reflected to the UDP victim: {:?}",
+        udp.map(|r| String::from_utf8_lossy(&buf[..r.unwrap().0]).to_string())
+    );
+    let tcp = tokio::time::timeout(Duration::from_millis(500), victim_tcp.accept()).await;
+    assert!(
+        tcp.is_err(),
+        "the adapter opened a TCP connection to the address in a Via"
+    );
+    let status = sip_status(&app).await;
+    assert!(
+        status["counters"]["stray_responses"].as_u64() >= Some(sent),
+        "each dropped response is counted: {status}"
+    );
+    app.stop().await;
+}
+
+/// A 2xx as the phone sent it, with the caller's hop in its Via moved to `to`.
+fn with_caller_hop_moved(ok: &SipMessage, to: &str) -> SipMessage {
+    let text = String::from_utf8_lossy(&ok.to_bytes()).replace("127.0.0.1:5070;branch", to);
+    SipMessage::parse_datagram(text.as_bytes()).unwrap()
+}
+
+#[test]
+fn a_2xx_with_no_transaction_left_goes_only_to_the_caller_of_its_call() {
+    let mut sim = Sim::new();
+    let (trunk, phone) = (udp(5070), udp(5072));
+    let mut cseq = 0;
+    register(&mut sim, phone, "UDP", &mut cseq, 3600);
+    sim.input(trunk, &trunk_invite("s"));
+    let inv = sim.take_one(5072, "INVITE");
+    let ok = reply(&inv, 200, "ps");
+    sim.send_msg(phone, &ok);
+    sim.take_one(5070, "200");
+    sim.input(trunk, &in_dialog("ACK", "s", 1, "ps"));
+    sim.take_one(5072, "ACK");
+    // RFC 6026: the INVITE client transaction is gone 64*T1 after the 2xx.
+    sim.advance(Duration::from_secs(40));
+    assert_eq!(sim.proxy.table_sizes().client_txns, 0);
+    sim.take(5070);
+
+    // The phone, its ACK lost, sends its 200 again: RFC 3261 §16.7 relays it, statelessly.
+    sim.send_msg(phone, &ok);
+    let relayed = sim.take_one(5070, "200");
+    assert_eq!(relayed.via_count(), 1, "our Via popped");
+    // The caller's hop in it rewritten: still to the caller of the call, never to the Via.
+    sim.send_msg(phone, &with_caller_hop_moved(&ok, "127.0.0.1:7000;branch"));
+    sim.take_one(5070, "200");
+    assert!(sim.take(7000).is_empty(), "a Via is not where a 2xx goes");
+    // The same 200 from anywhere but the phone the call was forked to: dropped.
+    sim.send_msg(udp(6000), &ok);
+    // A 2xx of no call of ours, or a failure: dropped.
+    let other = SipMessage::parse_datagram(
+        String::from_utf8_lossy(&ok.to_bytes())
+            .replace("Call-ID: s", "Call-ID: unknown")
+            .as_bytes(),
+    )
+    .unwrap();
+    sim.send_msg(phone, &other);
+    sim.send_msg(phone, &reply(&inv, 486, "ps2"));
+    for port in [5070, 5072, 6000, 7000] {
+        assert!(sim.take(port).is_empty(), "nothing sent to {port}");
+    }
+}
+
+#[test]
+fn a_2xx_after_our_own_final_still_reaches_the_caller() {
+    let mut sim = Sim::new();
+    let (trunk, phone) = (udp(5070), udp(5072));
+    let mut cseq = 0;
+    register(&mut sim, phone, "UDP", &mut cseq, 3600);
+    sim.input(trunk, &trunk_invite("l"));
+    let inv = sim.take_one(5072, "INVITE");
+    sim.send_msg(phone, &reply(&inv, 180, "pl"));
+    // The ring timeout: 480 to the caller and a CANCEL to the phone, which answers anyway.
+    sim.advance(Duration::from_secs(31));
+    sim.take_one(5070, "480");
+    sim.take_one(5072, "CANCEL");
+    sim.send_msg(phone, &reply(&inv, 200, "pl"));
+    let late = sim.take_one(5070, "200");
+    assert_eq!(late.to_tag().as_deref(), Some("pl"));
 }

@@ -1019,7 +1019,10 @@ Content-Length: 0
 
 ";
 
-// RFC 3261 §16.7 (no transaction: stateless relay) + pitfall 1: combined `Via: ours, theirs` loses only ours.
+// A stray 200 with our Via on top (combined with the next hop's): no transaction and no call of
+// ours, so it is dropped, not relayed to the next Via (issue 13 item 2: no open reflector; the
+// 2xx of a call we proxied is relayed to its caller, see sip_hardening). Pitfall 1, a combined
+// `Via: ours, theirs` losing only ours, is covered by the wire unit tests.
 const STRAY_RELAY: &str = "SIP/2.0 200 OK
 Via: SIP/2.0/{T} {SRV};branch=z9hG4bKmdg1.7f.3.0, SIP/2.0/{T} {HOST};branch=z9hG4bKrel{N}
 From: <sip:0134220020@trunk.example.net>;tag=rel{N}
@@ -1430,16 +1433,6 @@ fn via_row_kept_whole(r: &Sip) -> Result<(), String> {
     }
 }
 
-fn only_our_via_popped(r: &Sip) -> Result<(), String> {
-    let vias = r.headers_named("via");
-    let ok = vias.len() == 1 && vias[0].contains("z9hG4bKrel") && !vias[0].contains("mdg1.7f");
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("expected only the client's Via left, got {vias:?}"))
-    }
-}
-
 fn cases() -> Vec<Case> {
     let tcp_keepalive: fn(&Ctx) -> Vec<u8> = |ctx| match ctx.tr {
         // An empty datagram is the UDP keep-alive; on TCP the double-CRLF ping (RFC 5626).
@@ -1626,7 +1619,7 @@ fn cases() -> Vec<Case> {
         case(
             "stray 200 with our Via on top",
             Text(STRAY_RELAY),
-            answer(200).check(only_our_via_popped),
+            silence(),
         ),
         case("HTTP request", Text(HTTP_GARBAGE), silence()).tcp(silence().close()),
         case("binary garbage", Raw(binary), silence().any_end()),
@@ -2170,6 +2163,12 @@ async fn malformed_and_tricky_messages_over_udp_and_tcp() {
         failures.push(format!(
             "malformed_responses should count scalarlg, bigcode and the bad-length response (>= 3), got {}",
             count("malformed_responses")
+        ));
+    }
+    if count("stray_responses") < 10 {
+        failures.push(format!(
+            "stray_responses should count the five stray responses over both transports (>= 10), got {}",
+            count("stray_responses")
         ));
     }
     if count("rejected") < 2 {

@@ -2,14 +2,14 @@
 //! the rest follow the route set through us to the other side; a 2xx ACK and responses with no
 //! transaction left are relayed statelessly (§16.11).
 
-use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 
 use crate::calls::{CallEvent, EndCause, Party};
 use crate::sip::txn::TxnId;
 use crate::sip::wire::SipMessage;
 
 use super::call::Phase;
-use super::{fxhash, Output, Peer, Proxy, TimerKey, Transport};
+use super::{fxhash, same_source, Output, Peer, Proxy, TimerKey};
 
 impl Proxy {
     /// Which way an in-dialog request goes, and to whom; `None` if the dialog is not ours.
@@ -100,31 +100,47 @@ impl Proxy {
         }
     }
 
-    /// A response with no transaction (e.g. a 2xx retransmitted after ours ended): pop our
-    /// Via and send it to the next one (RFC 3261 §16.11).
-    pub(super) fn relay_stateless(&mut self, mut resp: SipMessage) {
-        let ours = self.local.to_string();
-        if resp.top_via().is_none_or(|v| v.sent_by() != ours) || !resp.pop_top_via_value() {
-            return;
+    /// A response with no transaction left. Only a 2xx to the INVITE of a call we proxied,
+    /// from a phone that call was forked to and carrying our Via of that branch, goes on
+    /// (RFC 3261 §16.7 forwards every 2xx), and only to that call's caller: never to where
+    /// its next Via points, which anyone can write (a forged response would make us an open
+    /// reflector, over UDP or over a TCP connection we would open). The rest is dropped and
+    /// counted.
+    pub(super) fn relay_stateless(&mut self, mut resp: SipMessage, from: Peer) {
+        match self.caller_of_stray_2xx(&resp, from) {
+            Some(caller) if resp.pop_top_via_value() => {
+                self.queue.out(Output::Send(caller, resp.to_bytes()));
+            }
+            _ => {
+                self.counters
+                    .stray_responses
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(source = %from.addr, status = ?resp.status(), "stray response dropped");
+            }
         }
-        let Some(next) = resp.top_via() else { return };
-        let (host, port) = next.response_target();
-        let Ok(ip) = host.parse::<IpAddr>() else {
-            return;
-        };
-        let transport = if next.transport.eq_ignore_ascii_case("TCP") {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
-        self.queue.out(Output::Send(
-            Peer {
-                transport,
-                addr: SocketAddr::new(ip, port),
-                flow: None,
-            },
-            resp.to_bytes(),
-        ));
+    }
+
+    /// The caller a transaction-less 2xx belongs to, if it is one of a branch of a call of ours.
+    fn caller_of_stray_2xx(&self, resp: &SipMessage, from: Peer) -> Option<Peer> {
+        if !(200..300).contains(&resp.status()?) || resp.cseq()?.1 != "INVITE" {
+            return None;
+        }
+        let via = resp.top_via()?;
+        if via.sent_by() != self.local.to_string() {
+            return None;
+        }
+        let call = self.calls.get(self.by_call_id.get(&resp.call_id()?)?)?;
+        if resp.from_tag()? != call.caller_tag || resp.to_tag().is_none() {
+            return None;
+        }
+        let ours = via.branch?;
+        call.branches
+            .iter()
+            .any(|b| {
+                same_source(&b.peer, &from)
+                    && b.invite.top_via().and_then(|v| v.branch).as_ref() == Some(&ours)
+            })
+            .then_some(call.caller)
     }
 
     /// A response to an in-dialog request we relayed: our Via off, on to the other side

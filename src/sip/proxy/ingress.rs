@@ -145,7 +145,7 @@ impl Proxy {
                     .fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            self.on_response(msg);
+            self.on_response(msg, peer);
             return;
         }
         if let Err((status, reason)) = validate_request(&msg) {
@@ -193,10 +193,10 @@ impl Proxy {
     }
 
     /// A response: to its client transaction, or on statelessly when none is left.
-    fn on_response(&mut self, msg: SipMessage) {
+    fn on_response(&mut self, msg: SipMessage, peer: Peer) {
         match self.txns.on_response(msg) {
             Incoming::Matched(actions) => self.queue.txn(actions),
-            Incoming::UnmatchedResponse(m) => self.relay_stateless(m),
+            Incoming::UnmatchedResponse(m) => self.relay_stateless(m, peer),
             _ => {}
         }
     }

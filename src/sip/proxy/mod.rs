@@ -85,6 +85,15 @@ impl Peer {
     }
 }
 
+/// Whether a message from `b` came from the peer `a` is reached at: the same TCP connection
+/// when both name one, else the same transport and address.
+fn same_source(a: &Peer, b: &Peer) -> bool {
+    match (a.flow, b.flow) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.transport == b.transport && a.addr == b.addr,
+    }
+}
+
 /// A timer the core asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TimerKey {
@@ -150,6 +159,9 @@ pub struct SipCounters {
     pub registrations_refused: AtomicU64,
     /// New calls refused with 503 while shutting down.
     pub drained: AtomicU64,
+    /// Responses with no transaction that were not a 2xx of a call of ours, dropped (strays,
+    /// or forgeries meant to be reflected to the address in their Via).
+    pub stray_responses: AtomicU64,
 }
 
 /// A snapshot of the core's tables, for the status API and the leak test.
