@@ -193,6 +193,14 @@ impl<F: Clone + PartialEq> Registrar<F> {
             .collect()
     }
 
+    /// How the phone `aor` is bound: the flows its bindings were registered over.
+    pub fn flows_of(&self, aor: &str) -> Vec<F> {
+        self.bindings
+            .get(aor)
+            .map(|l| l.iter().map(|b| b.flow.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Drops a binding whose expiry fired; `true` if one went.
     pub fn expire(&mut self, aor: &str, contact: &str, now: DateTime<Utc>) -> bool {
         let Some(list) = self.bindings.get_mut(aor) else {

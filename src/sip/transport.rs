@@ -90,6 +90,8 @@ pub struct CounterSnapshot {
     pub drained: u64,
     /// Responses with no transaction dropped instead of relayed.
     pub stray_responses: u64,
+    /// In-dialog requests and CANCELs refused for coming from neither side of the dialog.
+    pub in_dialog_refused: u64,
     /// Datagrams dropped because the core was overloaded.
     pub overload_drops: u64,
     /// TCP connections closed at once because `max_tcp_connections` were open.
@@ -522,6 +524,7 @@ impl CoreLoop {
                 registrations_refused: load(&c.registrations_refused),
                 drained: load(&c.drained),
                 stray_responses: load(&c.stray_responses),
+                in_dialog_refused: load(&c.in_dialog_refused),
                 overload_drops: load(&self.overload),
                 tcp_refused: self
                     .flows

@@ -9,7 +9,10 @@ use crate::common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::sip_leaks::{in_dialog, invite as trunk_invite, register, reply, udp, Sim};
+use crate::sip_leaks::{ack_error, in_dialog, invite as trunk_invite, register, reply, udp, Sim};
+use common::rig::{jst, wait, Rig};
+use common::sipp;
+use common::ua::Phone;
 use common::{backends, TestApp};
 use madoguchi::sip::wire::{new_tag, SipMessage, StreamFramer};
 use serde_json::Value;
@@ -349,4 +352,135 @@ fn a_2xx_after_our_own_final_still_reaches_the_caller() {
     sim.send_msg(phone, &reply(&inv, 200, "pl"));
     let late = sim.take_one(5070, "200");
     assert_eq!(late.to_tag().as_deref(), Some("pl"));
+}
+
+// ---- Item 16: only the two sides of a dialog act in it -------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_did_not_answer_cannot_hang_up_the_call() {
+    let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |_| {}).await else {
+        return;
+    };
+    let server = rig.app.server.sip_addr;
+    let mut answerer = Phone::udp(server, "ph1", "password-ph1").await;
+    let mut other = Phone::udp(server, "ph2", "password-ph2").await;
+    assert_eq!(answerer.register(600).await, 200);
+    assert_eq!(other.register(600).await, 200);
+    let mut trunk = rig.trunk(
+        &sipp::scenario(rig.dir.path(), "trunk-call-wait-bye", &[]),
+        "127.0.0.1",
+        &[],
+    );
+    let invite = answerer.expect("INVITE", ANSWER).await;
+    let forked = other.expect("INVITE", ANSWER).await;
+    let other_tag = new_tag();
+    let ringing = SipMessage::response_to(&forked, 180, "Ringing", Some(&other_tag));
+    other.send(&ringing).await;
+    let mut dialog = answerer.answer(&invite, Duration::from_millis(100)).await;
+    answerer.expect("ACK", ANSWER).await;
+    // The other phone's branch is cancelled and ends as a phone's would.
+    let cancel = other.expect("CANCEL", ANSWER).await;
+    other.reply(&cancel, 200, "OK").await;
+    let terminated = SipMessage::response_to(&forked, 487, "Request Terminated", Some(&other_tag));
+    other.send(&terminated).await;
+    other.expect("ACK", ANSWER).await;
+
+    // It knows the Call-ID, the caller's tag and the route: it tries to hang up, and to
+    // re-INVITE, as if it were the phone that answered.
+    let mut forged = other.dialog_as_if_answered(&forked);
+    for method in ["BYE", "INVITE"] {
+        other.in_dialog(&mut forged, method).await;
+        let answer = other.expect("final", ANSWER).await;
+        assert_eq!(answer.status(), Some(403), "{method} from the other phone");
+    }
+    let admin = rig.app.admin().await;
+    let status: Value = admin.get("/api/sip/status").await.json().await.unwrap();
+    assert_eq!(status["tables"]["calls"], 1, "the call goes on: {status}");
+    assert!(
+        status["counters"]["in_dialog_refused"].as_u64() >= Some(2),
+        "refusals counted: {status}"
+    );
+
+    // The phone that answered still hangs up.
+    answerer.in_dialog(&mut dialog, "BYE").await;
+    let ok = answerer.expect("final", ANSWER).await;
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(wait(&mut trunk, 20).await, 0, "{}", trunk.errors());
+    let c = &rig.ended_calls(1).await[0];
+    assert_eq!(c["end_cause"], "completed");
+    assert_eq!(c["answered_extension"], "ph1");
+    rig.stop().await;
+}
+
+/// An address that is neither the trunk nor a phone, for the simulated core.
+fn stranger() -> madoguchi::sip::proxy::Peer {
+    madoguchi::sip::proxy::Peer {
+        transport: madoguchi::sip::proxy::Transport::Udp,
+        addr: "192.0.2.9:5060".parse().unwrap(),
+        flow: None,
+    }
+}
+
+#[test]
+fn cancel_and_ack_count_only_from_the_side_that_sent_the_invite() {
+    let mut sim = Sim::new();
+    let (trunk, phone) = (udp(5070), udp(5072));
+    let mut cseq = 0;
+    register(&mut sim, phone, "UDP", &mut cseq, 3600);
+
+    // A CANCEL of a ringing call from anywhere but the INVITE's sender: 403, the phone rings on.
+    sim.input(trunk, &trunk_invite("c"));
+    let inv = sim.take_one(5072, "INVITE");
+    sim.send_msg(phone, &reply(&inv, 180, "pc"));
+    sim.take(5070);
+    let cancel = trunk_invite("c")
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    for from in [stranger(), udp(6000)] {
+        sim.input(from, &cancel);
+        let sent = sim.take(from.addr.port());
+        assert_eq!(
+            sent.iter().filter_map(|m| m.status()).collect::<Vec<_>>(),
+            [403],
+            "CANCEL from {}",
+            from.addr
+        );
+    }
+    assert!(sim.take(5072).is_empty(), "no CANCEL reached the phone");
+    // The forgers' CANCELs opened no transaction: the caller's own, same branch, is served.
+    sim.input(trunk, &cancel);
+    sim.take_one(5070, "200");
+    let cancel_out = sim.take_one(5072, "CANCEL");
+    sim.send_msg(
+        phone,
+        &SipMessage::response_to(&cancel_out, 200, "OK", None),
+    );
+    sim.send_msg(phone, &reply(&inv, 487, "pc"));
+    let terminated = sim.take_one(5070, "487");
+    sim.input(trunk, &ack_error("c", &terminated.to_tag().unwrap()));
+
+    // The ACK of an answered call from elsewhere goes nowhere; the caller's goes on.
+    sim.input(trunk, &trunk_invite("a"));
+    let inv = sim.take_one(5072, "INVITE");
+    sim.send_msg(phone, &reply(&inv, 200, "pa"));
+    sim.take_one(5070, "200");
+    sim.input(stranger(), &in_dialog("ACK", "a", 1, "pa"));
+    assert!(sim.take(5072).is_empty(), "a stranger's ACK is dropped");
+    sim.input(trunk, &in_dialog("ACK", "a", 1, "pa"));
+    sim.take_one(5072, "ACK");
+    // The caller's tag does not make a stranger the caller.
+    sim.input(stranger(), &in_dialog("BYE", "a", 2, "pa"));
+    assert!(
+        sim.take(5072).is_empty(),
+        "a stranger's BYE is not forwarded"
+    );
+    assert_eq!(
+        sim.take(5060)
+            .iter()
+            .filter_map(|m| m.status())
+            .collect::<Vec<_>>(),
+        [403]
+    );
+    sim.input(trunk, &in_dialog("BYE", "a", 2, "pa"));
+    sim.take_one(5072, "BYE");
 }

@@ -1,6 +1,6 @@
 //! In-dialog requests (RFC 3261 §16.12 with Record-Route, §13.2.2.4): ACK, BYE, re-INVITE and
-//! the rest follow the route set through us to the other side; a 2xx ACK and responses with no
-//! transaction left are relayed statelessly (§16.11).
+//! the rest follow the route set through us to the other side, and only from the dialog's two
+//! sides; a 2xx ACK and responses with no transaction left are relayed statelessly (§16.11).
 
 use std::sync::atomic::Ordering;
 
@@ -8,7 +8,8 @@ use crate::calls::{CallEvent, EndCause, Party};
 use crate::sip::txn::TxnId;
 use crate::sip::wire::SipMessage;
 
-use super::call::Phase;
+use super::call::{Call, Phase};
+use super::ingress::Source;
 use super::{fxhash, same_source, Output, Peer, Proxy, TimerKey};
 
 impl Proxy {
@@ -22,6 +23,43 @@ impl Proxy {
         } else {
             Some((key.clone(), call.caller, Party::Operator))
         }
+    }
+
+    /// Whether a request that claims to come from `side` of `call` comes from there: the
+    /// caller's from the trunk (the trunk filter), the operator's from the phone that
+    /// answered (where it is reached, or a flow it registered over) or, while the call rings,
+    /// from a phone still ringing. A forked phone knows the Call-ID and the caller's tag, so
+    /// the tags alone prove nothing.
+    fn is_side(&self, call: &Call, side: Party, source: &Peer) -> bool {
+        match side {
+            Party::Caller => self.source(source.addr.ip()) == Source::Trunk,
+            Party::Operator => match (&call.callee, &call.callee_aor) {
+                (Some(callee), aor) => {
+                    same_source(callee, source)
+                        || aor.as_deref().is_some_and(|a| {
+                            self.registrar
+                                .flows_of(a)
+                                .iter()
+                                .any(|f| same_source(f, source))
+                        })
+                }
+                (None, _) => call
+                    .branches
+                    .iter()
+                    .any(|b| b.final_status.is_none() && same_source(&b.peer, source)),
+            },
+        }
+    }
+
+    /// Whether an in-dialog request comes from the side of its call it claims to; one for no
+    /// call of ours passes (it gets its 481 later).
+    pub(super) fn comes_from_its_side(&self, req: &SipMessage, source: &Peer) -> bool {
+        let Some((key, _, side)) = self.dialog_target(req) else {
+            return true;
+        };
+        self.calls
+            .get(&key)
+            .is_some_and(|c| self.is_side(c, side, source))
     }
 
     /// Sends an in-dialog request on to the other side; a BYE ends the call in the log.

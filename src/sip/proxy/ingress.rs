@@ -14,7 +14,8 @@ use crate::sip::txn::{Incoming, TxnId};
 use crate::sip::wire::{self, uri, validate_request, validate_response, SipMessage, WireError};
 
 use super::{
-    new_call_key, Output, Peer, Proxy, TimerKey, Transport, ALLOW, REJECTED_LOGGED_PER_MINUTE,
+    new_call_key, same_source, Output, Peer, Proxy, TimerKey, Transport, ALLOW,
+    REJECTED_LOGGED_PER_MINUTE,
 };
 
 /// Who sent a message, as the trunk filter sees it.
@@ -160,11 +161,25 @@ impl Proxy {
             return;
         }
         let _ = msg.set_received_rport(peer.addr.ip(), peer.addr.port());
+        // Only the sender of an INVITE may cancel it (RFC 3261 §9.1: a CANCEL goes where its
+        // INVITE went, hop by hop), and only the two sides of a call act in its dialog. Both
+        // are checked before the request opens a transaction: one opened by a forger would
+        // absorb the real request whose branch it copied (a forked phone sees the caller's).
+        let foreign_cancel = msg.method() == Some("CANCEL")
+            && self
+                .txns
+                .invite_sender_for_cancel(&msg)
+                .is_some_and(|sender| !same_source(sender, &peer));
+        if foreign_cancel || (msg.to_tag().is_some() && !self.comes_from_its_side(&msg, &peer)) {
+            self.refuse_foreign(&msg, peer);
+            return;
+        }
         match self.txns.on_request(msg, peer.reliable(), peer) {
             Incoming::Matched(actions) => self.queue.txn(actions),
             Incoming::New(_, actions) => self.queue.txn(actions),
             Incoming::UnmatchedAck(ack) => self.forward_ack(ack, peer),
             Incoming::UnmatchedResponse(_) => {}
+            Incoming::Foreign(m) => self.refuse_foreign(&m, peer),
             Incoming::Unkeyable(m) => {
                 self.counters
                     .malformed_requests
@@ -189,6 +204,23 @@ impl Proxy {
                 peer,
                 SipMessage::response_to(msg, status, reason, None).to_bytes(),
             ));
+        }
+    }
+
+    /// Refuses a request that claims a transaction or a dialog of another source: 403 (an
+    /// ACK gets nothing), sent statelessly, and counted.
+    pub(super) fn refuse_foreign(&mut self, msg: &SipMessage, peer: Peer) {
+        self.counters
+            .in_dialog_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            source = %peer.addr,
+            method = msg.method().unwrap_or_default(),
+            "request claiming another source's transaction or dialog refused"
+        );
+        if msg.method() != Some("ACK") {
+            let resp = SipMessage::response_to(msg, 403, "Forbidden", Some(&wire::new_tag()));
+            self.queue.out(Output::Send(peer, resp.to_bytes()));
         }
     }
 

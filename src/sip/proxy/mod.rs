@@ -159,6 +159,10 @@ pub struct SipCounters {
     pub registrations_refused: AtomicU64,
     /// New calls refused with 503 while shutting down.
     pub drained: AtomicU64,
+    /// In-dialog requests and CANCELs refused (403, or an ACK dropped) because they came from
+    /// neither side of the dialog (for a CANCEL: not from the sender of the INVITE), and
+    /// requests that matched a transaction another source opened.
+    pub in_dialog_refused: AtomicU64,
     /// Responses with no transaction that were not a 2xx of a call of ours, dropped (strays,
     /// or forgeries meant to be reflected to the address in their Via).
     pub stray_responses: AtomicU64,
