@@ -137,6 +137,15 @@ impl SipHandle {
         rx.await.ok()
     }
 
+    /// Operator accounts were disabled: their phones' bindings go, and their REGISTERs are
+    /// refused from now on (a status asked for after this returns already shows it).
+    pub async fn disable_operators(&self, names: Vec<String>) {
+        let _ = self
+            .tx
+            .send(CoreMsg::Input(Input::DisableOperators(names)))
+            .await;
+    }
+
     /// Stops taking new calls: from now on a new INVITE gets 503 with Retry-After, while the
     /// calls in progress go on to their end.
     pub async fn drain(&self) {

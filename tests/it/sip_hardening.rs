@@ -484,3 +484,109 @@ fn cancel_and_ack_count_only_from_the_side_that_sent_the_invite() {
     sim.input(trunk, &in_dialog("BYE", "a", 2, "pa"));
     sim.take_one(5072, "BYE");
 }
+
+// ---- Item 11: a disabled operator's phone stops answering citizens -------------------------
+
+/// Creates the operator account `username` as the admin; returns its id.
+async fn create_operator(app: &TestApp, username: &str) -> i64 {
+    let admin = app.admin().await;
+    let res = admin
+        .post(
+            "/api/users",
+            &serde_json::json!({
+                "username": username,
+                "role": "operator",
+                "password": format!("password-of-{username}"),
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "create {username}");
+    let user: Value = res.json().await.unwrap();
+    user["id"].as_i64().unwrap()
+}
+
+/// The usernames of the phones registered now.
+async fn registered(app: &TestApp) -> Vec<String> {
+    let status = sip_status(app).await;
+    status["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["username"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A trunk call to the line: every status it gets, until the final.
+async fn trunk_call_statuses(srv: SocketAddr) -> Vec<u16> {
+    let mut trunk = Client::open(Tr::Udp, TRUNK, srv).await;
+    trunk
+        .send(&invite(
+            srv,
+            trunk.local(),
+            Tr::Udp,
+            format!("disabled-{}@127.0.0.1", new_tag()).as_bytes(),
+        ))
+        .await;
+    trunk.statuses_until_final().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_an_operator_unregisters_their_phone_and_refuses_its_register() {
+    let app = TestApp::spawn_with(backends()[0], common::rig::phones).await;
+    let srv = app.server.sip_addr;
+    let id = create_operator(&app, "operator1").await;
+    let mut phone = Phone::udp(srv, "ph1", "password-ph1").await;
+    assert_eq!(phone.register(600).await, 200);
+    assert_eq!(registered(&app).await, ["ph1"]);
+
+    let admin = app.admin().await;
+    let res = admin
+        .post(&format!("/api/users/{id}/disable"), &serde_json::json!({}))
+        .await;
+    assert_eq!(res.status(), 200, "disable operator1");
+    assert!(
+        registered(&app).await.is_empty(),
+        "the phone's binding went with the account"
+    );
+    assert_eq!(
+        trunk_call_statuses(srv).await,
+        [100, 480],
+        "no phone rings: unstaffed"
+    );
+    assert_eq!(
+        phone.register(600).await,
+        403,
+        "its REGISTER is refused from now on"
+    );
+    assert!(registered(&app).await.is_empty());
+
+    // After a restart (the CLI can disable accounts with no server running) the account is
+    // still disabled for the SIP side.
+    let TestApp {
+        server, clock, db, ..
+    } = app;
+    server.stop().await;
+    let mut config = common::test_config(&db.url);
+    common::rig::phones(&mut config);
+    let server = madoguchi::app::start(config, std::sync::Arc::new(clock.clone()), None)
+        .await
+        .expect("restart");
+    let base = format!("http://{}", server.http_addr);
+    let app = TestApp {
+        server,
+        clock,
+        db,
+        base,
+    };
+    let mut phone = Phone::udp(app.server.sip_addr, "ph1", "password-ph1").await;
+    assert_eq!(
+        phone.register(600).await,
+        403,
+        "still refused after a restart"
+    );
+    // Another operator's phone is not affected.
+    let mut other = Phone::udp(app.server.sip_addr, "ph2", "password-ph2").await;
+    assert_eq!(other.register(600).await, 200);
+    assert_eq!(registered(&app).await, ["ph2"]);
+    app.stop().await;
+}

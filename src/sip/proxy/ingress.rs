@@ -298,13 +298,26 @@ impl Proxy {
         }
     }
 
+    /// Operator accounts were disabled: their phones stop ringing now.
+    pub(super) fn on_operators_disabled(&mut self, names: Vec<String>) {
+        for t in self.registrar.disable_operators(names) {
+            if let BindingTimer::Disarm(aor, contact) = t {
+                tracing::info!(phone = %aor, "binding dropped: its operator account is disabled");
+                self.queue
+                    .out(Output::Disarm(TimerKey::Binding(aor, contact)));
+            }
+        }
+    }
+
     /// A REGISTER, for the registrar; its bindings' expiry timers go to the driver.
     fn on_register(&mut self, id: TxnId, req: SipMessage, peer: Peer) {
         let now = self.clock.now();
         let result = self.registrar.register(&req, peer, now);
         let counter = match result.summary {
             RegisterOutcome::Registered => Some(&self.counters.registrations),
-            RegisterOutcome::Refused => Some(&self.counters.registrations_refused),
+            RegisterOutcome::Refused | RegisterOutcome::Disabled => {
+                Some(&self.counters.registrations_refused)
+            }
             _ => None,
         };
         if let Some(c) = counter {

@@ -122,6 +122,9 @@ pub enum Input {
     Timer(TimerKey),
     /// A TCP connection closed.
     FlowClosed(u64),
+    /// These operator accounts are disabled: their phones' bindings go at once, and their
+    /// REGISTERs are refused with 403 from now on.
+    DisableOperators(Vec<String>),
     /// The process is shutting down: take no new calls (503 with Retry-After), finish the
     /// calls in progress.
     Drain,
@@ -333,6 +336,7 @@ impl Proxy {
             }
             Input::Timer(key) => self.on_timer(key),
             Input::FlowClosed(flow) => self.on_flow_closed(flow),
+            Input::DisableOperators(names) => self.on_operators_disabled(names),
             Input::Drain => self.draining = true,
         }
         self.work_off();
