@@ -31,7 +31,7 @@ use crate::hub::Hub;
 use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
 use crate::sip;
 use crate::sip::policy::LinePolicy;
-use crate::sip::proxy::{Proxy, SipCounters};
+use crate::sip::proxy::{Input, Proxy, SipCounters};
 use crate::sip::transport::SipHandle;
 use crate::store::{Db, StoreError};
 
@@ -128,6 +128,9 @@ pub enum StartError {
     /// The call log could not be prepared.
     #[error(transparent)]
     Calls(#[from] crate::calls::CallsError),
+    /// The staff accounts could not be read.
+    #[error("cannot read the staff accounts: {0}")]
+    Accounts(crate::privacy::PrivacyError),
 }
 
 /// A long-lived task that failed: it panicked, or ended while it should still run.
@@ -451,19 +454,31 @@ pub async fn start(
         config.profile.line.clone(),
         clock.clone(),
     );
+    // Accounts disabled while no server ran (the CLI) keep their phones off the line too.
+    let disabled_operators: Vec<String> =
+        Users::new(db.clone(), clock.clone(), config.auth.clone())
+            .list()
+            .await
+            .map_err(StartError::Accounts)?
+            .into_iter()
+            .filter(|u| u.disabled)
+            .map(|u| u.username)
+            .collect();
     let counters = Arc::new(SipCounters::default());
     let advertised = config.sip_advertised;
     let proxy_counters = counters.clone();
     let sip = sip::transport::start(
         config.sip_addr,
         move |bound| {
-            Proxy::new(
+            let mut proxy = Proxy::new(
                 sip_settings,
                 LinePolicy::new(hours, line),
                 sip_clock,
                 advertised.unwrap_or(bound),
                 proxy_counters,
-            )
+            )?;
+            proxy.handle_input(Input::DisableOperators(disabled_operators));
+            Ok(proxy)
         },
         events.clone(),
         counters,

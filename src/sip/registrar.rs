@@ -1,7 +1,7 @@
 //! The registrar (RFC 3261 §10.3): operator phones REGISTER with digest authentication and
 //! their bindings (contact, flow, expiry) are what an incoming call forks to.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -45,6 +45,8 @@ crate::code_enum! {
         Challenged = "challenged" / "認証要求",
         /// Wrong credentials or a replayed nonce count.
         Refused = "refused" / "認証失敗",
+        /// The phone's operator account is disabled (403).
+        Disabled = "disabled" / "利用者無効",
         /// The nonce was too old: asked again with stale=true.
         Stale = "stale" / "認証期限切れ",
         /// The request was malformed.
@@ -79,6 +81,8 @@ pub struct Registrar<F> {
     verifier: DigestVerifier,
     phones: HashMap<String, Phone>,
     bindings: HashMap<String, Vec<Binding<F>>>,
+    /// Operator accounts that are disabled: their phones may not register.
+    disabled_operators: HashSet<String>,
 }
 
 /// Splits a header row at top-level commas (not inside quotes or `<>`).
@@ -153,12 +157,40 @@ impl<F: Clone + PartialEq> Registrar<F> {
             verifier,
             phones: map,
             bindings: HashMap::new(),
+            disabled_operators: HashSet::new(),
         })
     }
 
     /// The operator account of a phone.
     pub fn operator_of(&self, aor: &str) -> Option<&str> {
         self.phones.get(aor).and_then(|p| p.operator.as_deref())
+    }
+
+    /// Marks operator accounts disabled: the bindings of their phones (phones.toml's
+    /// `operator`) go at once, and their REGISTERs are refused from now on. Returns the
+    /// timers to disarm.
+    pub fn disable_operators(
+        &mut self,
+        names: impl IntoIterator<Item = String>,
+    ) -> Vec<BindingTimer> {
+        self.disabled_operators.extend(names);
+        let gone: Vec<String> = self
+            .bindings
+            .keys()
+            .filter(|aor| self.operator_disabled(aor))
+            .cloned()
+            .collect();
+        gone.iter()
+            .filter_map(|aor| self.bindings.remove(aor))
+            .flatten()
+            .map(|b| BindingTimer::Disarm(b.aor, b.contact))
+            .collect()
+    }
+
+    /// Whether the phone `aor` belongs to a disabled operator account.
+    fn operator_disabled(&self, aor: &str) -> bool {
+        self.operator_of(aor)
+            .is_some_and(|op| self.disabled_operators.contains(op))
     }
 
     /// Live bindings, all phones.
@@ -191,6 +223,14 @@ impl<F: Clone + PartialEq> Registrar<F> {
             .flatten()
             .map(|b| ip_of(&b.flow))
             .collect()
+    }
+
+    /// How the phone `aor` is bound: the flows its bindings were registered over.
+    pub fn flows_of(&self, aor: &str) -> Vec<F> {
+        self.bindings
+            .get(aor)
+            .map(|l| l.iter().map(|b| b.flow.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Drops a binding whose expiry fired; `true` if one went.
@@ -275,6 +315,14 @@ impl<F: Clone + PartialEq> Registrar<F> {
             unix(now),
         );
         match verified {
+            // Authenticated, but no longer allowed: the account behind the phone is disabled.
+            Ok(v) if v.username == aor && self.operator_disabled(&aor) => {
+                return RegisterResult {
+                    response: reply(403, "Forbidden"),
+                    timers: vec![],
+                    summary: RegisterOutcome::Disabled,
+                }
+            }
             Ok(v) if v.username == aor => {}
             Ok(_) => {
                 return RegisterResult {

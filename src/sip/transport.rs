@@ -95,6 +95,10 @@ pub struct CounterSnapshot {
     pub overloaded: u64,
     /// New calls refused with 503 while shutting down.
     pub drained: u64,
+    /// Responses with no transaction dropped instead of relayed.
+    pub stray_responses: u64,
+    /// In-dialog requests and CANCELs refused for coming from neither side of the dialog.
+    pub in_dialog_refused: u64,
     /// Datagrams dropped because the core was overloaded.
     pub overload_drops: u64,
     /// TCP connections closed at once because `max_tcp_connections` were open.
@@ -138,6 +142,15 @@ impl SipHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(CoreMsg::Status(tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Operator accounts were disabled: their phones' bindings go, and their REGISTERs are
+    /// refused from now on (a status asked for after this returns already shows it).
+    pub async fn disable_operators(&self, names: Vec<String>) {
+        let _ = self
+            .tx
+            .send(CoreMsg::Input(Input::DisableOperators(names)))
+            .await;
     }
 
     /// Stops taking new calls: from now on a new INVITE gets 503 with Retry-After, while the
@@ -615,6 +628,8 @@ impl CoreLoop {
                 registrations_refused: load(&c.registrations_refused),
                 overloaded: load(&c.overloaded),
                 drained: load(&c.drained),
+                stray_responses: load(&c.stray_responses),
+                in_dialog_refused: load(&c.in_dialog_refused),
                 overload_drops: load(&self.overload),
                 tcp_refused: self
                     .flows

@@ -83,6 +83,10 @@ pub enum Incoming<D> {
     UnmatchedResponse(SipMessage),
     /// The message has no usable transaction identity (no Via, no CSeq …).
     Unkeyable(SipMessage),
+    /// It matches a server transaction another source opened: not part of it. Its key is
+    /// copied from a message the sender saw (a forked phone sees the caller's branch), so
+    /// it must neither reach that transaction nor answer in its name.
+    Foreign(SipMessage),
 }
 
 enum Machine {
@@ -156,7 +160,10 @@ impl<D: Clone> Txns<D> {
     }
 
     /// Feeds an incoming request from `from` (over a reliable transport or not).
-    pub fn on_request(&mut self, msg: SipMessage, reliable: bool, from: D) -> Incoming<D> {
+    pub fn on_request(&mut self, msg: SipMessage, reliable: bool, from: D) -> Incoming<D>
+    where
+        D: PartialEq,
+    {
         let Message::Request(req) = msg.inner() else {
             return Incoming::Unkeyable(msg);
         };
@@ -182,6 +189,9 @@ impl<D: Clone> Txns<D> {
             let Some(entry) = self.entries.get_mut(&id) else {
                 return Incoming::Unkeyable(msg);
             };
+            if entry.peer != from {
+                return Incoming::Foreign(msg);
+            }
             let out = match &mut entry.machine {
                 Machine::Server(m) => m.on_request(req),
                 Machine::Client(_) => Vec::new(),
@@ -289,6 +299,11 @@ impl<D: Clone> Txns<D> {
             .copied()
             .filter(|id| self.entries.get(id).is_some_and(|e| pred(&e.peer)))
             .collect()
+    }
+
+    /// Where the server INVITE transaction a CANCEL refers to came from.
+    pub fn invite_sender_for_cancel(&self, cancel: &SipMessage) -> Option<&D> {
+        self.invite_for_cancel(cancel).and_then(|id| self.peer(id))
     }
 
     /// The server INVITE transaction a CANCEL refers to.

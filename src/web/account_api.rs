@@ -226,13 +226,18 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-/// `POST /api/users/{id}/disable`: disables an account and ends its sessions.
+/// `POST /api/users/{id}/disable`: disables an account, ends its sessions and unregisters
+/// its phones.
 pub async fn disable_user(
     State(state): State<AppState>,
     Staff { actor, .. }: Staff,
     Path(id): Path<String>,
 ) -> Result<Json<User>, ApiError> {
     let user = state.users.disable(&actor, parse_id(&id)?).await?;
+    // Their phone must stop answering citizens too (phones.toml links phones to accounts).
+    if let Some(sip) = &state.sip {
+        sip.disable_operators(vec![user.username.clone()]).await;
+    }
     Ok(Json(user))
 }
 

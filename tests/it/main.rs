@@ -17,6 +17,7 @@ mod hub;
 mod route_table;
 mod shutdown;
 mod sip_digest;
+mod sip_hardening;
 mod sip_interop;
 mod sip_leaks;
 mod sip_logs;

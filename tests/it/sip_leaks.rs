@@ -1,7 +1,8 @@
 //! Virtual time: after a mixed run (answered calls, CANCELs, ring timeouts, a silent phone,
 //! REGISTER refreshes, a TCP flow that dies), every table of the proxy core is empty again
 //! and no timer is left (pitfall 9 of notes/sip-stack.md). The core is Sans-IO, so this
-//! drives it directly with a simulated clock: no sockets, no sleeping.
+//! drives it directly with a simulated clock: no sockets, no sleeping. Other tests use its
+//! simulator (`Sim`) too.
 
 use crate::common;
 
@@ -22,20 +23,20 @@ use madoguchi::sip::proxy::{
 };
 use madoguchi::sip::wire::{new_tag, SipMessage};
 
-const PROXY: &str = "127.0.0.1:5060";
+pub(crate) const PROXY: &str = "127.0.0.1:5060";
 
-struct Sim {
-    proxy: Proxy,
+pub(crate) struct Sim {
+    pub(crate) proxy: Proxy,
     clock: ManualClock,
     now: Duration,
     timers: BTreeMap<(Duration, u64), TimerKey>,
     index: HashMap<TimerKey, (Duration, u64)>,
     seq: u64,
     sent: Vec<(Peer, SipMessage)>,
-    events: Vec<CallEvent>,
+    pub(crate) events: Vec<CallEvent>,
 }
 
-fn udp(port: u16) -> Peer {
+pub(crate) fn udp(port: u16) -> Peer {
     Peer {
         transport: Transport::Udp,
         addr: format!("127.0.0.1:{port}").parse().unwrap(),
@@ -44,7 +45,7 @@ fn udp(port: u16) -> Peer {
 }
 
 /// Feeds one input to the core and drains what it asks for.
-fn step(proxy: &mut Proxy, input: Input) -> Vec<Output> {
+pub(crate) fn step(proxy: &mut Proxy, input: Input) -> Vec<Output> {
     proxy.handle_input(input);
     std::iter::from_fn(|| proxy.poll_output()).collect()
 }
@@ -54,7 +55,7 @@ fn crlf(s: &str) -> String {
 }
 
 impl Sim {
-    fn new() -> Sim {
+    pub(crate) fn new() -> Sim {
         let profile = Profile::load(&profile_dir()).unwrap();
         let sip = load_sip(
             &manifest_dir().join("sip-config"),
@@ -85,7 +86,7 @@ impl Sim {
         }
     }
 
-    fn apply(&mut self, out: Vec<Output>) {
+    pub(crate) fn apply(&mut self, out: Vec<Output>) {
         for o in out {
             match o {
                 // In virtual time the log is instant: a held BYE answer goes out at once.
@@ -112,7 +113,7 @@ impl Sim {
         }
     }
 
-    fn input(&mut self, from: Peer, text: &str) {
+    pub(crate) fn input(&mut self, from: Peer, text: &str) {
         let out = match from.transport {
             Transport::Udp => step(
                 &mut self.proxy,
@@ -126,7 +127,7 @@ impl Sim {
         self.apply(out);
     }
 
-    fn send_msg(&mut self, from: Peer, m: &SipMessage) {
+    pub(crate) fn send_msg(&mut self, from: Peer, m: &SipMessage) {
         let out = match from.transport {
             Transport::Udp => step(&mut self.proxy, Input::Datagram(m.to_bytes(), from)),
             Transport::Tcp => step(&mut self.proxy, Input::Message(Box::new(m.clone()), from)),
@@ -135,7 +136,7 @@ impl Sim {
     }
 
     /// Moves virtual time forward by `d`, firing due timers in order.
-    fn advance(&mut self, d: Duration) {
+    pub(crate) fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         while let Some((&(at, seq), _)) = self.timers.iter().next() {
             if at > end {
@@ -155,7 +156,7 @@ impl Sim {
     }
 
     /// Messages sent to `port` since the last call, oldest first.
-    fn take(&mut self, port: u16) -> Vec<SipMessage> {
+    pub(crate) fn take(&mut self, port: u16) -> Vec<SipMessage> {
         let (mine, rest): (Vec<_>, Vec<_>) = self
             .sent
             .drain(..)
@@ -164,7 +165,7 @@ impl Sim {
         mine.into_iter().map(|(_, m)| m).collect()
     }
 
-    fn take_one(&mut self, port: u16, what: &str) -> SipMessage {
+    pub(crate) fn take_one(&mut self, port: u16, what: &str) -> SipMessage {
         let msgs = self.take(port);
         msgs.into_iter()
             .find(|m| {
@@ -175,7 +176,7 @@ impl Sim {
     }
 }
 
-fn register(sim: &mut Sim, from: Peer, transport: &str, cseq: &mut u32, expires: u32) {
+pub(crate) fn register(sim: &mut Sim, from: Peer, transport: &str, cseq: &mut u32, expires: u32) {
     let call_id = format!("reg-{}", from.addr.port());
     let text = |cseq: u32, auth: &str| {
         format!(
@@ -203,25 +204,25 @@ fn register(sim: &mut Sim, from: Peer, transport: &str, cseq: &mut u32, expires:
     sim.take_one(from.addr.port(), "200");
 }
 
-fn invite(call: &str) -> String {
+pub(crate) fn invite(call: &str) -> String {
     format!(
         "INVITE sip:0120000000@{PROXY} SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{call}-1\nFrom: <sip:0134220001@127.0.0.1:5070>;tag=t-{call}\nTo: <sip:0120000000@{PROXY}>\nCall-ID: {call}\nCSeq: 1 INVITE\nContact: <sip:0134220001@127.0.0.1:5070>\nMax-Forwards: 70\nContent-Length: 0\n\n"
     )
 }
 
-fn ack_error(call: &str, to_tag: &str) -> String {
+pub(crate) fn ack_error(call: &str, to_tag: &str) -> String {
     format!(
         "ACK sip:0120000000@{PROXY} SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{call}-1\nFrom: <sip:0134220001@127.0.0.1:5070>;tag=t-{call}\nTo: <sip:0120000000@{PROXY}>;tag={to_tag}\nCall-ID: {call}\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n"
     )
 }
 
-fn in_dialog(method: &str, call: &str, cseq: u32, to_tag: &str) -> String {
+pub(crate) fn in_dialog(method: &str, call: &str, cseq: u32, to_tag: &str) -> String {
     format!(
         "{method} sip:op2@127.0.0.1:5072 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{call}-{method}{cseq}\nRoute: <sip:{PROXY};lr>\nFrom: <sip:0134220001@127.0.0.1:5070>;tag=t-{call}\nTo: <sip:0120000000@{PROXY}>;tag={to_tag}\nCall-ID: {call}\nCSeq: {cseq} {method}\nMax-Forwards: 70\nContent-Length: 0\n\n"
     )
 }
 
-fn reply(inv: &SipMessage, status: u16, tag: &str) -> SipMessage {
+pub(crate) fn reply(inv: &SipMessage, status: u16, tag: &str) -> SipMessage {
     let mut r = SipMessage::response_to(inv, status, "x", Some(tag));
     for rr in inv.headers_all("Record-Route") {
         r.add_header("Record-Route", &rr).unwrap();

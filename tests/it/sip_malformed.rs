@@ -491,6 +491,31 @@ l: 0
 
 ";
 
+// RFC 3261 §20.42 (the RFC 4475 §3.1.2.16 class): a Via sent-protocol that is not SIP/2.0: 400.
+const VIA_SIP3: &str = "OPTIONS sip:0120000000@{SRV} SIP/2.0
+Via: SIP/3.0/{T} {HOST};branch=z9hG4bKvia3{N}
+Max-Forwards: 70
+From: <sip:0134220040@trunk.example.net>;tag=via3{N}
+To: <sip:0120000000@{SRV}>
+Call-ID: via-sip3.{N}@127.0.0.1
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+";
+
+// The same on a lower hop: the 400 would otherwise be the only thing that hop could not read.
+const VIA_LOWER_NOT_SIP2: &str = "OPTIONS sip:0120000000@{SRV} SIP/2.0
+Via: SIP/2.0/{T} {HOST};branch=z9hG4bKvial{N}
+Via: XMPP/2.0/UDP 192.0.2.7;branch=z9hG4bKlower
+Max-Forwards: 70
+From: <sip:0134220041@trunk.example.net>;tag=vial{N}
+To: <sip:0120000000@{SRV}>
+Call-ID: via-lower.{N}@127.0.0.1
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+";
+
 // RFC 4475 §3.1.2.17 mismatch01: CSeq method (INVITE) differs from the Request-Line (OPTIONS): 400.
 const MISMATCH01: &str = "OPTIONS sip:0120000000@{SRV} SIP/2.0
 To: sip:0120000000@{SRV}
@@ -994,7 +1019,10 @@ Content-Length: 0
 
 ";
 
-// RFC 3261 §16.7 (no transaction: stateless relay) + pitfall 1: combined `Via: ours, theirs` loses only ours.
+// A stray 200 with our Via on top (combined with the next hop's): no transaction and no call of
+// ours, so it is dropped, not relayed to the next Via (issue 13 item 2: no open reflector; the
+// 2xx of a call we proxied is relayed to its caller, see sip_hardening). Pitfall 1, a combined
+// `Via: ours, theirs` losing only ours, is covered by the wire unit tests.
 const STRAY_RELAY: &str = "SIP/2.0 200 OK
 Via: SIP/2.0/{T} {SRV};branch=z9hG4bKmdg1.7f.3.0, SIP/2.0/{T} {HOST};branch=z9hG4bKrel{N}
 From: <sip:0134220020@trunk.example.net>;tag=rel{N}
@@ -1405,16 +1433,6 @@ fn via_row_kept_whole(r: &Sip) -> Result<(), String> {
     }
 }
 
-fn only_our_via_popped(r: &Sip) -> Result<(), String> {
-    let vias = r.headers_named("via");
-    let ok = vias.len() == 1 && vias[0].contains("z9hG4bKrel") && !vias[0].contains("mdg1.7f");
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("expected only the client's Via left, got {vias:?}"))
-    }
-}
-
 fn cases() -> Vec<Case> {
     let tcp_keepalive: fn(&Ctx) -> Vec<u8> = |ctx| match ctx.tr {
         // An empty datagram is the UDP keep-alive; on TCP the double-CRLF ping (RFC 5626).
@@ -1486,6 +1504,12 @@ fn cases() -> Vec<Case> {
         case("3.1.2.14 badaspec", Text(BADASPEC), answer(400)),
         case("3.1.2.15 baddn", Text(BADDN), answer(400)),
         case("3.1.2.16 badvers", Text(BADVERS), answer(505)),
+        case("Via sent-protocol SIP/3.0", Text(VIA_SIP3), answer(400)),
+        case(
+            "lower Via not SIP/2.0",
+            Text(VIA_LOWER_NOT_SIP2),
+            answer(400),
+        ),
         case("3.1.2.17 mismatch01", Text(MISMATCH01), answer(400)),
         case("3.1.2.18 mismatch02", Text(MISMATCH02), answer(400)),
         case("3.1.2.19 bigcode", Text(BIGCODE), silence().any_end()),
@@ -1595,7 +1619,7 @@ fn cases() -> Vec<Case> {
         case(
             "stray 200 with our Via on top",
             Text(STRAY_RELAY),
-            answer(200).check(only_our_via_popped),
+            silence(),
         ),
         case("HTTP request", Text(HTTP_GARBAGE), silence()).tcp(silence().close()),
         case("binary garbage", Raw(binary), silence().any_end()),
@@ -2139,6 +2163,12 @@ async fn malformed_and_tricky_messages_over_udp_and_tcp() {
         failures.push(format!(
             "malformed_responses should count scalarlg, bigcode and the bad-length response (>= 3), got {}",
             count("malformed_responses")
+        ));
+    }
+    if count("stray_responses") < 10 {
+        failures.push(format!(
+            "stray_responses should count the five stray responses over both transports (>= 10), got {}",
+            count("stray_responses")
         ));
     }
     if count("rejected") < 2 {

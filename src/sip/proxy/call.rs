@@ -64,6 +64,8 @@ pub(super) struct Call {
     pub(super) answered_at: Option<DateTime<Utc>>,
     /// The phone that answered.
     pub(super) callee: Option<Peer>,
+    /// The SIP username of the phone that answered.
+    pub(super) callee_aor: Option<String>,
     /// The caller cancelled.
     pub(super) cancelled: bool,
     /// The ring timeout fired.
@@ -237,6 +239,7 @@ impl Proxy {
             rang_at: Some(now),
             answered_at: None,
             callee: None,
+            callee_aor: None,
             cancelled: false,
             timed_out: false,
             upstream_final: false,
@@ -357,6 +360,7 @@ impl Proxy {
                 call.answered_at = Some(now);
                 call.callee = Some(branch.peer);
                 let aor = branch.aor.clone();
+                call.callee_aor = Some(aor.clone());
                 let operator = self.registrar.operator_of(&aor).map(str::to_string);
                 tracing::info!(call = %call.info.key, phone = %aor, "call answered");
                 self.queue.out(Output::Event(CallEvent::Answered {

@@ -10,7 +10,8 @@ use super::{Output, Proxy, TimerKey};
 
 impl Proxy {
     /// A CANCEL from the caller: 200 at once, then a CANCEL on every branch (or on to the
-    /// other side for a relayed re-INVITE).
+    /// other side for a relayed re-INVITE). Ingress has checked it comes from the INVITE's
+    /// sender.
     pub(super) fn on_cancel(&mut self, id: TxnId, req: SipMessage) {
         let Some(invite) = self.txns.invite_for_cancel(&req) else {
             self.respond(id, &req, 481, "Call/Transaction Does Not Exist", &[]);

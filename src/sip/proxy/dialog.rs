@@ -1,15 +1,16 @@
 //! In-dialog requests (RFC 3261 §16.12 with Record-Route, §13.2.2.4): ACK, BYE, re-INVITE and
-//! the rest follow the route set through us to the other side; a 2xx ACK and responses with no
-//! transaction left are relayed statelessly (§16.11).
+//! the rest follow the route set through us to the other side, and only from the dialog's two
+//! sides; a 2xx ACK and responses with no transaction left are relayed statelessly (§16.11).
 
-use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 
 use crate::calls::{CallEvent, EndCause, Party};
 use crate::sip::txn::TxnId;
 use crate::sip::wire::SipMessage;
 
-use super::call::Phase;
-use super::{fxhash, Output, Peer, Proxy, TimerKey, Transport};
+use super::call::{Call, Phase};
+use super::ingress::Source;
+use super::{fxhash, same_source, Output, Peer, Proxy, TimerKey};
 
 impl Proxy {
     /// Which way an in-dialog request goes, and to whom; `None` if the dialog is not ours.
@@ -22,6 +23,43 @@ impl Proxy {
         } else {
             Some((key.clone(), call.caller, Party::Operator))
         }
+    }
+
+    /// Whether a request that claims to come from `side` of `call` comes from there: the
+    /// caller's from the trunk (the trunk filter), the operator's from the phone that
+    /// answered (where it is reached, or a flow it registered over) or, while the call rings,
+    /// from a phone still ringing. A forked phone knows the Call-ID and the caller's tag, so
+    /// the tags alone prove nothing.
+    fn is_side(&self, call: &Call, side: Party, source: &Peer) -> bool {
+        match side {
+            Party::Caller => self.source(source.addr.ip()) == Source::Trunk,
+            Party::Operator => match (&call.callee, &call.callee_aor) {
+                (Some(callee), aor) => {
+                    same_source(callee, source)
+                        || aor.as_deref().is_some_and(|a| {
+                            self.registrar
+                                .flows_of(a)
+                                .iter()
+                                .any(|f| same_source(f, source))
+                        })
+                }
+                (None, _) => call
+                    .branches
+                    .iter()
+                    .any(|b| b.final_status.is_none() && same_source(&b.peer, source)),
+            },
+        }
+    }
+
+    /// Whether an in-dialog request comes from the side of its call it claims to; one for no
+    /// call of ours passes (it gets its 481 later).
+    pub(super) fn comes_from_its_side(&self, req: &SipMessage, source: &Peer) -> bool {
+        let Some((key, _, side)) = self.dialog_target(req) else {
+            return true;
+        };
+        self.calls
+            .get(&key)
+            .is_some_and(|c| self.is_side(c, side, source))
     }
 
     /// Sends an in-dialog request on to the other side; a BYE ends the call in the log.
@@ -102,31 +140,47 @@ impl Proxy {
         }
     }
 
-    /// A response with no transaction (e.g. a 2xx retransmitted after ours ended): pop our
-    /// Via and send it to the next one (RFC 3261 §16.11).
-    pub(super) fn relay_stateless(&mut self, mut resp: SipMessage) {
-        let ours = self.local.to_string();
-        if resp.top_via().is_none_or(|v| v.sent_by() != ours) || !resp.pop_top_via_value() {
-            return;
+    /// A response with no transaction left. Only a 2xx to the INVITE of a call we proxied,
+    /// from a phone that call was forked to and carrying our Via of that branch, goes on
+    /// (RFC 3261 §16.7 forwards every 2xx), and only to that call's caller: never to where
+    /// its next Via points, which anyone can write (a forged response would make us an open
+    /// reflector, over UDP or over a TCP connection we would open). The rest is dropped and
+    /// counted.
+    pub(super) fn relay_stateless(&mut self, mut resp: SipMessage, from: Peer) {
+        match self.caller_of_stray_2xx(&resp, from) {
+            Some(caller) if resp.pop_top_via_value() => {
+                self.queue.out(Output::Send(caller, resp.to_bytes()));
+            }
+            _ => {
+                self.counters
+                    .stray_responses
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(source = %from.addr, status = ?resp.status(), "stray response dropped");
+            }
         }
-        let Some(next) = resp.top_via() else { return };
-        let (host, port) = next.response_target();
-        let Ok(ip) = host.parse::<IpAddr>() else {
-            return;
-        };
-        let transport = if next.transport.eq_ignore_ascii_case("TCP") {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
-        self.queue.out(Output::Send(
-            Peer {
-                transport,
-                addr: SocketAddr::new(ip, port),
-                flow: None,
-            },
-            resp.to_bytes(),
-        ));
+    }
+
+    /// The caller a transaction-less 2xx belongs to, if it is one of a branch of a call of ours.
+    fn caller_of_stray_2xx(&self, resp: &SipMessage, from: Peer) -> Option<Peer> {
+        if !(200..300).contains(&resp.status()?) || resp.cseq()?.1 != "INVITE" {
+            return None;
+        }
+        let via = resp.top_via()?;
+        if via.sent_by() != self.local.to_string() {
+            return None;
+        }
+        let call = self.calls.get(self.by_call_id.get(&resp.call_id()?)?)?;
+        if resp.from_tag()? != call.caller_tag || resp.to_tag().is_none() {
+            return None;
+        }
+        let ours = via.branch?;
+        call.branches
+            .iter()
+            .any(|b| {
+                same_source(&b.peer, &from)
+                    && b.invite.top_via().and_then(|v| v.branch).as_ref() == Some(&ours)
+            })
+            .then_some(call.caller)
     }
 
     /// A response to an in-dialog request we relayed: our Via off, on to the other side

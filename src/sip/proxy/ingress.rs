@@ -11,10 +11,11 @@ use crate::calls::{CallEvent, CallInfo, EndCause};
 use crate::sip::registrar::{BindingTimer, RegisterOutcome};
 use crate::sip::settings::RejectMode;
 use crate::sip::txn::{Incoming, TxnId};
-use crate::sip::wire::{self, uri, validate_request, validate_response, SipMessage};
+use crate::sip::wire::{self, uri, validate_request, validate_response, SipMessage, WireError};
 
 use super::{
-    new_call_key, Output, Peer, Proxy, TimerKey, Transport, ALLOW, REJECTED_LOGGED_PER_MINUTE,
+    new_call_key, same_source, Output, Peer, Proxy, TimerKey, Transport, ALLOW,
+    REJECTED_LOGGED_PER_MINUTE,
 };
 
 /// Who sent a message, as the trunk filter sees it.
@@ -57,37 +58,50 @@ impl Proxy {
         }
         match SipMessage::parse_datagram(&bytes) {
             Ok(msg) => self.on_message(msg, peer),
-            Err(e) => {
-                if let Some(resp) = e.response() {
-                    self.counters
-                        .malformed_requests
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.queue.out(Output::Send(peer, resp.to_bytes()));
-                } else {
-                    self.counters
-                        .malformed_responses
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%e, "dropped unparseable datagram");
-                }
-            }
+            Err(e) => self.on_unparseable(&e, peer),
         }
     }
 
-    /// Refuses an INVITE from a stranger (403, or silence), logging a few per minute.
+    /// Bytes that did not parse: a 400/413/513 if they deserve one, else dropped.
+    fn on_unparseable(&mut self, e: &WireError, peer: Peer) {
+        if let Some(resp) = e.response() {
+            self.counters
+                .malformed_requests
+                .fetch_add(1, Ordering::Relaxed);
+            self.queue.out(Output::Send(peer, resp.to_bytes()));
+        } else {
+            self.counters
+                .malformed_responses
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%e, "dropped unparseable datagram");
+        }
+    }
+
+    /// Refuses an INVITE from a stranger (403, or silence), logging a few per minute. A
+    /// broken one is answered 400 instead and leaves no trace in the call log.
     fn reject(&mut self, bytes: Option<&Bytes>, msg: Option<SipMessage>, peer: Peer) {
-        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(source = %peer.addr, "INVITE from outside the trunk rejected");
         if self.settings.reject == RejectMode::Drop {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(source = %peer.addr, "INVITE from outside the trunk dropped");
             return;
         }
         let msg = match (msg, bytes) {
             (Some(m), _) => m,
             (None, Some(b)) => match SipMessage::parse_datagram(b) {
                 Ok(m) => m,
-                Err(_) => return,
+                Err(e) => {
+                    self.on_unparseable(&e, peer);
+                    return;
+                }
             },
             (None, None) => return,
         };
+        if let Err((status, reason)) = validate_request(&msg) {
+            self.refuse_malformed(&msg, peer, status, reason);
+            return;
+        }
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(source = %peer.addr, "INVITE from outside the trunk rejected");
         self.queue.out(Output::Send(
             peer,
             SipMessage::response_to(&msg, 403, "Forbidden", Some(&wire::new_tag())).to_bytes(),
@@ -132,7 +146,11 @@ impl Proxy {
                     .fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            self.on_response(msg);
+            self.on_response(msg, peer);
+            return;
+        }
+        if let Err((status, reason)) = validate_request(&msg) {
+            self.refuse_malformed(&msg, peer, status, reason);
             return;
         }
         if msg.method() == Some("INVITE")
@@ -142,24 +160,26 @@ impl Proxy {
             self.reject(None, Some(msg), peer);
             return;
         }
-        if let Err((status, reason)) = validate_request(&msg) {
-            self.counters
-                .malformed_requests
-                .fetch_add(1, Ordering::Relaxed);
-            if msg.method() != Some("ACK") {
-                self.queue.out(Output::Send(
-                    peer,
-                    SipMessage::response_to(&msg, status, reason, None).to_bytes(),
-                ));
-            }
+        let _ = msg.set_received_rport(peer.addr.ip(), peer.addr.port());
+        // Only the sender of an INVITE may cancel it (RFC 3261 §9.1: a CANCEL goes where its
+        // INVITE went, hop by hop), and only the two sides of a call act in its dialog. Both
+        // are checked before the request opens a transaction: one opened by a forger would
+        // absorb the real request whose branch it copied (a forked phone sees the caller's).
+        let foreign_cancel = msg.method() == Some("CANCEL")
+            && self
+                .txns
+                .invite_sender_for_cancel(&msg)
+                .is_some_and(|sender| !same_source(sender, &peer));
+        if foreign_cancel || (msg.to_tag().is_some() && !self.comes_from_its_side(&msg, &peer)) {
+            self.refuse_foreign(&msg, peer);
             return;
         }
-        let _ = msg.set_received_rport(peer.addr.ip(), peer.addr.port());
         match self.txns.on_request(msg, peer.reliable(), peer) {
             Incoming::Matched(actions) => self.queue.txn(actions),
             Incoming::New(_, actions) => self.queue.txn(actions),
             Incoming::UnmatchedAck(ack) => self.forward_ack(ack, peer),
             Incoming::UnmatchedResponse(_) => {}
+            Incoming::Foreign(m) => self.refuse_foreign(&m, peer),
             Incoming::Unkeyable(m) => {
                 self.counters
                     .malformed_requests
@@ -174,11 +194,41 @@ impl Proxy {
         }
     }
 
+    /// Answers a request that failed the checks of `validate_request` (an ACK gets nothing).
+    fn refuse_malformed(&mut self, msg: &SipMessage, peer: Peer, status: u16, reason: &str) {
+        self.counters
+            .malformed_requests
+            .fetch_add(1, Ordering::Relaxed);
+        if msg.method() != Some("ACK") {
+            self.queue.out(Output::Send(
+                peer,
+                SipMessage::response_to(msg, status, reason, None).to_bytes(),
+            ));
+        }
+    }
+
+    /// Refuses a request that claims a transaction or a dialog of another source: 403 (an
+    /// ACK gets nothing), sent statelessly, and counted.
+    pub(super) fn refuse_foreign(&mut self, msg: &SipMessage, peer: Peer) {
+        self.counters
+            .in_dialog_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            source = %peer.addr,
+            method = msg.method().unwrap_or_default(),
+            "request claiming another source's transaction or dialog refused"
+        );
+        if msg.method() != Some("ACK") {
+            let resp = SipMessage::response_to(msg, 403, "Forbidden", Some(&wire::new_tag()));
+            self.queue.out(Output::Send(peer, resp.to_bytes()));
+        }
+    }
+
     /// A response: to its client transaction, or on statelessly when none is left.
-    fn on_response(&mut self, msg: SipMessage) {
+    fn on_response(&mut self, msg: SipMessage, peer: Peer) {
         match self.txns.on_response(msg) {
             Incoming::Matched(actions) => self.queue.txn(actions),
-            Incoming::UnmatchedResponse(m) => self.relay_stateless(m),
+            Incoming::UnmatchedResponse(m) => self.relay_stateless(m, peer),
             _ => {}
         }
     }
@@ -248,13 +298,26 @@ impl Proxy {
         }
     }
 
+    /// Operator accounts were disabled: their phones stop ringing now.
+    pub(super) fn on_operators_disabled(&mut self, names: Vec<String>) {
+        for t in self.registrar.disable_operators(names) {
+            if let BindingTimer::Disarm(aor, contact) = t {
+                tracing::info!(phone = %aor, "binding dropped: its operator account is disabled");
+                self.queue
+                    .out(Output::Disarm(TimerKey::Binding(aor, contact)));
+            }
+        }
+    }
+
     /// A REGISTER, for the registrar; its bindings' expiry timers go to the driver.
     fn on_register(&mut self, id: TxnId, req: SipMessage, peer: Peer) {
         let now = self.clock.now();
         let result = self.registrar.register(&req, peer, now);
         let counter = match result.summary {
             RegisterOutcome::Registered => Some(&self.counters.registrations),
-            RegisterOutcome::Refused => Some(&self.counters.registrations_refused),
+            RegisterOutcome::Refused | RegisterOutcome::Disabled => {
+                Some(&self.counters.registrations_refused)
+            }
             _ => None,
         };
         if let Some(c) = counter {

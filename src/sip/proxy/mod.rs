@@ -85,6 +85,15 @@ impl Peer {
     }
 }
 
+/// Whether a message from `b` came from the peer `a` is reached at: the same TCP connection
+/// when both name one, else the same transport and address.
+fn same_source(a: &Peer, b: &Peer) -> bool {
+    match (a.flow, b.flow) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.transport == b.transport && a.addr == b.addr,
+    }
+}
+
 /// A timer the core asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TimerKey {
@@ -113,6 +122,9 @@ pub enum Input {
     Timer(TimerKey),
     /// A TCP connection closed.
     FlowClosed(u64),
+    /// These operator accounts are disabled: their phones' bindings go at once, and their
+    /// REGISTERs are refused with 403 from now on.
+    DisableOperators(Vec<String>),
     /// The process is shutting down: take no new calls (503 with Retry-After), finish the
     /// calls in progress.
     Drain,
@@ -165,6 +177,13 @@ pub struct SipCounters {
     pub drained: AtomicU64,
     /// New calls refused with 503 while the call log was far behind.
     pub overloaded: AtomicU64,
+    /// In-dialog requests and CANCELs refused (403, or an ACK dropped) because they came from
+    /// neither side of the dialog (for a CANCEL: not from the sender of the INVITE), and
+    /// requests that matched a transaction another source opened.
+    pub in_dialog_refused: AtomicU64,
+    /// Responses with no transaction that were not a 2xx of a call of ours, dropped (strays,
+    /// or forgeries meant to be reflected to the address in their Via).
+    pub stray_responses: AtomicU64,
 }
 
 /// A snapshot of the core's tables, for the status API and the leak test.
@@ -351,6 +370,7 @@ impl Proxy {
             }
             Input::Timer(key) => self.on_timer(key),
             Input::FlowClosed(flow) => self.on_flow_closed(flow),
+            Input::DisableOperators(names) => self.on_operators_disabled(names),
             Input::Drain => self.draining = true,
             Input::LogBacklog(behind) => self.log_backlogged = behind,
         }

@@ -2052,3 +2052,106 @@ fn arbitrary_bytes_never_panic() {
         "the mutations should not all be fatal ({parsed})"
     );
 }
+
+/// An OPTIONS with `line` as its last header before Content-Length; Call-ID `ctl@…` unless
+/// `line` is a Call-ID.
+fn options_with_line(line: &[u8]) -> Vec<u8> {
+    let mut out = wire(
+        "OPTIONS sip:0120000000@madoguchi.example.jp SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKctl
+Max-Forwards: 70
+From: \"Caller\" <sip:0134220001@trunk.example.net>;tag=ctl
+To: <sip:0120000000@madoguchi.example.jp>
+CSeq: 1 OPTIONS
+",
+    );
+    if !line.starts_with(b"Call-ID") {
+        out.extend_from_slice(b"Call-ID: ctl@192.0.2.9\r\n");
+    }
+    out.extend_from_slice(line);
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+    out
+}
+
+#[test]
+fn control_characters_in_header_values_are_refused() {
+    for line in [
+        &b"Call-ID: a\x00b@192.0.2.9"[..],
+        b"Call-ID: \"\\\x00\"@192.0.2.9",
+        b"Subject: bell \x07 here",
+        b"User-Agent: esc \x1b[31m",
+        b"Subject: del \x7f",
+        b"To: \"bare \x00 nul\" <sip:0120000000@madoguchi.example.jp>",
+    ] {
+        let m = SipMessage::parse_datagram(&options_with_line(line)).expect("parses");
+        assert_eq!(
+            validate_request(&m),
+            Err((400, "Control Character In Header")),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    // RFC 4475 §3.1.1.2: escaped inside a quoted string they are a valid quoted-pair; a tab
+    // is white space.
+    for line in [
+        &b"Subject: \"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\""[..],
+        b"Subject: a\tb",
+        "Subject: 窓口".as_bytes(),
+    ] {
+        let m = SipMessage::parse_datagram(&options_with_line(line)).expect("parses");
+        assert_eq!(
+            validate_request(&m),
+            Ok(()),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+#[test]
+fn a_via_sent_protocol_other_than_sip_2_0_is_refused() {
+    let options = |vias: &str| {
+        parse(&format!(
+            "OPTIONS sip:0120000000@madoguchi.example.jp SIP/2.0
+{vias}
+Max-Forwards: 70
+From: <sip:0134220001@trunk.example.net>;tag=v
+To: <sip:0120000000@madoguchi.example.jp>
+Call-ID: via@192.0.2.9
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+"
+        ))
+    };
+    for vias in [
+        "Via: SIP/3.0/UDP 192.0.2.9;branch=z9hG4bKv3",
+        "Via: SIP/2.1/TCP 192.0.2.9;branch=z9hG4bKv21",
+        "Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKok\nVia: XMPP/2.0/UDP 192.0.2.7;branch=z9hG4bKx",
+    ] {
+        assert_eq!(
+            validate_request(&options(vias)),
+            Err((400, "Unsupported Via Protocol")),
+            "{vias}"
+        );
+    }
+    // Case does not matter for the name; an unknown transport is fine (RFC 4475 §3.1.1.10).
+    for vias in [
+        "Via: sip/2.0/UDP 192.0.2.9;branch=z9hG4bKlc",
+        "Via: SIP/2.0/UNKNOWN 192.0.2.9;branch=z9hG4bKunk",
+    ] {
+        assert_eq!(validate_request(&options(vias)), Ok(()), "{vias}");
+    }
+    let resp = parse(
+        "SIP/2.0 200 OK
+Via: SIP/3.0/UDP 192.0.2.9;branch=z9hG4bKr
+From: <sip:0134220001@trunk.example.net>;tag=v
+To: <sip:0120000000@madoguchi.example.jp>;tag=w
+Call-ID: via@192.0.2.9
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+",
+    );
+    assert_eq!(validate_response(&resp), Err("Unsupported Via Protocol"));
+}

@@ -2,7 +2,7 @@
 //! §18.1.2): what to answer a broken request with, and which responses to drop.
 
 use sipx_sip::headers as sh;
-use sipx_sip::Method;
+use sipx_sip::{HeaderName, Method};
 
 use super::SipMessage;
 
@@ -18,6 +18,15 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), (u16, &'static str)> {
     if !req.version.is_supported() {
         return Err((505, "Version Not Supported"));
     }
+    // Control bytes would travel on into logs, the call log and screen pops; nothing we
+    // serve needs them, so they stop here, before any routing or event.
+    if req
+        .headers
+        .iter()
+        .any(|h| has_control_char(&h.value(), *h.name() != HeaderName::CallId))
+    {
+        return Err((400, "Control Character In Header"));
+    }
     if let Some(f) = sipx_sip::validate_request(req)
         .into_iter()
         .find(|f| !f.is_repairable())
@@ -27,6 +36,9 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), (u16, &'static str)> {
     // sipx checks only the first hop; a broken lower hop would strand our response later.
     if req.headers.typed_all::<sh::Via>().any(|v| v.is_err()) {
         return Err((400, "Malformed Via"));
+    }
+    if !vias_are_sip_2_0(&req.headers) {
+        return Err((400, "Unsupported Via Protocol"));
     }
     if req.method == Method::Register
         && req
@@ -50,7 +62,42 @@ pub fn validate_response(msg: &SipMessage) -> Result<(), &'static str> {
     if resp.headers.typed_all::<sh::Via>().any(|v| v.is_err()) {
         return Err("Malformed Via");
     }
+    if !vias_are_sip_2_0(&resp.headers) {
+        return Err("Unsupported Via Protocol");
+    }
     Ok(())
+}
+
+/// Whether every Via hop's sent-protocol is `SIP/2.0` (RFC 3261 §20.42: protocol name and
+/// version are those of the message; the transport may be anything, RFC 4475 §3.1.1.10).
+fn vias_are_sip_2_0(headers: &sipx_sip::Headers) -> bool {
+    headers
+        .typed_all::<sh::Via>()
+        .all(|v| v.is_ok_and(|v| v.protocol.eq_ignore_ascii_case(b"SIP") && v.version == b"2.0"))
+}
+
+/// Whether a header value carries a control character (C0 but HTAB, or DEL) that RFC 3261
+/// §25 does not allow there. With `quoted_pairs`, one escaped by a backslash inside a quoted
+/// string is allowed (`quoted-pair`, as RFC 4475 §3.1.1.2 uses); Call-ID has no quoted
+/// strings (its `"` and `\` are plain word characters), so it gets no such exception.
+fn has_control_char(value: &[u8], quoted_pairs: bool) -> bool {
+    let is_ctl = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+    let mut quoted = false;
+    let mut bytes = value.iter().copied();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'"' if quoted_pairs => quoted = !quoted,
+            b'\\' if quoted_pairs && quoted => {
+                // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F): anything but CR and LF.
+                if matches!(bytes.next(), Some(b'\r' | b'\n')) {
+                    return true;
+                }
+            }
+            b if is_ctl(b) => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn finding_reason(f: &sipx_sip::Finding) -> &'static str {

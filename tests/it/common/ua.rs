@@ -249,6 +249,24 @@ impl Phone {
         }
     }
 
+    /// The dialog this phone would have had, had it answered `invite`: what a phone that did
+    /// not answer knows (Call-ID, tags, route set) to send requests it must not be able to.
+    pub fn dialog_as_if_answered(&self, invite: &SipMessage) -> Dialog {
+        let ok = SipMessage::response_to(invite, 200, "OK", Some(&new_tag()));
+        Dialog {
+            call_id: invite.call_id().unwrap(),
+            local: ok.header("To").unwrap(),
+            remote: invite.header("From").unwrap(),
+            remote_target: invite
+                .header("Contact")
+                .and_then(|c| madoguchi::sip::wire::uri::name_addr_uri(&c))
+                .map(|u| u.to_string())
+                .unwrap(),
+            routes: invite.headers_all("Record-Route"),
+            cseq: 1,
+        }
+    }
+
     /// Answers a request with `status` (copying Via etc.).
     pub async fn reply(&mut self, req: &SipMessage, status: u16, reason: &str) {
         let r = SipMessage::response_to(req, status, reason, None);
