@@ -83,6 +83,8 @@ pub enum Incoming<D> {
     UnmatchedResponse(SipMessage),
     /// The message has no usable transaction identity (no Via, no CSeq …).
     Unkeyable(SipMessage),
+    /// A new request, but the table holds as many server transactions as its sender may fill.
+    Full(SipMessage),
 }
 
 enum Machine {
@@ -155,8 +157,15 @@ impl<D: Clone> Txns<D> {
         }
     }
 
-    /// Feeds an incoming request from `from` (over a reliable transport or not).
-    pub fn on_request(&mut self, msg: SipMessage, reliable: bool, from: D) -> Incoming<D> {
+    /// Feeds an incoming request from `from` (over a reliable transport or not). A request
+    /// that would open a server transaction while `room` or more are held is [`Incoming::Full`].
+    pub fn on_request(
+        &mut self,
+        msg: SipMessage,
+        reliable: bool,
+        from: D,
+        room: usize,
+    ) -> Incoming<D> {
         let Message::Request(req) = msg.inner() else {
             return Incoming::Unkeyable(msg);
         };
@@ -190,6 +199,9 @@ impl<D: Clone> Txns<D> {
         }
         if is_ack {
             return Incoming::UnmatchedAck(msg);
+        }
+        if self.server.len() >= room {
+            return Incoming::Full(msg);
         }
         let id = self.alloc();
         let (machine, out) =

@@ -16,6 +16,7 @@ mod shutdown;
 mod sip_digest;
 mod sip_interop;
 mod sip_leaks;
+mod sip_limits;
 mod sip_logs;
 mod sip_malformed;
 mod storage;

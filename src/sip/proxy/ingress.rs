@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use crate::calls::{CallEvent, CallInfo, EndCause};
+use crate::sip::limits::overload_response;
 use crate::sip::registrar::{BindingTimer, RegisterOutcome};
 use crate::sip::settings::RejectMode;
 use crate::sip::txn::{Incoming, TxnId};
@@ -155,7 +156,12 @@ impl Proxy {
             return;
         }
         let _ = msg.set_received_rport(peer.addr.ip(), peer.addr.port());
-        match self.txns.on_request(msg, peer.reliable(), peer) {
+        // Half the table is kept for the trunk: a flood from elsewhere cannot stop calls.
+        let trunk = self.settings.is_trunk(peer.addr.ip());
+        let cap = self.settings.limits.max_server_transactions;
+        let room = if trunk { cap } else { cap / 2 };
+        match self.txns.on_request(msg, peer.reliable(), peer, room) {
+            Incoming::Full(m) => self.table_full(&m, peer, trunk),
             Incoming::Matched(actions) => self.queue.txn(actions),
             Incoming::New(_, actions) => self.queue.txn(actions),
             Incoming::UnmatchedAck(ack) => self.forward_ack(ack, peer),
@@ -170,6 +176,24 @@ impl Proxy {
                         SipMessage::response_to(&m, 400, "Bad Via", None).to_bytes(),
                     ));
                 }
+            }
+        }
+    }
+
+    /// A new request while the transaction table is full: 503 with Retry-After to the trunk,
+    /// silence to anyone else; counted, and logged now and then.
+    fn table_full(&mut self, req: &SipMessage, peer: Peer, trunk: bool) {
+        let n = self.counters.txn_table_full.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                refused = n,
+                trunk,
+                "SIP transaction table full; refusing new requests"
+            );
+        }
+        if trunk {
+            if let Some(r) = overload_response(req) {
+                self.queue.out(Output::Send(peer, r.to_bytes()));
             }
         }
     }

@@ -150,6 +150,9 @@ pub struct SipCounters {
     pub registrations_refused: AtomicU64,
     /// New calls refused with 503 while shutting down.
     pub drained: AtomicU64,
+    /// New requests refused (503 to the trunk, silence to others) with the transaction table
+    /// full.
+    pub txn_table_full: AtomicU64,
 }
 
 /// A snapshot of the core's tables, for the status API and the leak test.
