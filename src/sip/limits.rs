@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
@@ -159,10 +159,16 @@ pub fn overload_response(req: &SipMessage) -> Option<SipMessage> {
     Some(r)
 }
 
+/// The pause after the `n`-th accept failure in a row (out of file descriptors and the like):
+/// doubling from 10 ms up to a second, so the acceptor neither spins nor stays deaf for long.
+pub fn accept_backoff(failures_in_a_row: u32) -> Duration {
+    let ms = 10u64.saturating_mul(1 << failures_in_a_row.min(7));
+    Duration::from_millis(ms.min(1000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn limiter(source: u32, trunk: u32, now: Instant) -> RateLimiter {
         let limits = SipLimits {
@@ -230,5 +236,12 @@ mod tests {
         let t3 = t0 + Duration::from_secs(3);
         assert_eq!(l.admit("10.200.0.1".parse().unwrap(), t3), Admission::Admit);
         assert_eq!(l.tracked(), 1);
+    }
+
+    #[test]
+    fn accept_backs_off_up_to_a_second() {
+        assert_eq!(accept_backoff(0), Duration::from_millis(10));
+        assert_eq!(accept_backoff(3), Duration::from_millis(80));
+        assert_eq!(accept_backoff(40), Duration::from_secs(1));
     }
 }

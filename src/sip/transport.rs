@@ -5,7 +5,7 @@
 //! whose subscribers each have their own queue.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::calls::CallEvents;
 
-use super::limits::{overload_response, Admission, RateLimiter};
+use super::limits::{accept_backoff, overload_response, Admission, RateLimiter};
 use super::proxy::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
 use super::settings::SipLimits;
 use super::wire::{SipMessage, StreamFramer, MAX_DATAGRAM_BYTES};
@@ -35,10 +35,8 @@ pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 1024;
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// How long a closing TCP connection may take to send the replies still queued for it.
 const FLUSH_LIMIT: Duration = Duration::from_secs(1);
-/// A TCP peer that leaves a message half-sent for this long is disconnected.
-const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A TCP connection with no traffic at all for this long is closed.
-const IDLE_FLOW_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a connection whose peer has stopped sending may take to be sent what is queued.
+const LINGER_LIMIT: Duration = Duration::from_secs(5);
 /// Datagrams queued for the core; beyond this, overload drops them (UDP peers retransmit).
 const INPUT_QUEUE: usize = 8192;
 /// Bytes of datagrams queued for the core: 8192 datagrams of 64 KiB would be half a gigabyte.
@@ -107,6 +105,11 @@ pub struct CounterSnapshot {
     pub txn_table_full: u64,
     /// TCP connections closed because they did not read what we sent them.
     pub tcp_write_overflow: u64,
+    /// TCP connections closed at once because their address held
+    /// `max_tcp_connections_per_address`.
+    pub tcp_refused_per_address: u64,
+    /// TCP connections closed for a message not complete in time, or for idling.
+    pub tcp_timed_out: u64,
 }
 
 /// What the transport enforces: the `[sip]` limits, the TCP cap, and who the trunk is.
@@ -127,6 +130,8 @@ struct TransportCounters {
     tcp_refused: AtomicU64,
     rate_limited: AtomicU64,
     tcp_write_overflow: AtomicU64,
+    tcp_refused_per_address: AtomicU64,
+    tcp_timed_out: AtomicU64,
 }
 
 enum CoreMsg {
@@ -203,6 +208,28 @@ struct FlowWriter {
 #[derive(Default)]
 struct Flows {
     writers: HashMap<u64, FlowWriter>,
+    /// Connections held per remote address.
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place under both caps, given back when its reader and writer have ended.
+struct FlowSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for FlowSlot {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.shared.flows.lock() {
+            if let Some(n) = f.per_address.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    f.per_address.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 /// What the sockets, the connections and the core share.
@@ -224,7 +251,7 @@ struct Shared {
 
 impl Shared {
     /// Takes a token for one message from `ip`.
-    fn admit(&self, ip: std::net::IpAddr) -> Admission {
+    fn admit(&self, ip: IpAddr) -> Admission {
         let verdict = match self.gate.lock() {
             Ok(mut g) => g.admit(ip, std::time::Instant::now()),
             Err(_) => Admission::Admit,
@@ -436,6 +463,7 @@ async fn udp_reader(shared: Arc<Shared>) {
 
 async fn tcp_acceptor(listener: TcpListener, shared: Arc<Shared>) {
     let stop = shared.stop.clone();
+    let mut failures: u32 = 0;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -444,12 +472,20 @@ async fn tcp_acceptor(listener: TcpListener, shared: Arc<Shared>) {
         let (stream, from) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of file descriptors and the like: pause instead of spinning on it.
-                tracing::warn!(error = %e, "SIP TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of file descriptors and the like: the error repeats until something
+                // closes, so back off instead of spinning on it, and log now and then.
+                failures = failures.saturating_add(1);
+                if failures.is_power_of_two() {
+                    tracing::warn!(error = %e, failures, "SIP TCP accept failed; backing off");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(accept_backoff(failures - 1)) => {}
+                }
                 continue;
             }
         };
+        failures = 0;
         spawn_flow(&shared, stream, from);
     }
 }
@@ -465,6 +501,30 @@ fn spawn_flow(shared: &Arc<Shared>, stream: TcpStream, from: SocketAddr) -> Opti
         }
         return None;
     };
+    let ip = from.ip();
+    {
+        let Ok(mut f) = shared.flows.lock() else {
+            return None;
+        };
+        let held = f.per_address.entry(ip).or_insert(0);
+        if *held >= shared.limits.limits.max_tcp_connections_per_address {
+            let refused = shared
+                .counters
+                .tcp_refused_per_address
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(%from, refused, "too many SIP TCP connections from one address; closing new ones");
+            }
+            return None;
+        }
+        *held += 1;
+    }
+    let slot = Arc::new(FlowSlot {
+        shared: shared.clone(),
+        ip,
+        _permit: permit,
+    });
     let id = shared.next_flow.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
@@ -482,8 +542,7 @@ fn spawn_flow(shared: &Arc<Shared>, stream: TcpStream, from: SocketAddr) -> Opti
             },
         );
     }
-    // The slot under the cap is held until both halves have ended.
-    let slot = Arc::new(permit);
+    // The slot under the caps is held until both halves have ended.
     shared.tasks.spawn(flow_writer(
         writer,
         wrx,
@@ -506,7 +565,7 @@ async fn flow_writer(
     queued: Arc<AtomicUsize>,
     close: CancellationToken,
     stop: CancellationToken,
-    _slot: Arc<OwnedSemaphorePermit>,
+    _slot: Arc<FlowSlot>,
 ) {
     loop {
         let next = tokio::select! {
@@ -531,10 +590,11 @@ async fn flow_writer(
         };
         queued.fetch_sub(b.len(), Ordering::Relaxed);
         if !wrote {
-            close.cancel();
             break;
         }
     }
+    // Also ends the reader, if it is still reading.
+    close.cancel();
     let _ = writer.shutdown().await;
 }
 
@@ -546,7 +606,7 @@ async fn flow_reader(
     id: u64,
     from: SocketAddr,
     close: CancellationToken,
-    _slot: Arc<OwnedSemaphorePermit>,
+    _slot: Arc<FlowSlot>,
 ) {
     let peer = Peer {
         transport: Transport::Tcp,
@@ -554,23 +614,52 @@ async fn flow_reader(
         flow: Some(id),
     };
     let tx = shared.tx.clone();
+    let limits = &shared.limits.limits;
+    let idle = Duration::from_secs(limits.tcp_idle_timeout_secs);
+    let per_message = Duration::from_secs(limits.tcp_message_timeout_secs);
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
+    // A message must arrive whole by its deadline, however the peer spreads its bytes; with
+    // none under way the connection may idle, each message or keep-alive starting over.
+    let mut active = Instant::now();
+    let mut message_started: Option<Instant> = None;
     'read: loop {
-        let limit = if framer.pending_bytes() > 0 {
-            PARTIAL_MESSAGE_TIMEOUT
-        } else {
-            IDLE_FLOW_TIMEOUT
+        let deadline = match message_started {
+            Some(t) => t + per_message,
+            None => active + idle,
         };
         let read = tokio::select! {
             () = close.cancelled() => break,
-            r = tokio::time::timeout(limit, reader.read(&mut buf)) => r,
+            r = tokio::time::timeout_at(deadline, reader.read(&mut buf)) => r,
         };
         let n = match read {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Err(_) => {
+                shared
+                    .counters
+                    .tcp_timed_out
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %from, partial = message_started.is_some(), "SIP TCP connection timed out");
+                break;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => n,
         };
         let frames = framer.push(&buf[..n]);
+        let now = Instant::now();
+        let pairs = framer.take_keepalives();
+        if pairs >= 2 {
+            // RFC 5626 §4.4.1: a double-CRLF ping gets a CRLF pong (one per read at most).
+            shared.send_on_flow(id, Bytes::from_static(b"\r\n"));
+        }
+        if pairs > 0 || !frames.messages.is_empty() {
+            active = now;
+        }
+        if !frames.messages.is_empty() || framer.pending_bytes() == 0 {
+            message_started = None;
+        }
+        if framer.pending_bytes() > 0 && message_started.is_none() {
+            message_started = Some(now);
+        }
         for m in frames.messages {
             match shared.admit(from.ip()) {
                 Admission::Admit => {}
@@ -598,6 +687,11 @@ async fn flow_reader(
         }
     }
     let _ = tx.send(CoreMsg::FlowEnded(id)).await;
+    // Replies still queued may go out, but a peer that does not read cannot keep the slot.
+    tokio::select! {
+        () = close.cancelled() => {}
+        () = tokio::time::sleep(LINGER_LIMIT) => close.cancel(),
+    }
 }
 
 struct CoreLoop {
@@ -698,6 +792,8 @@ impl CoreLoop {
                 rate_limited: load(&t.rate_limited),
                 txn_table_full: load(&c.txn_table_full),
                 tcp_write_overflow: load(&t.tcp_write_overflow),
+                tcp_refused_per_address: load(&t.tcp_refused_per_address),
+                tcp_timed_out: load(&t.tcp_timed_out),
             },
             limits: self.shared.limits.limits.clone(),
             max_tcp_connections: self.shared.limits.max_tcp,

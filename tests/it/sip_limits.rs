@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::{Kind, TestApp};
 use madoguchi::sip::wire::{new_tag, SipMessage};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, UdpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 /// `GET /api/sip/status` as the admin sees it.
 async fn status(app: &TestApp) -> Value {
@@ -183,5 +183,126 @@ async fn the_transaction_table_is_capped_and_strangers_fill_only_half_of_it() {
     let s = status(&app).await;
     assert_eq!(s["tables"]["server_txns"], 40, "{s}");
     assert_eq!(count(&s, "txn_table_full"), 40 + 10, "{s}");
+    app.stop().await;
+}
+
+/// A TCP connection from `ip` (any port).
+async fn connect_from(ip: &str, server: SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    sock.connect(server).await.unwrap()
+}
+
+/// Whether the server has closed `stream`: a read ends (EOF or reset) within `wait`.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_sending_one_byte_a_second_is_cut_off_at_the_message_deadline() {
+    let app = TestApp::spawn_with(Kind::Sqlite, |c| {
+        c.sip.limits.tcp_message_timeout_secs = 3;
+    })
+    .await;
+    let server = app.server.sip_addr;
+    let mut stream = connect_from("127.0.0.2", server).await;
+    let local = stream.local_addr().unwrap();
+    let text = request("REGISTER", server, local, "TCP", 0);
+    let started = Instant::now();
+    let mut closed = false;
+    for b in text.as_bytes().iter().take(12) {
+        if stream.write_all(&[*b]).await.is_err()
+            || closed_within(&mut stream, Duration::from_secs(1)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(closed, "still open after {took:?} of one byte a second");
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+        "cut off at the 3 s deadline, not per read: {took:?}"
+    );
+    let s = status(&app).await;
+    assert_eq!(count(&s, "tcp_timed_out"), 1, "{s}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_and_crlf_keep_alives_keep_one_open() {
+    let app = TestApp::spawn_with(Kind::Sqlite, |c| {
+        c.sip.limits.tcp_idle_timeout_secs = 2;
+    })
+    .await;
+    let server = app.server.sip_addr;
+    let mut silent = connect_from("127.0.0.2", server).await;
+    let mut pinging = connect_from("127.0.0.2", server).await;
+    let started = Instant::now();
+    let mut pongs = 0;
+    // RFC 5626 §4.4.1: a double CRLF ping every half second, each answered by a CRLF pong.
+    while started.elapsed() < Duration::from_secs(4) {
+        pinging.write_all(b"\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 16];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(500), pinging.read(&mut buf)).await
+        {
+            assert!(n > 0, "the pinging connection stays open");
+            assert_eq!(&buf[..n], b"\r\n", "a pong");
+            pongs += 1;
+        }
+    }
+    assert!(pongs >= 4, "pongs: {pongs}");
+    assert!(
+        closed_within(&mut silent, Duration::from_millis(100)).await,
+        "the silent connection is closed after 2 s"
+    );
+    assert!(!closed_within(&mut pinging, Duration::from_millis(300)).await);
+    let s = status(&app).await;
+    assert_eq!(s["tcp_flows"], 1, "{s}");
+    assert_eq!(count(&s, "tcp_timed_out"), 1, "{s}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_cap_while_another_still_connects() {
+    let app = TestApp::spawn_with(Kind::Sqlite, |c| {
+        c.sip.limits.max_tcp_connections_per_address = 2;
+    })
+    .await;
+    let server = app.server.sip_addr;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(connect_from("127.0.0.2", server).await);
+    }
+    let mut third = connect_from("127.0.0.2", server).await;
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)).await,
+        "the third connection from 127.0.0.2 is closed at once"
+    );
+    let mut other = connect_from("127.0.0.3", server).await;
+    assert!(
+        !closed_within(&mut other, Duration::from_millis(500)).await,
+        "127.0.0.3 still gets in"
+    );
+    for h in &mut held {
+        assert!(!closed_within(h, Duration::from_millis(50)).await);
+    }
+    let s = status(&app).await;
+    assert_eq!(s["tcp_flows"], 3, "{s}");
+    assert_eq!(count(&s, "tcp_refused_per_address"), 1, "{s}");
+    // A slot freed is a slot taken again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = connect_from("127.0.0.2", server).await;
+    assert!(!closed_within(&mut again, Duration::from_millis(500)).await);
     app.stop().await;
 }
