@@ -353,6 +353,17 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
             "must be a concrete address, not 0.0.0.0",
         ));
     }
+    // The demo passwords are in the repository: with them, anyone who can reach the adapter
+    // can register as an operator phone and take citizens' calls.
+    if !sip_addr.ip().is_loopback() {
+        if let Some(user) = sip.phone_with_demo_password() {
+            return Err(ConfigError::value(
+                Path::new(&sip_dir).join("phones.toml").display().to_string(),
+                "phone.password",
+                format!("phone '{user}' still has the shipped demo password; set a new one (16+ random characters) before listening on {sip_addr}"),
+            ));
+        }
+    }
     let sip_max_tcp_connections = file
         .sip
         .max_tcp_connections
@@ -790,9 +801,52 @@ mod tests {
             &d,
             "[sip]\naddr = \"0.0.0.0:5060\"\nadvertised_addr = \"192.0.2.10:5060\"\nt1_ms = 250\n",
         );
-        let c = load(Some(&p), &env_with_profile()).unwrap();
+        let c = load(Some(&p), &env_with_own_passwords(&d)).unwrap();
         assert_eq!(c.sip_advertised.unwrap().to_string(), "192.0.2.10:5060");
         assert_eq!(c.sip.t1.as_millis(), 250);
+    }
+
+    /// The shipped sip-config with the demo phone passwords replaced.
+    fn env_with_own_passwords(d: &tempfile::TempDir) -> EnvOverrides {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config");
+        let dir = d.path().join("sip-config");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(shipped.join("trunk.toml"), dir.join("trunk.toml")).unwrap();
+        let phones = std::fs::read_to_string(shipped.join("phones.toml")).unwrap();
+        std::fs::write(
+            dir.join("phones.toml"),
+            phones.replace("demo-password-", "Kq8v2LxWm4Tz9Rb-"),
+        )
+        .unwrap();
+        EnvOverrides {
+            sip_config: Some(dir.display().to_string()),
+            ..env_with_profile()
+        }
+    }
+
+    #[test]
+    fn the_shipped_phone_passwords_are_refused_off_loopback() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            &d,
+            "[sip]\naddr = \"0.0.0.0:5060\"\nadvertised_addr = \"192.0.2.10:5060\"\n",
+        );
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("phones.toml: phone.password: phone 'op1'") && e.contains("demo"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("demo-password-op1"),
+            "the password is not printed: {e}"
+        );
+        let p = write(&d, "[sip]\naddr = \"192.0.2.10:5060\"\n");
+        assert!(load(Some(&p), &env_with_profile()).is_err());
+        // On loopback (the demo set-up) they are fine; elsewhere with passwords of one's own.
+        let p = write(&d, "[sip]\naddr = \"127.0.0.1:5060\"\n");
+        assert!(load(Some(&p), &env_with_profile()).is_ok());
+        let p = write(&d, "[sip]\naddr = \"192.0.2.10:5060\"\n");
+        assert!(load(Some(&p), &env_with_own_passwords(&d)).is_ok());
     }
 
     #[test]

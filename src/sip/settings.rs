@@ -273,7 +273,22 @@ pub struct SipSettings {
     pub limits: SipLimits,
 }
 
+/// The passwords the demo `sip-config/phones.toml` ships with: public, so no phone may use
+/// one (or one made the same way) where the adapter is reachable from a network.
+const SHIPPED_DEMO_PASSWORDS: &[&str] = &["demo-password-op1", "demo-password-op2"];
+
 impl SipSettings {
+    /// The first phone whose password is a shipped demo one.
+    pub fn phone_with_demo_password(&self) -> Option<&str> {
+        self.phones
+            .iter()
+            .find(|p| {
+                SHIPPED_DEMO_PASSWORDS.contains(&p.password.as_str())
+                    || p.password.starts_with("demo-password")
+            })
+            .map(|p| p.username.as_str())
+    }
+
     /// Whether `ip` belongs to the carrier.
     pub fn is_trunk(&self, ip: IpAddr) -> bool {
         self.trunk_nets.iter().any(|n| n.contains(&ip))

@@ -110,6 +110,8 @@ pub struct CounterSnapshot {
     pub tcp_refused_per_address: u64,
     /// TCP connections closed for a message not complete in time, or for idling.
     pub tcp_timed_out: u64,
+    /// REGISTERs refused because their source or phone was locked out after failures.
+    pub register_locked_out: u64,
 }
 
 /// What the transport enforces: the `[sip]` limits, the TCP cap, and who the trunk is.
@@ -794,6 +796,7 @@ impl CoreLoop {
                 tcp_write_overflow: load(&t.tcp_write_overflow),
                 tcp_refused_per_address: load(&t.tcp_refused_per_address),
                 tcp_timed_out: load(&t.tcp_timed_out),
+                register_locked_out: load(&c.register_locked_out),
             },
             limits: self.shared.limits.limits.clone(),
             max_tcp_connections: self.shared.limits.max_tcp,

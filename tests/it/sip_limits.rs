@@ -7,6 +7,7 @@ use crate::common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::ua::Phone;
 use common::{Kind, TestApp};
 use madoguchi::sip::wire::{new_tag, SipMessage};
 use serde_json::Value;
@@ -304,5 +305,35 @@ async fn one_address_cannot_hold_more_than_its_cap_while_another_still_connects(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut again = connect_from("127.0.0.2", server).await;
     assert!(!closed_within(&mut again, Duration::from_millis(500)).await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_passwords_lock_their_source_out_while_another_source_still_registers() {
+    let app = TestApp::spawn_with(Kind::Sqlite, |c| {
+        common::rig::phones(c);
+        c.sip.limits.register_max_failures = 3;
+    })
+    .await;
+    let server = app.server.sip_addr;
+    // A guesser at 127.0.0.2: three wrong passwords are each challenged again (401) ...
+    let mut guesser = Phone::udp_from("127.0.0.2", server, "ph1", "wrong-password").await;
+    for i in 0..3 {
+        assert_eq!(guesser.register(600).await, 401, "guess {i}");
+    }
+    // ... then the address is locked out: 403 to anything, even the right password.
+    assert_eq!(guesser.register(600).await, 403, "locked out");
+    let mut right = Phone::udp_from("127.0.0.2", server, "ph1", "password-ph1").await;
+    assert_eq!(
+        right.register(600).await,
+        403,
+        "the right password too, from there"
+    );
+    // The phone itself, elsewhere, still registers.
+    let mut phone = Phone::udp_from("127.0.0.3", server, "ph1", "password-ph1").await;
+    assert_eq!(phone.register(600).await, 200, "another source registers");
+    let s = status(&app).await;
+    assert_eq!(count(&s, "register_locked_out"), 2, "{s}");
+    assert_eq!(count(&s, "registrations_refused"), 3, "{s}");
     app.stop().await;
 }

@@ -275,10 +275,11 @@ impl Proxy {
     /// A REGISTER, for the registrar; its bindings' expiry timers go to the driver.
     fn on_register(&mut self, id: TxnId, req: SipMessage, peer: Peer) {
         let now = self.clock.now();
-        let result = self.registrar.register(&req, peer, now);
+        let result = self.registrar.register(&req, peer, peer.addr.ip(), now);
         let counter = match result.summary {
             RegisterOutcome::Registered => Some(&self.counters.registrations),
             RegisterOutcome::Refused => Some(&self.counters.registrations_refused),
+            RegisterOutcome::LockedOut => Some(&self.counters.register_locked_out),
             _ => None,
         };
         if let Some(c) = counter {

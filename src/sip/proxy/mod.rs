@@ -153,6 +153,8 @@ pub struct SipCounters {
     /// New requests refused (503 to the trunk, silence to others) with the transaction table
     /// full.
     pub txn_table_full: AtomicU64,
+    /// REGISTERs refused unread because their source or phone is locked out.
+    pub register_locked_out: AtomicU64,
 }
 
 /// A snapshot of the core's tables, for the status API and the leak test.
@@ -255,7 +257,7 @@ impl Proxy {
         local: SocketAddr,
         counters: Arc<SipCounters>,
     ) -> Result<Self, String> {
-        let registrar = Registrar::new(&settings.registrar, &settings.phones)?;
+        let registrar = Registrar::new(&settings.registrar, &settings.phones, &settings.limits)?;
         // The number metadata loads on first use; do it now, not while the first caller waits
         // for our 100 Trying.
         let _ = callerid::to_e164("0134000000");

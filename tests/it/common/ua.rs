@@ -53,7 +53,12 @@ fn transport_token(sock: &Sock) -> &'static str {
 impl Phone {
     /// A phone over UDP.
     pub async fn udp(server: SocketAddr, user: &str, password: &str) -> Phone {
-        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        Self::udp_from("127.0.0.1", server, user, password).await
+    }
+
+    /// A phone over UDP from address `ip` (another loopback address is another host).
+    pub async fn udp_from(ip: &str, server: SocketAddr, user: &str, password: &str) -> Phone {
+        let s = UdpSocket::bind(format!("{ip}:0")).await.unwrap();
         let local = s.local_addr().unwrap();
         Self::new(Sock::Udp(s), local, server, user, password)
     }
