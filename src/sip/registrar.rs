@@ -25,6 +25,8 @@ pub struct Binding<F> {
     pub user_agent: Option<String>,
     /// The address the REGISTER came from (exempt from its phone's lock-out).
     source: IpAddr,
+    /// RFC 5626 (`reg-id` on the Contact): reachable over the registering flow only.
+    outbound: bool,
     call_id: String,
     cseq: u32,
 }
@@ -278,9 +280,23 @@ pub fn split_list(value: &str) -> Vec<String> {
     out
 }
 
-/// The header parameters of a name-addr (after the `>`), e.g. `expires`.
+/// The header parameters of a name-addr (after the `>` that closes the URI), e.g. `expires`.
 fn header_param(value: &str, name: &str) -> Option<String> {
-    let tail = match value.rfind('>') {
+    // The first `<` outside a quoted display name opens the URI, the next `>` closes it; a
+    // later `>` may be inside a parameter (`+sip.instance="<urn:uuid:…>"`).
+    let mut quoted = false;
+    let mut open = None;
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => {
+                open = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let tail = match open.and_then(|o| value[o..].find('>').map(|c| o + c)) {
         Some(i) => &value[i + 1..],
         None => value.split_once(';').map(|(_, t)| t).unwrap_or(""),
     };
@@ -383,16 +399,31 @@ impl<F: Clone + PartialEq> Registrar<F> {
         gone
     }
 
-    /// Drops every binding over a flow that closed; returns the timers to disarm.
-    pub fn flow_closed(&mut self, dead: impl Fn(&F) -> bool) -> Vec<BindingTimer> {
+    /// A flow closed (or could not be opened): a binding over it that `reach` can reach
+    /// otherwise, at its Contact (RFC 3261 §18.1.1), is kept and re-pointed there; the others
+    /// (RFC 5626 outbound ones, or no other way) go. Returns the timers to disarm.
+    pub fn flow_closed(
+        &mut self,
+        dead: impl Fn(&F) -> bool,
+        reach: impl Fn(&F, &str) -> Option<F>,
+    ) -> Vec<BindingTimer> {
         let mut timers = Vec::new();
         for list in self.bindings.values_mut() {
-            list.retain(|b| {
-                let keep = !dead(&b.flow);
-                if !keep {
-                    timers.push(BindingTimer::Disarm(b.aor.clone(), b.contact.clone()));
+            list.retain_mut(|b| {
+                if !dead(&b.flow) {
+                    return true;
                 }
-                keep
+                let other = (!b.outbound).then(|| reach(&b.flow, &b.contact)).flatten();
+                match other {
+                    Some(f) => {
+                        b.flow = f;
+                        true
+                    }
+                    None => {
+                        timers.push(BindingTimer::Disarm(b.aor.clone(), b.contact.clone()));
+                        false
+                    }
+                }
             });
         }
         self.bindings.retain(|_, l| !l.is_empty());
@@ -613,9 +644,14 @@ impl<F: Clone + PartialEq> Registrar<F> {
                     summary: RegisterOutcome::TooBrief,
                 };
             }
-            changes.push((u.to_string(), expires.min(self.settings.max_expires)));
+            let outbound = header_param(c, "reg-id").is_some();
+            changes.push((
+                u.to_string(),
+                expires.min(self.settings.max_expires),
+                outbound,
+            ));
         }
-        for (contact, expires) in changes {
+        for (contact, expires, outbound) in changes {
             list.retain(|b| b.contact != contact);
             if expires == 0 {
                 timers.push(BindingTimer::Disarm(aor.to_string(), contact));
@@ -636,6 +672,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
                     .header("User-Agent")
                     .map(|u| u.chars().take(100).collect()),
                 source,
+                outbound,
                 call_id: call_id.clone(),
                 cseq,
             });
@@ -750,5 +787,9 @@ mod tests {
             Some("60")
         );
         assert_eq!(header_param("<sip:a@h>", "expires"), None);
+        let outbound =
+            r#""A>B" <sip:a@h;transport=tcp>;reg-id=1;+sip.instance="<urn:uuid:1>";expires=60"#;
+        assert_eq!(header_param(outbound, "reg-id").as_deref(), Some("1"));
+        assert_eq!(header_param(outbound, "expires").as_deref(), Some("60"));
     }
 }

@@ -35,6 +35,10 @@ pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 1024;
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// How long a closing TCP connection may take to send the replies still queued for it.
 const FLUSH_LIMIT: Duration = Duration::from_secs(1);
+/// Messages that may wait for a connection being opened.
+const MAX_WAITING_FOR_CONNECT: usize = 64;
+/// How long opening a TCP connection to a phone may take.
+const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 /// How long a connection whose peer has stopped sending may take to be sent what is queued.
 const LINGER_LIMIT: Duration = Duration::from_secs(5);
 /// Datagrams queued for the core; beyond this, overload drops them (UDP peers retransmit).
@@ -141,6 +145,8 @@ enum CoreMsg {
     Input(Input, Option<OwnedSemaphorePermit>),
     /// The reader of a flow ended: drop its writer after queued replies, then tell the core.
     FlowEnded(u64),
+    /// A connection we tried to open to this address could not be.
+    ConnectFailed(SocketAddr),
     Status(oneshot::Sender<SipStatus>),
 }
 
@@ -212,6 +218,8 @@ struct Flows {
     writers: HashMap<u64, FlowWriter>,
     /// Connections held per remote address.
     per_address: HashMap<IpAddr, usize>,
+    /// Connections being opened, with what is to be sent once they are.
+    connecting: HashMap<SocketAddr, Vec<Bytes>>,
 }
 
 /// A connection's place under both caps, given back when its reader and writer have ended.
@@ -534,6 +542,11 @@ fn spawn_flow(shared: &Arc<Shared>, stream: TcpStream, from: SocketAddr) -> Opti
     let queued = Arc::new(AtomicUsize::new(0));
     let close = shared.stop.child_token();
     if let Ok(mut f) = shared.flows.lock() {
+        // What waited for this connection goes first, before anything sent from now on.
+        for b in f.connecting.remove(&from).unwrap_or_default() {
+            queued.fetch_add(b.len(), Ordering::Relaxed);
+            let _ = wtx.send(b);
+        }
         f.writers.insert(
             id,
             FlowWriter {
@@ -747,6 +760,10 @@ impl CoreLoop {
                         self.proxy.handle_input(Input::FlowClosed(id));
                         self.execute();
                     }
+                    Some(CoreMsg::ConnectFailed(addr)) => {
+                        self.proxy.handle_input(Input::ConnectFailed(addr));
+                        self.execute();
+                    }
                     Some(CoreMsg::Status(reply)) => {
                         let _ = reply.send(self.status());
                     }
@@ -845,26 +862,51 @@ impl CoreLoop {
                             let _ = self.shared.tx.try_send(CoreMsg::FlowEnded(id));
                         }
                     }
-                    None => {
-                        let shared = self.shared.clone();
-                        tokio::spawn(async move {
-                            match tokio::time::timeout(
-                                Duration::from_secs(5),
-                                TcpStream::connect(peer.addr),
-                            )
-                            .await
-                            {
-                                Ok(Ok(stream)) => {
-                                    if let Some(id) = spawn_flow(&shared, stream, peer.addr) {
-                                        shared.send_on_flow(id, bytes);
-                                    }
-                                }
-                                _ => tracing::debug!(to = %peer.addr, "tcp connect failed"),
-                            }
-                        });
-                    }
+                    None => self.connect(peer.addr, bytes),
                 }
             }
         }
+    }
+
+    /// Opens a connection to `addr` (a phone's Contact, RFC 3261 §18.1.1) and sends `bytes`
+    /// once it is open; what is sent there meanwhile waits with it, in order.
+    fn connect(&mut self, addr: SocketAddr, bytes: Bytes) {
+        {
+            let Ok(mut f) = self.shared.flows.lock() else {
+                return;
+            };
+            if let Some(waiting) = f.connecting.get_mut(&addr) {
+                // A handful of requests of a call; more means something is wrong.
+                if waiting.len() < MAX_WAITING_FOR_CONNECT {
+                    waiting.push(bytes);
+                }
+                return;
+            }
+            f.connecting.insert(addr, vec![bytes]);
+        }
+        let shared = self.shared.clone();
+        self.shared.tasks.spawn(async move {
+            let connected = tokio::select! {
+                () = shared.stop.cancelled() => return,
+                r = tokio::time::timeout(CONNECT_LIMIT, TcpStream::connect(addr)) => r,
+            };
+            let opened = match connected {
+                Ok(Ok(stream)) => spawn_flow(&shared, stream, addr).is_some(),
+                Ok(Err(e)) => {
+                    tracing::debug!(to = %addr, error = %e, "tcp connect failed");
+                    false
+                }
+                Err(_) => {
+                    tracing::debug!(to = %addr, "tcp connect timed out");
+                    false
+                }
+            };
+            if !opened {
+                if let Ok(mut f) = shared.flows.lock() {
+                    f.connecting.remove(&addr);
+                }
+                let _ = shared.tx.send(CoreMsg::ConnectFailed(addr)).await;
+            }
+        });
     }
 }

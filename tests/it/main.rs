@@ -19,5 +19,6 @@ mod sip_leaks;
 mod sip_limits;
 mod sip_logs;
 mod sip_malformed;
+mod sip_reach;
 mod storage;
 mod test_databases;

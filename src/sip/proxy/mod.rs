@@ -113,6 +113,8 @@ pub enum Input {
     Timer(TimerKey),
     /// A TCP connection closed.
     FlowClosed(u64),
+    /// A TCP connection to this address could not be opened.
+    ConnectFailed(SocketAddr),
     /// The process is shutting down: take no new calls (503 with Retry-After), finish the
     /// calls in progress.
     Drain,
@@ -322,6 +324,7 @@ impl Proxy {
             }
             Input::Timer(key) => self.on_timer(key),
             Input::FlowClosed(flow) => self.on_flow_closed(flow),
+            Input::ConnectFailed(addr) => self.on_connect_failed(addr),
             Input::Drain => self.draining = true,
         }
         self.work_off();
