@@ -105,7 +105,7 @@ impl RateLimiter {
             self.source_rate
         };
         let burst = 2.0 * rate;
-        if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_TRACKED_SOURCES {
+        if self.buckets.len() >= MAX_TRACKED_SOURCES && !self.buckets.contains_key(&ip) {
             self.forget_idle(now);
         }
         let bucket = if trunk || self.buckets.len() < MAX_TRACKED_SOURCES {
@@ -113,7 +113,10 @@ impl RateLimiter {
                 .entry(ip)
                 .or_insert_with(|| Bucket::full(burst, now))
         } else {
-            &mut self.overflow
+            match self.buckets.get_mut(&ip) {
+                Some(b) => b,
+                None => &mut self.overflow,
+            }
         };
         if bucket.take(rate, burst, now) {
             return Admission::Admit;

@@ -148,7 +148,7 @@ pub struct SipLimits {
     /// Server transactions held at once; sources outside the trunk may fill half of them.
     pub max_server_transactions: usize,
     /// Messages per second one source address outside the trunk may send (bursts of twice
-    /// that); the rest are dropped unanswered.
+    /// that); over UDP the rest are dropped unanswered, over TCP they are read no faster.
     pub source_messages_per_sec: u32,
     /// Messages per second one trunk address may send (bursts of twice that); beyond it
     /// requests get 503 with Retry-After.

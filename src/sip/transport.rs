@@ -103,7 +103,8 @@ pub struct CounterSnapshot {
     pub overload_drops: u64,
     /// TCP connections closed at once because `max_tcp_connections` were open.
     pub tcp_refused: u64,
-    /// Messages over their source's rate: dropped, or answered 503 when from the trunk.
+    /// Messages over their source's rate: dropped (over TCP: read no faster than the rate),
+    /// or answered 503 when from the trunk.
     pub rate_limited: u64,
     /// New requests refused because the transaction table was full.
     pub txn_table_full: u64,
@@ -260,12 +261,40 @@ struct Shared {
 }
 
 impl Shared {
-    /// Takes a token for one message from `ip`.
+    /// Takes a token for one TCP message from `ip`.
     fn admit(&self, ip: IpAddr) -> Admission {
         let verdict = match self.gate.lock() {
             Ok(mut g) => g.admit(ip, std::time::Instant::now()),
             Err(_) => Admission::Admit,
         };
+        self.limited(ip, verdict)
+    }
+
+    /// Waits until `ip` may send one more TCP message; `false` if the connection closed
+    /// meanwhile.
+    async fn wait_for_token(&self, ip: IpAddr, close: &CancellationToken) -> bool {
+        let pause = Duration::from_secs_f64(
+            1.0 / f64::from(self.limits.limits.source_messages_per_sec.max(1)),
+        )
+        .max(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                () = close.cancelled() => return false,
+                () = tokio::time::sleep(pause) => {}
+            }
+            let admitted = self
+                .gate
+                .lock()
+                .map(|mut g| g.admit(ip, std::time::Instant::now()) == Admission::Admit)
+                .unwrap_or(true);
+            if admitted {
+                return true;
+            }
+        }
+    }
+
+    /// Counts (and now and then logs) a message over its source's rate.
+    fn limited(&self, ip: IpAddr, verdict: Admission) -> Admission {
         if verdict != Admission::Admit {
             let n = self.counters.rate_limited.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
@@ -273,6 +302,28 @@ impl Shared {
             }
         }
         verdict
+    }
+
+    /// Hands a datagram to the core, within the input budget; dropped (and counted) beyond.
+    fn queue_datagram(&self, bytes: Bytes, from: SocketAddr) {
+        let budget = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let Ok(permit) = self.input_bytes.clone().try_acquire_many_owned(budget) else {
+            self.counters.overload_drops.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: from,
+            flow: None,
+        };
+        let input = Input::Datagram(bytes, peer);
+        if self
+            .tx
+            .try_send(CoreMsg::Input(input, Some(permit)))
+            .is_err()
+        {
+            self.counters.overload_drops.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Queues `bytes` on TCP connection `id`; one that has `tcp_write_queue_bytes` waiting
@@ -399,7 +450,7 @@ where
 async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
     let mut tries = 0;
     loop {
-        let udp = UdpSocket::bind(addr).await?;
+        let udp = bind_udp(addr)?;
         match TcpListener::bind(udp.local_addr()?).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() == 0 && tries < 20 => {
@@ -411,62 +462,71 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
     }
 }
 
+/// Receive buffer asked for on the UDP socket.
+const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+/// Datagrams read per wake-up before the reader gives the runtime a turn.
+const UDP_BATCH: usize = 256;
+
+/// The UDP socket, with a receive buffer that holds a few milliseconds of a flood: while the
+/// reader waits for a CPU the kernel keeps queueing instead of dropping (the trunk's datagrams
+/// with the flood's). The kernel caps it at `net.core.rmem_max`.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = sock.set_recv_buffer_size(UDP_RECV_BUFFER) {
+        tracing::debug!(error = %e, "could not enlarge the SIP UDP receive buffer");
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
 async fn udp_reader(shared: Arc<Shared>) {
     let udp = shared.udp.clone();
     let stop = shared.stop.clone();
+    // Its own buckets: no lock on the path every datagram takes (TCP has the shared ones).
+    let mut gate = RateLimiter::new(
+        shared.limits.trunk.clone(),
+        &shared.limits.limits,
+        std::time::Instant::now(),
+    );
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
     loop {
-        let received = tokio::select! {
+        tokio::select! {
             () = stop.cancelled() => return,
-            r = udp.recv_from(&mut buf) => r,
-        };
-        let (n, from) = match received {
-            Ok(r) => r,
-            // ICMP port-unreachable surfaces here on some systems; it is not fatal.
-            Err(e) => {
-                tracing::debug!(error = %e, "udp recv error");
-                continue;
-            }
-        };
-        if n == 0 || buf[..n].iter().all(|b| b.is_ascii_whitespace()) {
-            continue; // keep-alive
+            r = udp.readable() => if r.is_err() { continue },
         }
-        match shared.admit(from.ip()) {
-            Admission::Admit => {}
-            Admission::Drop => continue,
-            Admission::Refuse => {
-                if let Some(r) = SipMessage::parse_datagram(&buf[..n])
-                    .ok()
-                    .and_then(|m| overload_response(&m))
-                {
-                    let _ = udp.try_send_to(&r.to_bytes(), from);
+        // Drain what has arrived without a round through the runtime per datagram: under a
+        // flood the socket buffer must empty faster than it fills, or the kernel drops the
+        // trunk's datagrams along with the flood's.
+        for _ in 0..UDP_BATCH {
+            let (n, from) = match udp.try_recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // ICMP port-unreachable surfaces here on some systems; it is not fatal.
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp recv error");
+                    continue;
                 }
-                continue;
+            };
+            if n == 0 || buf[..n].iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // keep-alive
             }
-        }
-        let budget = u32::try_from(n).unwrap_or(u32::MAX);
-        let Ok(permit) = shared.input_bytes.clone().try_acquire_many_owned(budget) else {
-            shared
-                .counters
-                .overload_drops
-                .fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let peer = Peer {
-            transport: Transport::Udp,
-            addr: from,
-            flow: None,
-        };
-        let input = Input::Datagram(Bytes::copy_from_slice(&buf[..n]), peer);
-        if shared
-            .tx
-            .try_send(CoreMsg::Input(input, Some(permit)))
-            .is_err()
-        {
-            shared
-                .counters
-                .overload_drops
-                .fetch_add(1, Ordering::Relaxed);
+            let verdict = gate.admit(from.ip(), std::time::Instant::now());
+            match shared.limited(from.ip(), verdict) {
+                Admission::Admit => {}
+                Admission::Drop => continue,
+                Admission::Refuse => {
+                    if let Some(r) = SipMessage::parse_datagram(&buf[..n])
+                        .ok()
+                        .and_then(|m| overload_response(&m))
+                    {
+                        let _ = udp.try_send_to(&r.to_bytes(), from);
+                    }
+                    continue;
+                }
+            }
+            shared.queue_datagram(Bytes::copy_from_slice(&buf[..n]), from);
         }
     }
 }
@@ -678,7 +738,13 @@ async fn flow_reader(
         for m in frames.messages {
             match shared.admit(from.ip()) {
                 Admission::Admit => {}
-                Admission::Drop => continue,
+                Admission::Drop => {
+                    // Over TCP a source over its rate is read no faster than its rate: the
+                    // connection backs up and the sender's kernel waits, costing us nothing.
+                    if !shared.wait_for_token(from.ip(), &close).await {
+                        break 'read;
+                    }
+                }
                 Admission::Refuse => {
                     if let Some(r) = overload_response(&m) {
                         shared.send_on_flow(id, r.to_bytes());

@@ -14,6 +14,7 @@ mod hub;
 mod route_table;
 mod shutdown;
 mod sip_digest;
+mod sip_flood;
 mod sip_interop;
 mod sip_leaks;
 mod sip_limits;
