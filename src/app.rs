@@ -482,7 +482,11 @@ pub async fn start(
         },
         events.clone(),
         counters,
-        config.sip_max_tcp_connections,
+        sip::transport::TransportLimits {
+            max_tcp: config.sip_max_tcp_connections,
+            limits: config.sip.limits.clone(),
+            trunk: config.sip.trunk_nets.clone(),
+        },
         signals.intake.clone(),
     )
     .await

@@ -14,7 +14,9 @@ use crate::hours::HoursConfig;
 // Each domain owns its section's type; config only reads the files and composes them.
 pub use crate::calls::LineProfile;
 pub use crate::privacy::AuthConfig;
-use crate::sip::settings::{self, PhonesFile, SipSettings, SipTimersFile, TrunkFile};
+use crate::sip::settings::{
+    self, PhonesFile, SipLimits, SipSettings, SipTimers, SipTuning, TrunkFile,
+};
 
 /// Default listen address of the web UI and API.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
@@ -127,8 +129,69 @@ struct SipSection {
     t2_ms: Option<u64>,
     t4_ms: Option<u64>,
     max_tcp_connections: Option<usize>,
+    max_tcp_connections_per_address: Option<usize>,
+    tcp_idle_timeout_secs: Option<u64>,
+    tcp_message_timeout_secs: Option<u64>,
+    tcp_write_queue_bytes: Option<usize>,
+    max_server_transactions: Option<usize>,
+    source_messages_per_sec: Option<u32>,
+    trunk_messages_per_sec: Option<u32>,
+    register_max_failures: Option<u32>,
+    register_max_failures_per_user: Option<u32>,
+    register_failure_window_secs: Option<u64>,
+    register_lockout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     instance_id: Option<String>,
+}
+
+impl SipSection {
+    /// The tuning keys, defaults filled in (checked by `settings::validate`).
+    fn tuning(&self) -> SipTuning {
+        let t = SipTimers::default();
+        let l = SipLimits::default();
+        SipTuning {
+            timers: SipTimers {
+                t1_ms: self.t1_ms.unwrap_or(t.t1_ms),
+                t2_ms: self.t2_ms.unwrap_or(t.t2_ms),
+                t4_ms: self.t4_ms.unwrap_or(t.t4_ms),
+            },
+            limits: SipLimits {
+                max_tcp_connections_per_address: self
+                    .max_tcp_connections_per_address
+                    .unwrap_or(l.max_tcp_connections_per_address),
+                tcp_idle_timeout_secs: self
+                    .tcp_idle_timeout_secs
+                    .unwrap_or(l.tcp_idle_timeout_secs),
+                tcp_message_timeout_secs: self
+                    .tcp_message_timeout_secs
+                    .unwrap_or(l.tcp_message_timeout_secs),
+                tcp_write_queue_bytes: self
+                    .tcp_write_queue_bytes
+                    .unwrap_or(l.tcp_write_queue_bytes),
+                max_server_transactions: self
+                    .max_server_transactions
+                    .unwrap_or(l.max_server_transactions),
+                source_messages_per_sec: self
+                    .source_messages_per_sec
+                    .unwrap_or(l.source_messages_per_sec),
+                trunk_messages_per_sec: self
+                    .trunk_messages_per_sec
+                    .unwrap_or(l.trunk_messages_per_sec),
+                register_max_failures: self
+                    .register_max_failures
+                    .unwrap_or(l.register_max_failures),
+                register_max_failures_per_user: self
+                    .register_max_failures_per_user
+                    .unwrap_or(l.register_max_failures_per_user),
+                register_failure_window_secs: self
+                    .register_failure_window_secs
+                    .unwrap_or(l.register_failure_window_secs),
+                register_lockout_secs: self
+                    .register_lockout_secs
+                    .unwrap_or(l.register_lockout_secs),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,13 +340,15 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         "sip.config_dir",
         DEFAULT_SIP_CONFIG_DIR,
     );
-    let defaults = SipTimersFile::default();
-    let timers = SipTimersFile {
-        t1_ms: file.sip.t1_ms.unwrap_or(defaults.t1_ms),
-        t2_ms: file.sip.t2_ms.unwrap_or(defaults.t2_ms),
-        t4_ms: file.sip.t4_ms.unwrap_or(defaults.t4_ms),
-    };
-    let sip = load_sip(Path::new(&sip_dir), &timers, &src.0)?;
+    if !Path::new(&sip_dir).is_dir() {
+        return Err(ConfigError::value(
+            src.0,
+            src.1,
+            format!("directory '{sip_dir}' not found"),
+        ));
+    }
+    // Problems with the `[sip]` keys are the config file's, wherever the directory came from.
+    let sip = load_sip(Path::new(&sip_dir), &file.sip.tuning(), &file_name)?;
     let sip_advertised = match &file.sip.advertised_addr {
         Some(a) => Some(parse_addr(&file_name, "sip.advertised_addr", a)?),
         None => None,
@@ -301,6 +366,17 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
             "sip.advertised_addr",
             "must be a concrete address, not 0.0.0.0",
         ));
+    }
+    // The demo passwords are in the repository: with them, anyone who can reach the adapter
+    // can register as an operator phone and take citizens' calls.
+    if !sip_addr.ip().is_loopback() {
+        if let Some(user) = sip.phone_with_demo_password() {
+            return Err(ConfigError::value(
+                Path::new(&sip_dir).join("phones.toml").display().to_string(),
+                "phone.password",
+                format!("phone '{user}' still has the shipped demo password; set a new one (16+ random characters) before listening on {sip_addr}"),
+            ));
+        }
     }
     let sip_max_tcp_connections = file
         .sip
@@ -446,10 +522,10 @@ fn validate_auth(a: &AuthConfig, file: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Loads `trunk.toml` and `phones.toml` from `dir` and validates them with the timers.
+/// Loads `trunk.toml` and `phones.toml` from `dir` and validates them with the `[sip]` tuning.
 pub fn load_sip(
     dir: &Path,
-    timers: &SipTimersFile,
+    tuning: &SipTuning,
     config_file: &str,
 ) -> Result<SipSettings, ConfigError> {
     if !dir.is_dir() {
@@ -463,7 +539,7 @@ pub fn load_sip(
     let phones_path = dir.join("phones.toml");
     let trunk: TrunkFile = read_toml(&trunk_path)?;
     let phones: PhonesFile = read_toml(&phones_path)?;
-    settings::validate(&trunk, &phones, timers).map_err(|(key, problem)| {
+    settings::validate(&trunk, &phones, tuning).map_err(|(key, problem)| {
         let file = if key.starts_with("trunk") {
             trunk_path.display().to_string()
         } else if key.starts_with("sip.") {
@@ -672,6 +748,34 @@ mod tests {
         assert_eq!(c.sip_addr.to_string(), DEFAULT_SIP_ADDR);
         assert_eq!(c.sip_max_tcp_connections, 1024);
         assert_eq!(c.sip_shutdown_grace, Duration::from_secs(30));
+        // Every limit is listed there with its default.
+        assert_eq!(c.sip.limits, SipLimits::default());
+        let text = std::fs::read_to_string(&example).unwrap();
+        let listed = serde_json::to_value(SipLimits::default()).unwrap();
+        for (key, value) in listed.as_object().unwrap() {
+            assert!(
+                text.contains(&format!("\n{key} = {value}\n")),
+                "madoguchi.example.toml lists {key} = {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn sip_limits_are_read_and_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            &d,
+            "[sip]\nmax_server_transactions = 100\nsource_messages_per_sec = 5\n",
+        );
+        let c = load(Some(&p), &env_with_profile()).unwrap();
+        assert_eq!(c.sip.limits.max_server_transactions, 100);
+        assert_eq!(c.sip.limits.source_messages_per_sec, 5);
+        let p = write(&d, "[sip]\nmax_server_transactions = 0\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("madoguchi.toml: sip.max_server_transactions"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -727,9 +831,52 @@ mod tests {
             &d,
             "[sip]\naddr = \"0.0.0.0:5060\"\nadvertised_addr = \"192.0.2.10:5060\"\nt1_ms = 250\n",
         );
-        let c = load(Some(&p), &env_with_profile()).unwrap();
+        let c = load(Some(&p), &env_with_own_passwords(&d)).unwrap();
         assert_eq!(c.sip_advertised.unwrap().to_string(), "192.0.2.10:5060");
         assert_eq!(c.sip.t1.as_millis(), 250);
+    }
+
+    /// The shipped sip-config with the demo phone passwords replaced.
+    fn env_with_own_passwords(d: &tempfile::TempDir) -> EnvOverrides {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config");
+        let dir = d.path().join("sip-config");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(shipped.join("trunk.toml"), dir.join("trunk.toml")).unwrap();
+        let phones = std::fs::read_to_string(shipped.join("phones.toml")).unwrap();
+        std::fs::write(
+            dir.join("phones.toml"),
+            phones.replace("demo-password-", "Kq8v2LxWm4Tz9Rb-"),
+        )
+        .unwrap();
+        EnvOverrides {
+            sip_config: Some(dir.display().to_string()),
+            ..env_with_profile()
+        }
+    }
+
+    #[test]
+    fn the_shipped_phone_passwords_are_refused_off_loopback() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            &d,
+            "[sip]\naddr = \"0.0.0.0:5060\"\nadvertised_addr = \"192.0.2.10:5060\"\n",
+        );
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("phones.toml: phone.password: phone 'op1'") && e.contains("demo"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("demo-password-op1"),
+            "the password is not printed: {e}"
+        );
+        let p = write(&d, "[sip]\naddr = \"192.0.2.10:5060\"\n");
+        assert!(load(Some(&p), &env_with_profile()).is_err());
+        // On loopback (the demo set-up) they are fine; elsewhere with passwords of one's own.
+        let p = write(&d, "[sip]\naddr = \"127.0.0.1:5060\"\n");
+        assert!(load(Some(&p), &env_with_profile()).is_ok());
+        let p = write(&d, "[sip]\naddr = \"192.0.2.10:5060\"\n");
+        assert!(load(Some(&p), &env_with_own_passwords(&d)).is_ok());
     }
 
     #[test]

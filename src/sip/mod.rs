@@ -4,6 +4,7 @@
 //! Nothing outside `wire` and `txn` names a type of the SIP crate (see `notes/sip-stack.md`).
 
 pub mod digest;
+pub mod limits;
 pub mod policy;
 pub mod proxy;
 pub mod registrar;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Duration, Utc};
 
 use super::digest::{Algorithm, DigestError, DigestVerifier, PhoneSecret};
-use super::settings::{PhoneSettings, RegistrarSettings};
+use super::settings::{PhoneSettings, RegistrarSettings, SipLimits};
 use super::wire::{uri, SipMessage};
 
 /// One registered contact of a phone.
@@ -23,6 +23,10 @@ pub struct Binding<F> {
     pub expires_at: DateTime<Utc>,
     /// The phone's User-Agent, for the dashboard.
     pub user_agent: Option<String>,
+    /// The address the REGISTER came from (exempt from its phone's lock-out).
+    source: IpAddr,
+    /// RFC 5626 (`reg-id` on the Contact): reachable over the registering flow only.
+    outbound: bool,
     call_id: String,
     cseq: u32,
 }
@@ -55,6 +59,8 @@ crate::code_enum! {
         OutOfOrder = "out_of_order" / "順序違い",
         /// An expiry below Min-Expires (423).
         TooBrief = "too_brief" / "登録期間不足",
+        /// Refused (403) without a look at the credentials: too many failures lately.
+        LockedOut = "locked_out" / "ロックアウト中",
     }
 }
 
@@ -83,6 +89,172 @@ pub struct Registrar<F> {
     bindings: HashMap<String, Vec<Binding<F>>>,
     /// Operator accounts that are disabled: their phones may not register.
     disabled_operators: HashSet<String>,
+    lockouts: Lockouts,
+}
+
+/// Source addresses (and usernames) whose failures are tracked at once; when more fail
+/// (spoofed UDP sources), the new ones are limited by the other table only.
+const MAX_TRACKED: usize = 10_000;
+/// Warnings about failed or locked-out REGISTERs logged per minute; the rest are counted.
+const WARNINGS_PER_MINUTE: u32 = 10;
+
+/// Failed attempts in the current window, and the lock-out they led to.
+#[derive(Debug, Clone)]
+struct Tally {
+    since: DateTime<Utc>,
+    failures: u32,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+/// Failed digest attempts by source address and by username, and the lock-outs they cause: a
+/// guesser gets `register_max_failures` tries per window from one address, and a username is
+/// locked after `register_max_failures_per_user` from anywhere (except from where its phone is
+/// registered, so a guesser cannot take a working phone off the line).
+#[derive(Debug)]
+struct Lockouts {
+    max_per_source: u32,
+    max_per_user: u32,
+    window: Duration,
+    lockout: Duration,
+    sources: HashMap<IpAddr, Tally>,
+    users: HashMap<String, Tally>,
+    /// (minute, warnings logged in it, warnings left out).
+    logged: (i64, u32, u64),
+}
+
+impl Tally {
+    fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            since: now,
+            failures: 0,
+            locked_until: None,
+        }
+    }
+}
+
+/// What one more failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Counted.
+    Counted,
+    /// Counted, and locked the source or the phone out.
+    Locked,
+}
+
+impl Lockouts {
+    fn new(limits: &SipLimits) -> Self {
+        let secs = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        Self {
+            max_per_source: limits.register_max_failures,
+            max_per_user: limits.register_max_failures_per_user,
+            window: secs(limits.register_failure_window_secs),
+            lockout: secs(limits.register_lockout_secs),
+            sources: HashMap::new(),
+            users: HashMap::new(),
+            logged: (0, 0, 0),
+        }
+    }
+
+    fn is_locked(tally: Option<&Tally>, now: DateTime<Utc>) -> bool {
+        tally.and_then(|t| t.locked_until).is_some_and(|u| u > now)
+    }
+
+    /// Whether a REGISTER from `source` for `user` is refused unread; `registered_there`
+    /// exempts a phone's own address from the phone's lock-out.
+    fn locked(
+        &self,
+        source: IpAddr,
+        user: &str,
+        registered_there: bool,
+        now: DateTime<Utc>,
+    ) -> bool {
+        Self::is_locked(self.sources.get(&source), now)
+            || (!registered_there && Self::is_locked(self.users.get(user), now))
+    }
+
+    /// Counts one failed attempt from `source` for `user`. Unknown usernames are counted like
+    /// phones', so a lock-out does not tell a guesser which names exist.
+    fn failed(&mut self, source: IpAddr, user: &str, now: DateTime<Utc>) -> Failure {
+        let (window, lockout) = (self.window, self.lockout);
+        let mut locked = false;
+        if Self::make_room(&mut self.sources, &source, window, now) {
+            let t = self
+                .sources
+                .entry(source)
+                .or_insert_with(|| Tally::new(now));
+            locked |= Self::count(t, self.max_per_source, window, lockout, now);
+        }
+        let user = user.to_string();
+        if Self::make_room(&mut self.users, &user, window, now) {
+            let t = self.users.entry(user).or_insert_with(|| Tally::new(now));
+            locked |= Self::count(t, self.max_per_user, window, lockout, now);
+        }
+        if locked {
+            Failure::Locked
+        } else {
+            Failure::Counted
+        }
+    }
+
+    /// One more failure on `t`; `true` if it locks.
+    fn count(
+        t: &mut Tally,
+        max: u32,
+        window: Duration,
+        lockout: Duration,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if now - t.since > window {
+            t.since = now;
+            t.failures = 0;
+        }
+        t.failures += 1;
+        if t.failures >= max {
+            t.locked_until = Some(now + lockout);
+            t.since = now;
+            t.failures = 0;
+            return true;
+        }
+        false
+    }
+
+    /// A success from `source` forgives its earlier failures (a phone with a typo fixed).
+    fn succeeded(&mut self, source: IpAddr, now: DateTime<Utc>) {
+        if !Self::is_locked(self.sources.get(&source), now) {
+            self.sources.remove(&source);
+        }
+    }
+
+    /// Whether `key` is or can be tracked in `table`: when it is full, entries whose window
+    /// and lock-out are over are forgotten first.
+    fn make_room<K: std::hash::Hash + Eq>(
+        table: &mut HashMap<K, Tally>,
+        key: &K,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if table.contains_key(key) || table.len() < MAX_TRACKED {
+            return true;
+        }
+        table.retain(|_, t| now - t.since <= window || t.locked_until.is_some_and(|u| u > now));
+        table.len() < MAX_TRACKED
+    }
+
+    /// Whether a warning may be logged now; `Some(left out since the last one)` if so.
+    fn may_warn(&mut self, now: DateTime<Utc>) -> Option<u64> {
+        let minute = now.timestamp() / 60;
+        if self.logged.0 != minute {
+            self.logged.0 = minute;
+            self.logged.1 = 0;
+        }
+        if self.logged.1 < WARNINGS_PER_MINUTE {
+            self.logged.1 += 1;
+            Some(std::mem::take(&mut self.logged.2))
+        } else {
+            self.logged.2 += 1;
+            None
+        }
+    }
 }
 
 /// Splits a header row at top-level commas (not inside quotes or `<>`).
@@ -112,9 +284,23 @@ pub fn split_list(value: &str) -> Vec<String> {
     out
 }
 
-/// The header parameters of a name-addr (after the `>`), e.g. `expires`.
+/// The header parameters of a name-addr (after the `>` that closes the URI), e.g. `expires`.
 fn header_param(value: &str, name: &str) -> Option<String> {
-    let tail = match value.rfind('>') {
+    // The first `<` outside a quoted display name opens the URI, the next `>` closes it; a
+    // later `>` may be inside a parameter (`+sip.instance="<urn:uuid:…>"`).
+    let mut quoted = false;
+    let mut open = None;
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => {
+                open = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let tail = match open.and_then(|o| value[o..].find('>').map(|c| o + c)) {
         Some(i) => &value[i + 1..],
         None => value.split_once(';').map(|(_, t)| t).unwrap_or(""),
     };
@@ -131,8 +317,13 @@ fn unix(now: DateTime<Utc>) -> u64 {
 }
 
 impl<F: Clone + PartialEq> Registrar<F> {
-    /// A registrar for `phones` under `settings`.
-    pub fn new(settings: &RegistrarSettings, phones: &[PhoneSettings]) -> Result<Self, String> {
+    /// A registrar for `phones` under `settings`, locking out password guessers as `limits`
+    /// say.
+    pub fn new(
+        settings: &RegistrarSettings,
+        phones: &[PhoneSettings],
+        limits: &SipLimits,
+    ) -> Result<Self, String> {
         let verifier = DigestVerifier::new(settings.realm.clone())
             .map_err(|e| e.to_string())?
             .with_nonce_lifetime(settings.nonce_lifetime_secs);
@@ -158,6 +349,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
             phones: map,
             bindings: HashMap::new(),
             disabled_operators: HashSet::new(),
+            lockouts: Lockouts::new(limits),
         })
     }
 
@@ -247,16 +439,31 @@ impl<F: Clone + PartialEq> Registrar<F> {
         gone
     }
 
-    /// Drops every binding over a flow that closed; returns the timers to disarm.
-    pub fn flow_closed(&mut self, dead: impl Fn(&F) -> bool) -> Vec<BindingTimer> {
+    /// A flow closed (or could not be opened): a binding over it that `reach` can reach
+    /// otherwise, at its Contact (RFC 3261 §18.1.1), is kept and re-pointed there; the others
+    /// (RFC 5626 outbound ones, or no other way) go. Returns the timers to disarm.
+    pub fn flow_closed(
+        &mut self,
+        dead: impl Fn(&F) -> bool,
+        reach: impl Fn(&F, &str) -> Option<F>,
+    ) -> Vec<BindingTimer> {
         let mut timers = Vec::new();
         for list in self.bindings.values_mut() {
-            list.retain(|b| {
-                let keep = !dead(&b.flow);
-                if !keep {
-                    timers.push(BindingTimer::Disarm(b.aor.clone(), b.contact.clone()));
+            list.retain_mut(|b| {
+                if !dead(&b.flow) {
+                    return true;
                 }
-                keep
+                let other = (!b.outbound).then(|| reach(&b.flow, &b.contact)).flatten();
+                match other {
+                    Some(f) => {
+                        b.flow = f;
+                        true
+                    }
+                    None => {
+                        timers.push(BindingTimer::Disarm(b.aor.clone(), b.contact.clone()));
+                        false
+                    }
+                }
             });
         }
         self.bindings.retain(|_, l| !l.is_empty());
@@ -278,8 +485,14 @@ impl<F: Clone + PartialEq> Registrar<F> {
         r
     }
 
-    /// Handles one REGISTER that arrived over `flow`.
-    pub fn register(&mut self, req: &SipMessage, flow: F, now: DateTime<Utc>) -> RegisterResult {
+    /// Handles one REGISTER that arrived over `flow` from address `source`.
+    pub fn register(
+        &mut self,
+        req: &SipMessage,
+        flow: F,
+        source: IpAddr,
+        now: DateTime<Utc>,
+    ) -> RegisterResult {
         let reply = |status: u16, reason: &str| {
             SipMessage::response_to(req, status, reason, Some(&super::wire::new_tag()))
         };
@@ -290,6 +503,23 @@ impl<F: Clone + PartialEq> Registrar<F> {
                 summary: RegisterOutcome::BadRequest,
             };
         };
+        // Only a configured phone's name is tracked or logged: what a guesser types as a
+        // username could be anything (a password, a number).
+        let phone = self.phones.contains_key(&aor).then_some(aor.as_str());
+        let registered_there = self
+            .bindings
+            .get(&aor)
+            .is_some_and(|l| l.iter().any(|b| b.source == source));
+        if self.lockouts.locked(source, &aor, registered_there, now) {
+            if let Some(left_out) = self.lockouts.may_warn(now) {
+                tracing::warn!(%source, phone = phone.unwrap_or("(not a phone)"), left_out, "REGISTER refused: locked out after repeated failures");
+            }
+            return RegisterResult {
+                response: reply(403, "Forbidden"),
+                timers: vec![],
+                summary: RegisterOutcome::LockedOut,
+            };
+        }
         // Unknown usernames are challenged exactly like known ones: nothing to enumerate.
         let offered: Vec<Algorithm> = self
             .phones
@@ -323,13 +553,14 @@ impl<F: Clone + PartialEq> Registrar<F> {
                     summary: RegisterOutcome::Disabled,
                 }
             }
-            Ok(v) if v.username == aor => {}
+            Ok(v) if v.username == aor => self.lockouts.succeeded(source, now),
             Ok(_) => {
+                self.failed(source, &aor, phone.is_some(), now);
                 return RegisterResult {
                     response: reply(403, "Forbidden"),
                     timers: vec![],
                     summary: RegisterOutcome::Refused,
-                }
+                };
             }
             Err(DigestError::Stale) => {
                 return RegisterResult {
@@ -346,14 +577,32 @@ impl<F: Clone + PartialEq> Registrar<F> {
                 }
             }
             Err(_) => {
+                self.failed(source, &aor, phone.is_some(), now);
                 return RegisterResult {
                     response: self.challenge(req, &offered, false, now),
                     timers: vec![],
                     summary: RegisterOutcome::Refused,
+                };
+            }
+        }
+        self.apply_bindings(req, &aor, flow, source, now)
+    }
+
+    /// Counts a failed attempt for `user` and warns about it (a few a minute; never the
+    /// credentials, and the username only if it is a phone's).
+    fn failed(&mut self, source: IpAddr, user: &str, known: bool, now: DateTime<Utc>) {
+        let what = self.lockouts.failed(source, user, now);
+        if let Some(left_out) = self.lockouts.may_warn(now) {
+            let phone = if known { user } else { "(not a phone)" };
+            match what {
+                Failure::Locked => {
+                    tracing::warn!(%source, phone, left_out, "REGISTER failures: source or phone locked out")
+                }
+                Failure::Counted => {
+                    tracing::warn!(%source, phone, left_out, "REGISTER with wrong credentials")
                 }
             }
         }
-        self.apply_bindings(req, &aor, flow, now)
     }
 
     fn apply_bindings(
@@ -361,6 +610,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
         req: &SipMessage,
         aor: &str,
         flow: F,
+        source: IpAddr,
         now: DateTime<Utc>,
     ) -> RegisterResult {
         let reply = |status: u16, reason: &str| {
@@ -442,9 +692,14 @@ impl<F: Clone + PartialEq> Registrar<F> {
                     summary: RegisterOutcome::TooBrief,
                 };
             }
-            changes.push((u.to_string(), expires.min(self.settings.max_expires)));
+            let outbound = header_param(c, "reg-id").is_some();
+            changes.push((
+                u.to_string(),
+                expires.min(self.settings.max_expires),
+                outbound,
+            ));
         }
-        for (contact, expires) in changes {
+        for (contact, expires, outbound) in changes {
             list.retain(|b| b.contact != contact);
             if expires == 0 {
                 timers.push(BindingTimer::Disarm(aor.to_string(), contact));
@@ -464,6 +719,8 @@ impl<F: Clone + PartialEq> Registrar<F> {
                 user_agent: req
                     .header("User-Agent")
                     .map(|u| u.chars().take(100).collect()),
+                source,
+                outbound,
                 call_id: call_id.clone(),
                 cseq,
             });
@@ -501,6 +758,76 @@ mod tests {
         assert_eq!(split_list("*"), vec!["*".to_string()]);
     }
 
+    fn lockouts() -> Lockouts {
+        Lockouts::new(&SipLimits {
+            register_max_failures: 3,
+            register_max_failures_per_user: 5,
+            register_failure_window_secs: 600,
+            register_lockout_secs: 900,
+            ..SipLimits::default()
+        })
+    }
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, n])
+    }
+
+    #[test]
+    fn failures_from_one_source_lock_it_out_for_a_while() {
+        let t0 = Utc::now();
+        let mut l = lockouts();
+        assert_eq!(l.failed(ip(1), "op1", t0), Failure::Counted);
+        assert_eq!(l.failed(ip(1), "op2", t0), Failure::Counted);
+        assert!(!l.locked(ip(1), "op1", false, t0));
+        assert_eq!(l.failed(ip(1), "op1", t0), Failure::Locked);
+        assert!(l.locked(ip(1), "op3", false, t0), "every name from there");
+        assert!(!l.locked(ip(2), "op1", false, t0), "not the phone yet");
+        let later = t0 + Duration::seconds(901);
+        assert!(!l.locked(ip(1), "op1", false, later), "the lock-out ends");
+        // Failures spread beyond the window do not add up.
+        let mut l = lockouts();
+        for i in 0..6 {
+            let t = t0 + Duration::seconds(601 * i);
+            assert_eq!(l.failed(ip(1), "op1", t), Failure::Counted);
+        }
+    }
+
+    #[test]
+    fn failures_from_many_sources_lock_the_phone_but_not_where_it_is_registered() {
+        let t0 = Utc::now();
+        let mut l = lockouts();
+        for n in 1..=4 {
+            assert_eq!(l.failed(ip(n), "op1", t0), Failure::Counted);
+        }
+        assert_eq!(l.failed(ip(5), "op1", t0), Failure::Locked);
+        assert!(l.locked(ip(9), "op1", false, t0), "op1 from a new address");
+        assert!(
+            !l.locked(ip(9), "op1", true, t0),
+            "op1 from where it is registered"
+        );
+        assert!(!l.locked(ip(9), "op2", false, t0), "another phone");
+        // A name that is no phone is counted alike: a lock-out reveals nothing.
+        for n in 10..15 {
+            l.failed(ip(n), "nobody", t0);
+        }
+        assert!(l.locked(ip(9), "nobody", false, t0));
+    }
+
+    #[test]
+    fn the_tables_are_bounded() {
+        let t0 = Utc::now();
+        let mut l = lockouts();
+        for i in 0..MAX_TRACKED as u32 + 50 {
+            l.failed(IpAddr::from(i.to_be_bytes()), &format!("u{i}"), t0);
+        }
+        assert_eq!(l.sources.len(), MAX_TRACKED);
+        assert_eq!(l.users.len(), MAX_TRACKED);
+        // Once their window is over, old entries make room.
+        let later = t0 + Duration::seconds(601);
+        l.failed(ip(200), "late", later);
+        assert_eq!((l.sources.len(), l.users.len()), (1, 1));
+    }
+
     #[test]
     fn expires_param_is_read_after_the_uri() {
         assert_eq!(
@@ -508,5 +835,9 @@ mod tests {
             Some("60")
         );
         assert_eq!(header_param("<sip:a@h>", "expires"), None);
+        let outbound =
+            r#""A>B" <sip:a@h;transport=tcp>;reg-id=1;+sip.instance="<urn:uuid:1>";expires=60"#;
+        assert_eq!(header_param(outbound, "reg-id").as_deref(), Some("1"));
+        assert_eq!(header_param(outbound, "expires").as_deref(), Some("60"));
     }
 }

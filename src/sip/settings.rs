@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What the adapter does with a request it will not serve from an address that is not ours
 /// to serve (an INVITE from outside the trunk, a scanner's OPTIONS).
@@ -101,10 +101,18 @@ fn default_algorithms() -> Vec<String> {
     vec!["SHA-256".into(), "MD5".into()]
 }
 
-/// `[sip]` of `madoguchi.toml` beyond the address.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SipTimersFile {
+/// `[sip]` of `madoguchi.toml` beyond the addresses: the RFC 3261 timers and the limits.
+#[derive(Debug, Clone, Default)]
+pub struct SipTuning {
+    /// T1, T2, T4.
+    pub timers: SipTimers,
+    /// What one peer, or all of them together, may hold of the adapter.
+    pub limits: SipLimits,
+}
+
+/// The RFC 3261 timer constants as configured.
+#[derive(Debug, Clone)]
+pub struct SipTimers {
     /// RFC 3261 T1 (RTT estimate), milliseconds.
     pub t1_ms: u64,
     /// RFC 3261 T2 (longest retransmit interval), milliseconds.
@@ -113,12 +121,131 @@ pub struct SipTimersFile {
     pub t4_ms: u64,
 }
 
-impl Default for SipTimersFile {
+impl Default for SipTimers {
     fn default() -> Self {
         Self {
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
+        }
+    }
+}
+
+/// The limits that keep a flood, a slow peer or a password guesser from exhausting the
+/// adapter or locking others out (`[sip]` keys of the same names; see
+/// `madoguchi.example.toml`). Shown by the status API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SipLimits {
+    /// TCP connections one IP address may hold at once (the global cap is
+    /// `max_tcp_connections`).
+    pub max_tcp_connections_per_address: usize,
+    /// A TCP connection with no complete message and no keep-alive for this long is closed.
+    pub tcp_idle_timeout_secs: u64,
+    /// A message must arrive whole within this long of its first byte.
+    pub tcp_message_timeout_secs: u64,
+    /// Bytes queued for one TCP connection that is not reading; beyond them it is closed.
+    pub tcp_write_queue_bytes: usize,
+    /// Server transactions held at once; sources outside the trunk may fill half of them.
+    pub max_server_transactions: usize,
+    /// Messages per second one source address outside the trunk may send (bursts of twice
+    /// that); over UDP the rest are dropped unanswered, over TCP they are read no faster.
+    pub source_messages_per_sec: u32,
+    /// Messages per second one trunk address may send (bursts of twice that); beyond it
+    /// requests get 503 with Retry-After.
+    pub trunk_messages_per_sec: u32,
+    /// Failed digest attempts from one source address within the window that lock it out.
+    pub register_max_failures: u32,
+    /// Failed digest attempts for one phone (from anywhere) within the window that lock the
+    /// phone out, except from addresses it is registered from.
+    pub register_max_failures_per_user: u32,
+    /// The window the failures are counted in, seconds.
+    pub register_failure_window_secs: u64,
+    /// How long a lock-out lasts (every REGISTER gets 403), seconds.
+    pub register_lockout_secs: u64,
+}
+
+impl Default for SipLimits {
+    fn default() -> Self {
+        Self {
+            max_tcp_connections_per_address: 64,
+            tcp_idle_timeout_secs: 600,
+            tcp_message_timeout_secs: 30,
+            tcp_write_queue_bytes: 256 * 1024,
+            max_server_transactions: 4096,
+            source_messages_per_sec: 50,
+            trunk_messages_per_sec: 20_000,
+            register_max_failures: 10,
+            register_max_failures_per_user: 30,
+            register_failure_window_secs: 600,
+            register_lockout_secs: 900,
+        }
+    }
+}
+
+impl SipLimits {
+    /// The first limit out of its range: (key, problem).
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let l = self;
+        let checks: [(&str, bool, &str); 11] = [
+            (
+                "max_tcp_connections_per_address",
+                (1..=65_536).contains(&l.max_tcp_connections_per_address),
+                "must be between 1 and 65536",
+            ),
+            (
+                "tcp_idle_timeout_secs",
+                (1..=86_400).contains(&l.tcp_idle_timeout_secs),
+                "must be between 1 and 86400",
+            ),
+            (
+                "tcp_message_timeout_secs",
+                (1..=600).contains(&l.tcp_message_timeout_secs),
+                "must be between 1 and 600",
+            ),
+            (
+                "tcp_write_queue_bytes",
+                (4096..=64 * 1024 * 1024).contains(&l.tcp_write_queue_bytes),
+                "must be between 4096 and 67108864",
+            ),
+            (
+                "max_server_transactions",
+                (16..=1_000_000).contains(&l.max_server_transactions),
+                "must be between 16 and 1000000",
+            ),
+            (
+                "source_messages_per_sec",
+                (1..=1_000_000).contains(&l.source_messages_per_sec),
+                "must be between 1 and 1000000",
+            ),
+            (
+                "trunk_messages_per_sec",
+                (1..=1_000_000).contains(&l.trunk_messages_per_sec),
+                "must be between 1 and 1000000",
+            ),
+            (
+                "register_max_failures",
+                (1..=10_000).contains(&l.register_max_failures),
+                "must be between 1 and 10000",
+            ),
+            (
+                "register_max_failures_per_user",
+                (1..=10_000).contains(&l.register_max_failures_per_user),
+                "must be between 1 and 10000",
+            ),
+            (
+                "register_failure_window_secs",
+                (1..=86_400).contains(&l.register_failure_window_secs),
+                "must be between 1 and 86400",
+            ),
+            (
+                "register_lockout_secs",
+                (1..=86_400).contains(&l.register_lockout_secs),
+                "must be between 1 and 86400",
+            ),
+        ];
+        match checks.iter().find(|(_, ok, _)| !ok) {
+            Some((key, _, problem)) => Err((format!("sip.{key}"), (*problem).to_string())),
+            None => Ok(()),
         }
     }
 }
@@ -142,9 +269,26 @@ pub struct SipSettings {
     pub t2: Duration,
     /// T4.
     pub t4: Duration,
+    /// Limits against floods, slow peers and password guessing.
+    pub limits: SipLimits,
 }
 
+/// The passwords the demo `sip-config/phones.toml` ships with: public, so no phone may use
+/// one (or one made the same way) where the adapter is reachable from a network.
+const SHIPPED_DEMO_PASSWORDS: &[&str] = &["demo-password-op1", "demo-password-op2"];
+
 impl SipSettings {
+    /// The first phone whose password is a shipped demo one.
+    pub fn phone_with_demo_password(&self) -> Option<&str> {
+        self.phones
+            .iter()
+            .find(|p| {
+                SHIPPED_DEMO_PASSWORDS.contains(&p.password.as_str())
+                    || p.password.starts_with("demo-password")
+            })
+            .map(|p| p.username.as_str())
+    }
+
     /// Whether `ip` belongs to the carrier.
     pub fn is_trunk(&self, ip: IpAddr) -> bool {
         self.trunk_nets.iter().any(|n| n.contains(&ip))
@@ -165,8 +309,9 @@ pub fn line_digits(s: &str) -> String {
 pub fn validate(
     trunk: &TrunkFile,
     phones: &PhonesFile,
-    timers: &SipTimersFile,
+    tuning: &SipTuning,
 ) -> Result<SipSettings, (String, String)> {
+    let timers = &tuning.timers;
     let mut trunk_nets = Vec::new();
     for a in &trunk.trunk.addresses {
         let net = a
@@ -268,6 +413,7 @@ pub fn validate(
             "need 0 < t1_ms <= t2_ms and t4_ms > 0".into(),
         ));
     }
+    tuning.limits.check()?;
     Ok(SipSettings {
         trunk_nets,
         line_numbers,
@@ -277,6 +423,7 @@ pub fn validate(
         t1: Duration::from_millis(timers.t1_ms),
         t2: Duration::from_millis(timers.t2_ms),
         t4: Duration::from_millis(timers.t4_ms),
+        limits: tuning.limits.clone(),
     })
 }
 

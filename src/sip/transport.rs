@@ -5,16 +5,17 @@
 //! whose subscribers each have their own queue.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ipnet::IpNet;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,8 +23,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::calls::{CallEvent, CallEvents};
 
+use super::limits::{accept_backoff, overload_response, Admission, RateLimiter};
 use super::proxy::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
-use super::wire::{StreamFramer, MAX_DATAGRAM_BYTES};
+use super::settings::SipLimits;
+use super::wire::{SipMessage, StreamFramer, MAX_DATAGRAM_BYTES};
 
 /// Most TCP connections held at once by default (`[sip] max_tcp_connections`); more are
 /// closed at once so a flood cannot exhaust memory or file descriptors.
@@ -32,10 +35,12 @@ pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 1024;
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// How long a closing TCP connection may take to send the replies still queued for it.
 const FLUSH_LIMIT: Duration = Duration::from_secs(1);
-/// A TCP peer that leaves a message half-sent for this long is disconnected.
-const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A TCP connection with no traffic at all for this long is closed.
-const IDLE_FLOW_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Messages that may wait for a connection being opened.
+const MAX_WAITING_FOR_CONNECT: usize = 64;
+/// How long opening a TCP connection to a phone may take.
+const CONNECT_LIMIT: Duration = Duration::from_secs(5);
+/// How long a connection whose peer has stopped sending may take to be sent what is queued.
+const LINGER_LIMIT: Duration = Duration::from_secs(5);
 /// Datagrams queued for the core; beyond this, overload drops them (UDP peers retransmit).
 const INPUT_QUEUE: usize = 8192;
 /// Longest a BYE's final answer waits for the call's end to be stored (a stalled database
@@ -43,6 +48,8 @@ const INPUT_QUEUE: usize = 8192;
 const HOLD_LIMIT: Duration = Duration::from_secs(2);
 /// How long a stored end is remembered for a BYE answer that comes after it.
 const STORED_MEMORY: Duration = Duration::from_secs(30);
+/// Bytes of datagrams queued for the core: 8192 datagrams of 64 KiB would be half a gigabyte.
+const INPUT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the status API shows of the SIP side.
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +66,10 @@ pub struct SipStatus {
     pub phones: Vec<RegisteredPhone>,
     /// Counters since start.
     pub counters: CounterSnapshot,
+    /// The limits in force (`[sip]`).
+    pub limits: SipLimits,
+    /// Most TCP connections held at once (`[sip] max_tcp_connections`).
+    pub max_tcp_connections: usize,
 }
 
 /// One registered phone.
@@ -103,27 +114,52 @@ pub struct CounterSnapshot {
     pub overload_drops: u64,
     /// TCP connections closed at once because `max_tcp_connections` were open.
     pub tcp_refused: u64,
+    /// Messages over their source's rate: dropped (over TCP: read no faster than the rate),
+    /// or answered 503 when from the trunk.
+    pub rate_limited: u64,
+    /// New requests refused because the transaction table was full.
+    pub txn_table_full: u64,
+    /// TCP connections closed because they did not read what we sent them.
+    pub tcp_write_overflow: u64,
+    /// TCP connections closed at once because their address held
+    /// `max_tcp_connections_per_address`.
+    pub tcp_refused_per_address: u64,
+    /// TCP connections closed for a message not complete in time, or for idling.
+    pub tcp_timed_out: u64,
+    /// REGISTERs refused because their source or phone was locked out after failures.
+    pub register_locked_out: u64,
+}
+
+/// What the transport enforces: the `[sip]` limits, the TCP cap, and who the trunk is.
+#[derive(Debug, Clone)]
+pub struct TransportLimits {
+    /// Most TCP connections held at once.
+    pub max_tcp: usize,
+    /// The `[sip]` limits.
+    pub limits: SipLimits,
+    /// The carrier's networks (their rate is `trunk_messages_per_sec`).
+    pub trunk: Vec<IpNet>,
+}
+
+/// The transport's own counters.
+#[derive(Debug, Default)]
+struct TransportCounters {
+    overload_drops: AtomicU64,
+    tcp_refused: AtomicU64,
+    rate_limited: AtomicU64,
+    tcp_write_overflow: AtomicU64,
+    tcp_refused_per_address: AtomicU64,
+    tcp_timed_out: AtomicU64,
 }
 
 enum CoreMsg {
-    Input(Input),
+    /// An input, with the share of the input budget it holds until the core has handled it.
+    Input(Input, Option<OwnedSemaphorePermit>),
     /// The reader of a flow ended: drop its writer after queued replies, then tell the core.
     FlowEnded(u64),
+    /// A connection we tried to open to this address could not be.
+    ConnectFailed(SocketAddr),
     Status(oneshot::Sender<SipStatus>),
-}
-
-struct Flows {
-    writers: HashMap<u64, (SocketAddr, mpsc::UnboundedSender<Bytes>)>,
-    limits: Arc<FlowLimits>,
-}
-
-/// What every TCP connection shares: the cap on how many are open, the stop signal, and the
-/// tracker that [`SipHandle::stop`] waits on.
-struct FlowLimits {
-    permits: Arc<Semaphore>,
-    refused: AtomicU64,
-    stop: CancellationToken,
-    tasks: TaskTracker,
 }
 
 /// A running SIP adapter.
@@ -149,14 +185,14 @@ impl SipHandle {
     pub async fn disable_operators(&self, names: Vec<String>) {
         let _ = self
             .tx
-            .send(CoreMsg::Input(Input::DisableOperators(names)))
+            .send(CoreMsg::Input(Input::DisableOperators(names), None))
             .await;
     }
 
     /// Stops taking new calls: from now on a new INVITE gets 503 with Retry-After, while the
     /// calls in progress go on to their end.
     pub async fn drain(&self) {
-        let _ = self.tx.send(CoreMsg::Input(Input::Drain)).await;
+        let _ = self.tx.send(CoreMsg::Input(Input::Drain, None)).await;
     }
 
     /// The adapter's own long-lived tasks (the core, the UDP reader, the TCP acceptor) with
@@ -186,14 +222,183 @@ impl SipHandle {
     }
 }
 
-/// Binds UDP and TCP on `addr` (the same port for both) and starts the adapter, holding at
-/// most `max_tcp` TCP connections; it runs until `stop` is cancelled.
+/// One TCP connection's sending side, as the core and the readers see it.
+struct FlowWriter {
+    /// The remote address.
+    addr: SocketAddr,
+    tx: mpsc::UnboundedSender<Bytes>,
+    /// Bytes queued and not yet written: bounded by `tcp_write_queue_bytes`.
+    queued: Arc<AtomicUsize>,
+    /// Cancelled to close the connection at once (it stopped reading, or a write failed).
+    close: CancellationToken,
+}
+
+/// The open TCP connections.
+#[derive(Default)]
+struct Flows {
+    writers: HashMap<u64, FlowWriter>,
+    /// Connections held per remote address.
+    per_address: HashMap<IpAddr, usize>,
+    /// Connections being opened, with what is to be sent once they are.
+    connecting: HashMap<SocketAddr, Vec<Bytes>>,
+}
+
+/// A connection's place under both caps, given back when its reader and writer have ended.
+struct FlowSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for FlowSlot {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.shared.flows.lock() {
+            if let Some(n) = f.per_address.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    f.per_address.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// What the sockets, the connections and the core share.
+struct Shared {
+    udp: Arc<UdpSocket>,
+    tx: mpsc::Sender<CoreMsg>,
+    flows: Mutex<Flows>,
+    /// One per TCP connection open.
+    tcp_permits: Arc<Semaphore>,
+    /// One per byte of datagram queued for the core.
+    input_bytes: Arc<Semaphore>,
+    gate: Mutex<RateLimiter>,
+    limits: TransportLimits,
+    counters: TransportCounters,
+    next_flow: AtomicU64,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Shared {
+    /// Takes a token for one TCP message from `ip`.
+    fn admit(&self, ip: IpAddr) -> Admission {
+        let verdict = match self.gate.lock() {
+            Ok(mut g) => g.admit(ip, std::time::Instant::now()),
+            Err(_) => Admission::Admit,
+        };
+        self.limited(ip, verdict)
+    }
+
+    /// Waits until `ip` may send one more TCP message; `false` if the connection closed
+    /// meanwhile.
+    async fn wait_for_token(&self, ip: IpAddr, close: &CancellationToken) -> bool {
+        let pause = Duration::from_secs_f64(
+            1.0 / f64::from(self.limits.limits.source_messages_per_sec.max(1)),
+        )
+        .max(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                () = close.cancelled() => return false,
+                () = tokio::time::sleep(pause) => {}
+            }
+            let admitted = self
+                .gate
+                .lock()
+                .map(|mut g| g.admit(ip, std::time::Instant::now()) == Admission::Admit)
+                .unwrap_or(true);
+            if admitted {
+                return true;
+            }
+        }
+    }
+
+    /// Counts (and now and then logs) a message over its source's rate.
+    fn limited(&self, ip: IpAddr, verdict: Admission) -> Admission {
+        if verdict != Admission::Admit {
+            let n = self.counters.rate_limited.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(source = %ip, limited = n, "SIP source over its rate; dropping or refusing its messages");
+            }
+        }
+        verdict
+    }
+
+    /// Hands a datagram to the core, within the input budget; dropped (and counted) beyond.
+    fn queue_datagram(&self, bytes: Bytes, from: SocketAddr) {
+        let budget = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let Ok(permit) = self.input_bytes.clone().try_acquire_many_owned(budget) else {
+            self.counters.overload_drops.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: from,
+            flow: None,
+        };
+        let input = Input::Datagram(bytes, peer);
+        if self
+            .tx
+            .try_send(CoreMsg::Input(input, Some(permit)))
+            .is_err()
+        {
+            self.counters.overload_drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues `bytes` on TCP connection `id`; one that has `tcp_write_queue_bytes` waiting
+    /// already is closed instead (it is not reading). `false` if the connection is gone.
+    fn send_on_flow(&self, id: u64, bytes: Bytes) -> bool {
+        let Ok(flows) = self.flows.lock() else {
+            return false;
+        };
+        let Some(w) = flows.writers.get(&id) else {
+            return false;
+        };
+        if w.close.is_cancelled() {
+            return true;
+        }
+        let len = bytes.len();
+        let queued = w.queued.fetch_add(len, Ordering::Relaxed) + len;
+        if queued > self.limits.limits.tcp_write_queue_bytes {
+            w.queued.fetch_sub(len, Ordering::Relaxed);
+            w.close.cancel();
+            let n = self
+                .counters
+                .tcp_write_overflow
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(peer = %w.addr, closed = n, "SIP TCP peer does not read what we send; connection closed");
+            }
+            return true;
+        }
+        if w.tx.send(bytes).is_err() {
+            w.queued.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// The open connection to `addr`, if any.
+    fn flow_to(&self, addr: SocketAddr) -> Option<u64> {
+        let flows = self.flows.lock().ok()?;
+        flows
+            .writers
+            .iter()
+            .find(|(_, w)| w.addr == addr && !w.close.is_cancelled())
+            .map(|(id, _)| *id)
+    }
+}
+
+/// Binds UDP and TCP on `addr` (the same port for both) and starts the adapter under
+/// `limits`; it runs until `stop` is cancelled.
 pub async fn start<F>(
     addr: SocketAddr,
     build: F,
     events: CallEvents,
     counters: Arc<SipCounters>,
-    max_tcp: usize,
+    limits: TransportLimits,
     stop: CancellationToken,
 ) -> std::io::Result<SipHandle>
 where
@@ -214,51 +419,39 @@ where
             let _ = shutdown.send(true);
         }
     });
-    let limits = Arc::new(FlowLimits {
-        permits: Arc::new(Semaphore::new(max_tcp)),
-        refused: AtomicU64::new(0),
+    let max_tcp = limits.max_tcp;
+    let shared = Arc::new(Shared {
+        udp: udp.clone(),
+        tx: tx.clone(),
+        flows: Mutex::new(Flows::default()),
+        tcp_permits: Arc::new(Semaphore::new(limits.max_tcp)),
+        input_bytes: Arc::new(Semaphore::new(INPUT_QUEUE_BYTES)),
+        gate: Mutex::new(RateLimiter::new(
+            limits.trunk.clone(),
+            &limits.limits,
+            std::time::Instant::now(),
+        )),
+        limits,
+        counters: TransportCounters::default(),
+        next_flow: AtomicU64::new(1),
         stop: stop.clone(),
         tasks: tracker.clone(),
     });
-    let flows = Arc::new(Mutex::new(Flows {
-        writers: HashMap::new(),
-        limits,
-    }));
-    let next_flow = Arc::new(AtomicU64::new(1));
-    let overload = Arc::new(AtomicU64::new(0));
 
     let mut tasks = Vec::new();
-    tasks.push((
-        "SIP UDP reader",
-        tracker.spawn(udp_reader(
-            udp.clone(),
-            tx.clone(),
-            overload.clone(),
-            stop.clone(),
-        )),
-    ));
+    tasks.push(("SIP UDP reader", tracker.spawn(udp_reader(shared.clone()))));
     tasks.push((
         "SIP TCP acceptor",
-        tracker.spawn(tcp_acceptor(
-            tcp,
-            tx.clone(),
-            flows.clone(),
-            next_flow.clone(),
-            stop.clone(),
-        )),
+        tracker.spawn(tcp_acceptor(tcp, shared.clone())),
     ));
     let stored = events.stored().subscribe();
     let core = CoreLoop {
         log_backlogged: false,
         held: Held::default(),
         proxy,
-        udp,
-        flows,
-        next_flow,
-        tx: tx.clone(),
+        shared,
         events,
         counters,
-        overload,
         timers: BTreeMap::new(),
         timer_index: HashMap::new(),
         timer_seq: 0,
@@ -280,7 +473,7 @@ where
 async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
     let mut tries = 0;
     loop {
-        let udp = UdpSocket::bind(addr).await?;
+        let udp = bind_udp(addr)?;
         match TcpListener::bind(udp.local_addr()?).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() == 0 && tries < 20 => {
@@ -292,48 +485,78 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
     }
 }
 
-async fn udp_reader(
-    udp: Arc<UdpSocket>,
-    tx: mpsc::Sender<CoreMsg>,
-    overload: Arc<AtomicU64>,
-    stop: CancellationToken,
-) {
+/// Receive buffer asked for on the UDP socket.
+const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+/// Datagrams read per wake-up before the reader gives the runtime a turn.
+const UDP_BATCH: usize = 256;
+
+/// The UDP socket, with a receive buffer that holds a few milliseconds of a flood: while the
+/// reader waits for a CPU the kernel keeps queueing instead of dropping (the trunk's datagrams
+/// with the flood's). The kernel caps it at `net.core.rmem_max`.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = sock.set_recv_buffer_size(UDP_RECV_BUFFER) {
+        tracing::debug!(error = %e, "could not enlarge the SIP UDP receive buffer");
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
+async fn udp_reader(shared: Arc<Shared>) {
+    let udp = shared.udp.clone();
+    let stop = shared.stop.clone();
+    // Its own buckets: no lock on the path every datagram takes (TCP has the shared ones).
+    let mut gate = RateLimiter::new(
+        shared.limits.trunk.clone(),
+        &shared.limits.limits,
+        std::time::Instant::now(),
+    );
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
     loop {
-        let received = tokio::select! {
+        tokio::select! {
             () = stop.cancelled() => return,
-            r = udp.recv_from(&mut buf) => r,
-        };
-        let (n, from) = match received {
-            Ok(r) => r,
-            // ICMP port-unreachable surfaces here on some systems; it is not fatal.
-            Err(e) => {
-                tracing::debug!(error = %e, "udp recv error");
-                continue;
-            }
-        };
-        if n == 0 || buf[..n].iter().all(|b| b.is_ascii_whitespace()) {
-            continue; // keep-alive
+            r = udp.readable() => if r.is_err() { continue },
         }
-        let peer = Peer {
-            transport: Transport::Udp,
-            addr: from,
-            flow: None,
-        };
-        let input = Input::Datagram(Bytes::copy_from_slice(&buf[..n]), peer);
-        if tx.try_send(CoreMsg::Input(input)).is_err() {
-            overload.fetch_add(1, Ordering::Relaxed);
+        // Drain what has arrived without a round through the runtime per datagram: under a
+        // flood the socket buffer must empty faster than it fills, or the kernel drops the
+        // trunk's datagrams along with the flood's.
+        for _ in 0..UDP_BATCH {
+            let (n, from) = match udp.try_recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // ICMP port-unreachable surfaces here on some systems; it is not fatal.
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp recv error");
+                    continue;
+                }
+            };
+            if n == 0 || buf[..n].iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // keep-alive
+            }
+            let verdict = gate.admit(from.ip(), std::time::Instant::now());
+            match shared.limited(from.ip(), verdict) {
+                Admission::Admit => {}
+                Admission::Drop => continue,
+                Admission::Refuse => {
+                    if let Some(r) = SipMessage::parse_datagram(&buf[..n])
+                        .ok()
+                        .and_then(|m| overload_response(&m))
+                    {
+                        let _ = udp.try_send_to(&r.to_bytes(), from);
+                    }
+                    continue;
+                }
+            }
+            shared.queue_datagram(Bytes::copy_from_slice(&buf[..n]), from);
         }
     }
 }
 
-async fn tcp_acceptor(
-    listener: TcpListener,
-    tx: mpsc::Sender<CoreMsg>,
-    flows: Arc<Mutex<Flows>>,
-    next: Arc<AtomicU64>,
-    stop: CancellationToken,
-) {
+async fn tcp_acceptor(listener: TcpListener, shared: Arc<Shared>) {
+    let stop = shared.stop.clone();
+    let mut failures: u32 = 0;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -342,114 +565,237 @@ async fn tcp_acceptor(
         let (stream, from) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of file descriptors and the like: pause instead of spinning on it.
-                tracing::warn!(error = %e, "SIP TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of file descriptors and the like: the error repeats until something
+                // closes, so back off instead of spinning on it, and log now and then.
+                failures = failures.saturating_add(1);
+                if failures.is_power_of_two() {
+                    tracing::warn!(error = %e, failures, "SIP TCP accept failed; backing off");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(accept_backoff(failures - 1)) => {}
+                }
                 continue;
             }
         };
-        let id = next.fetch_add(1, Ordering::Relaxed);
-        spawn_flow(stream, from, id, tx.clone(), flows.clone());
+        failures = 0;
+        spawn_flow(&shared, stream, from);
     }
 }
 
 /// Runs one TCP connection (accepted or opened by us) if the cap allows; else closes it.
-fn spawn_flow(
-    stream: TcpStream,
-    from: SocketAddr,
-    id: u64,
-    tx: mpsc::Sender<CoreMsg>,
-    flows: Arc<Mutex<Flows>>,
-) {
-    let Ok(limits) = flows.lock().map(|f| f.limits.clone()) else {
-        return;
-    };
-    let Ok(permit) = limits.permits.clone().try_acquire_owned() else {
+/// Returns its id.
+fn spawn_flow(shared: &Arc<Shared>, stream: TcpStream, from: SocketAddr) -> Option<u64> {
+    let Ok(permit) = shared.tcp_permits.clone().try_acquire_owned() else {
         // Dropping the stream closes it at once.
-        let refused = limits.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let refused = shared.counters.tcp_refused.fetch_add(1, Ordering::Relaxed) + 1;
         if refused.is_power_of_two() {
             tracing::warn!(%from, refused, "too many SIP TCP connections; closing new ones");
         }
-        return;
+        return None;
     };
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (wtx, mut wrx) = mpsc::unbounded_channel::<Bytes>();
-    if let Ok(mut f) = flows.lock() {
-        f.writers.insert(id, (from, wtx));
-    }
-    let stop = limits.stop.clone();
-    limits.tasks.spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                b = wrx.recv() => match b {
-                    Some(b) => {
-                        if writer.write_all(&b).await.is_err() {
-                            return;
-                        }
-                    }
-                    None => break,
-                },
-                () = stop.cancelled() => {
-                    // Stopping: send what is already queued (a last reply), then close.
-                    let flush = async {
-                        while let Ok(b) = wrx.try_recv() {
-                            writer.write_all(&b).await?;
-                        }
-                        Ok::<_, std::io::Error>(())
-                    };
-                    let _ = tokio::time::timeout(FLUSH_LIMIT, flush).await;
-                    break;
-                }
-            }
-        }
-        let _ = writer.shutdown().await;
-    });
-    let stop = limits.stop.clone();
-    limits.tasks.spawn(async move {
-        // Held while the connection is read: its slot under the cap.
-        let _permit = permit;
-        let peer = Peer {
-            transport: Transport::Tcp,
-            addr: from,
-            flow: Some(id),
+    let ip = from.ip();
+    {
+        let Ok(mut f) = shared.flows.lock() else {
+            return None;
         };
-        let mut framer = StreamFramer::new();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let limit = if framer.pending_bytes() > 0 {
-                PARTIAL_MESSAGE_TIMEOUT
-            } else {
-                IDLE_FLOW_TIMEOUT
-            };
-            let read = tokio::select! {
-                () = stop.cancelled() => break,
-                r = tokio::time::timeout(limit, reader.read(&mut buf)) => r,
-            };
-            let n = match read {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                Ok(Ok(n)) => n,
-            };
-            let frames = framer.push(&buf[..n]);
-            for m in frames.messages {
-                if tx
-                    .send(CoreMsg::Input(Input::Message(Box::new(m), peer)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+        let held = f.per_address.entry(ip).or_insert(0);
+        if *held >= shared.limits.limits.max_tcp_connections_per_address {
+            let refused = shared
+                .counters
+                .tcp_refused_per_address
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(%from, refused, "too many SIP TCP connections from one address; closing new ones");
             }
-            if let Some(e) = frames.error {
-                let _ = tx
-                    .send(CoreMsg::Input(Input::StreamError(Box::new(e), peer)))
-                    .await;
+            return None;
+        }
+        *held += 1;
+    }
+    let slot = Arc::new(FlowSlot {
+        shared: shared.clone(),
+        ip,
+        _permit: permit,
+    });
+    let id = shared.next_flow.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let (wtx, wrx) = mpsc::unbounded_channel::<Bytes>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let close = shared.stop.child_token();
+    if let Ok(mut f) = shared.flows.lock() {
+        // What waited for this connection goes first, before anything sent from now on.
+        for b in f.connecting.remove(&from).unwrap_or_default() {
+            queued.fetch_add(b.len(), Ordering::Relaxed);
+            let _ = wtx.send(b);
+        }
+        f.writers.insert(
+            id,
+            FlowWriter {
+                addr: from,
+                tx: wtx,
+                queued: queued.clone(),
+                close: close.clone(),
+            },
+        );
+    }
+    // The slot under the caps is held until both halves have ended.
+    shared.tasks.spawn(flow_writer(
+        writer,
+        wrx,
+        queued,
+        close.clone(),
+        shared.stop.clone(),
+        slot.clone(),
+    ));
+    shared
+        .tasks
+        .spawn(flow_reader(shared.clone(), reader, id, from, close, slot));
+    Some(id)
+}
+
+/// Writes what the core queues for one connection, in order, until the queue is dropped or
+/// the connection is closed; on stop, what is queued already is still sent (a last reply).
+async fn flow_writer(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut wrx: mpsc::UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+    close: CancellationToken,
+    stop: CancellationToken,
+    _slot: Arc<FlowSlot>,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                let flush = async {
+                    while let Ok(b) = wrx.try_recv() {
+                        writer.write_all(&b).await?;
+                    }
+                    Ok::<_, std::io::Error>(())
+                };
+                let _ = tokio::time::timeout(FLUSH_LIMIT, flush).await;
                 break;
             }
+            () = close.cancelled() => break,
+            b = wrx.recv() => b,
+        };
+        let Some(b) = next else { break };
+        let wrote = tokio::select! {
+            r = writer.write_all(&b) => r.is_ok(),
+            () = close.cancelled() => false,
+        };
+        queued.fetch_sub(b.len(), Ordering::Relaxed);
+        if !wrote {
+            break;
         }
-        let _ = tx.send(CoreMsg::FlowEnded(id)).await;
-    });
+    }
+    // Also ends the reader, if it is still reading.
+    close.cancel();
+    let _ = writer.shutdown().await;
+}
+
+/// Frames what one connection sends and hands each message to the core, until the peer
+/// closes, breaks framing, stays silent too long, or the connection is closed.
+async fn flow_reader(
+    shared: Arc<Shared>,
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    id: u64,
+    from: SocketAddr,
+    close: CancellationToken,
+    _slot: Arc<FlowSlot>,
+) {
+    let peer = Peer {
+        transport: Transport::Tcp,
+        addr: from,
+        flow: Some(id),
+    };
+    let tx = shared.tx.clone();
+    let limits = &shared.limits.limits;
+    let idle = Duration::from_secs(limits.tcp_idle_timeout_secs);
+    let per_message = Duration::from_secs(limits.tcp_message_timeout_secs);
+    let mut framer = StreamFramer::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    // A message must arrive whole by its deadline, however the peer spreads its bytes; with
+    // none under way the connection may idle, each message or keep-alive starting over.
+    let mut active = Instant::now();
+    let mut message_started: Option<Instant> = None;
+    'read: loop {
+        let deadline = match message_started {
+            Some(t) => t + per_message,
+            None => active + idle,
+        };
+        let read = tokio::select! {
+            () = close.cancelled() => break,
+            r = tokio::time::timeout_at(deadline, reader.read(&mut buf)) => r,
+        };
+        let n = match read {
+            Err(_) => {
+                shared
+                    .counters
+                    .tcp_timed_out
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %from, partial = message_started.is_some(), "SIP TCP connection timed out");
+                break;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+        };
+        let frames = framer.push(&buf[..n]);
+        let now = Instant::now();
+        let pairs = framer.take_keepalives();
+        if pairs >= 2 {
+            // RFC 5626 §4.4.1: a double-CRLF ping gets a CRLF pong (one per read at most).
+            shared.send_on_flow(id, Bytes::from_static(b"\r\n"));
+        }
+        if pairs > 0 || !frames.messages.is_empty() {
+            active = now;
+        }
+        if !frames.messages.is_empty() || framer.pending_bytes() == 0 {
+            message_started = None;
+        }
+        if framer.pending_bytes() > 0 && message_started.is_none() {
+            message_started = Some(now);
+        }
+        for m in frames.messages {
+            match shared.admit(from.ip()) {
+                Admission::Admit => {}
+                Admission::Drop => {
+                    // Over TCP a source over its rate is read no faster than its rate: the
+                    // connection backs up and the sender's kernel waits, costing us nothing.
+                    if !shared.wait_for_token(from.ip(), &close).await {
+                        break 'read;
+                    }
+                }
+                Admission::Refuse => {
+                    if let Some(r) = overload_response(&m) {
+                        shared.send_on_flow(id, r.to_bytes());
+                    }
+                    continue;
+                }
+            }
+            if tx
+                .send(CoreMsg::Input(Input::Message(Box::new(m), peer), None))
+                .await
+                .is_err()
+            {
+                break 'read;
+            }
+        }
+        if let Some(e) = frames.error {
+            let _ = tx
+                .send(CoreMsg::Input(Input::StreamError(Box::new(e), peer), None))
+                .await;
+            break;
+        }
+    }
+    let _ = tx.send(CoreMsg::FlowEnded(id)).await;
+    // Replies still queued may go out, but a peer that does not read cannot keep the slot.
+    tokio::select! {
+        () = close.cancelled() => {}
+        () = tokio::time::sleep(LINGER_LIMIT) => close.cancel(),
+    }
 }
 
 /// Final answers to BYEs waiting until the end of their call is in the call log, and the
@@ -488,13 +834,9 @@ struct CoreLoop {
     log_backlogged: bool,
     held: Held,
     proxy: Proxy,
-    udp: Arc<UdpSocket>,
-    flows: Arc<Mutex<Flows>>,
-    next_flow: Arc<AtomicU64>,
-    tx: mpsc::Sender<CoreMsg>,
+    shared: Arc<Shared>,
     events: CallEvents,
     counters: Arc<SipCounters>,
-    overload: Arc<AtomicU64>,
     timers: BTreeMap<(Instant, u64), TimerKey>,
     timer_index: HashMap<TimerKey, (Instant, u64)>,
     timer_seq: u64,
@@ -568,7 +910,7 @@ impl CoreLoop {
                 }
                 msg = rx.recv() => match msg {
                     None => break,
-                    Some(CoreMsg::Input(input)) => {
+                    Some(CoreMsg::Input(input, budget)) => {
                         let behind = self.events.stored().behind();
                         if behind != self.log_backlogged {
                             self.log_backlogged = behind;
@@ -580,13 +922,18 @@ impl CoreLoop {
                             self.proxy.handle_input(Input::LogBacklog(behind));
                         }
                         self.proxy.handle_input(input);
+                        drop(budget);
                         self.execute();
                     }
                     Some(CoreMsg::FlowEnded(id)) => {
-                        if let Ok(mut f) = self.flows.lock() {
+                        if let Ok(mut f) = self.shared.flows.lock() {
                             f.writers.remove(&id);
                         }
                         self.proxy.handle_input(Input::FlowClosed(id));
+                        self.execute();
+                    }
+                    Some(CoreMsg::ConnectFailed(addr)) => {
+                        self.proxy.handle_input(Input::ConnectFailed(addr));
                         self.execute();
                     }
                     Some(CoreMsg::Status(reply)) => {
@@ -601,12 +948,18 @@ impl CoreLoop {
 
     fn status(&self) -> SipStatus {
         let c = &self.counters;
+        let t = &self.shared.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SipStatus {
             local: self.local.to_string(),
             tables: self.proxy.table_sizes(),
             timers: self.timers.len(),
-            tcp_flows: self.flows.lock().map(|f| f.writers.len()).unwrap_or(0),
+            tcp_flows: self
+                .shared
+                .flows
+                .lock()
+                .map(|f| f.writers.len())
+                .unwrap_or(0),
             phones: self
                 .proxy
                 .registered_phones()
@@ -630,13 +983,17 @@ impl CoreLoop {
                 drained: load(&c.drained),
                 stray_responses: load(&c.stray_responses),
                 in_dialog_refused: load(&c.in_dialog_refused),
-                overload_drops: load(&self.overload),
-                tcp_refused: self
-                    .flows
-                    .lock()
-                    .map(|f| load(&f.limits.refused))
-                    .unwrap_or(0),
+                overload_drops: load(&t.overload_drops),
+                tcp_refused: load(&t.tcp_refused),
+                rate_limited: load(&t.rate_limited),
+                txn_table_full: load(&c.txn_table_full),
+                tcp_write_overflow: load(&t.tcp_write_overflow),
+                tcp_refused_per_address: load(&t.tcp_refused_per_address),
+                tcp_timed_out: load(&t.tcp_timed_out),
+                register_locked_out: load(&c.register_locked_out),
             },
+            limits: self.shared.limits.limits.clone(),
+            max_tcp_connections: self.shared.limits.max_tcp,
         }
     }
 
@@ -696,61 +1053,64 @@ impl CoreLoop {
             Transport::Udp => {
                 // Never wait on the socket: a full buffer loses the datagram like the network
                 // would, and the transaction retransmits.
-                if let Err(e) = self.udp.try_send_to(&bytes, peer.addr) {
+                if let Err(e) = self.shared.udp.try_send_to(&bytes, peer.addr) {
                     tracing::debug!(error = %e, to = %peer.addr, "udp send failed");
                 }
             }
             Transport::Tcp => {
-                let writer = {
-                    let Ok(f) = self.flows.lock() else { return };
-                    match peer.flow {
-                        Some(id) => f.writers.get(&id).map(|(_, w)| w.clone()),
-                        None => f
-                            .writers
-                            .values()
-                            .find(|(a, _)| *a == peer.addr)
-                            .map(|(_, w)| w.clone()),
-                    }
-                };
-                match writer {
-                    Some(w) => {
-                        if w.send(bytes).is_err() {
-                            if let Some(id) = peer.flow {
-                                let _ = self.tx.try_send(CoreMsg::FlowEnded(id));
-                            }
+                let flow = peer.flow.or_else(|| self.shared.flow_to(peer.addr));
+                match flow {
+                    Some(id) => {
+                        if !self.shared.send_on_flow(id, bytes) {
+                            // The flow is gone: the binding over it is unreachable now.
+                            let _ = self.shared.tx.try_send(CoreMsg::FlowEnded(id));
                         }
                     }
-                    None if peer.flow.is_some() => {
-                        // The flow is gone: the binding over it is unreachable now.
-                        if let Some(id) = peer.flow {
-                            let _ = self.tx.try_send(CoreMsg::FlowEnded(id));
-                        }
-                    }
-                    None => {
-                        let (tx, flows, next) =
-                            (self.tx.clone(), self.flows.clone(), self.next_flow.clone());
-                        tokio::spawn(async move {
-                            match tokio::time::timeout(
-                                Duration::from_secs(5),
-                                TcpStream::connect(peer.addr),
-                            )
-                            .await
-                            {
-                                Ok(Ok(stream)) => {
-                                    let id = next.fetch_add(1, Ordering::Relaxed);
-                                    spawn_flow(stream, peer.addr, id, tx, flows.clone());
-                                    if let Ok(f) = flows.lock() {
-                                        if let Some((_, w)) = f.writers.get(&id) {
-                                            let _ = w.send(bytes);
-                                        }
-                                    }
-                                }
-                                _ => tracing::debug!(to = %peer.addr, "tcp connect failed"),
-                            }
-                        });
-                    }
+                    None => self.connect(peer.addr, bytes),
                 }
             }
         }
+    }
+
+    /// Opens a connection to `addr` (a phone's Contact, RFC 3261 §18.1.1) and sends `bytes`
+    /// once it is open; what is sent there meanwhile waits with it, in order.
+    fn connect(&mut self, addr: SocketAddr, bytes: Bytes) {
+        {
+            let Ok(mut f) = self.shared.flows.lock() else {
+                return;
+            };
+            if let Some(waiting) = f.connecting.get_mut(&addr) {
+                // A handful of requests of a call; more means something is wrong.
+                if waiting.len() < MAX_WAITING_FOR_CONNECT {
+                    waiting.push(bytes);
+                }
+                return;
+            }
+            f.connecting.insert(addr, vec![bytes]);
+        }
+        let shared = self.shared.clone();
+        self.shared.tasks.spawn(async move {
+            let connected = tokio::select! {
+                () = shared.stop.cancelled() => return,
+                r = tokio::time::timeout(CONNECT_LIMIT, TcpStream::connect(addr)) => r,
+            };
+            let opened = match connected {
+                Ok(Ok(stream)) => spawn_flow(&shared, stream, addr).is_some(),
+                Ok(Err(e)) => {
+                    tracing::debug!(to = %addr, error = %e, "tcp connect failed");
+                    false
+                }
+                Err(_) => {
+                    tracing::debug!(to = %addr, "tcp connect timed out");
+                    false
+                }
+            };
+            if !opened {
+                if let Ok(mut f) = shared.flows.lock() {
+                    f.connecting.remove(&addr);
+                }
+                let _ = shared.tx.send(CoreMsg::ConnectFailed(addr)).await;
+            }
+        });
     }
 }

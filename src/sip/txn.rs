@@ -87,6 +87,8 @@ pub enum Incoming<D> {
     /// copied from a message the sender saw (a forked phone sees the caller's branch), so
     /// it must neither reach that transaction nor answer in its name.
     Foreign(SipMessage),
+    /// A new request, but the table holds as many server transactions as its sender may fill.
+    Full(SipMessage),
 }
 
 enum Machine {
@@ -159,8 +161,15 @@ impl<D: Clone> Txns<D> {
         }
     }
 
-    /// Feeds an incoming request from `from` (over a reliable transport or not).
-    pub fn on_request(&mut self, msg: SipMessage, reliable: bool, from: D) -> Incoming<D>
+    /// Feeds an incoming request from `from` (over a reliable transport or not). A request
+    /// that would open a server transaction while `room` or more are held is [`Incoming::Full`].
+    pub fn on_request(
+        &mut self,
+        msg: SipMessage,
+        reliable: bool,
+        from: D,
+        room: usize,
+    ) -> Incoming<D>
     where
         D: PartialEq,
     {
@@ -200,6 +209,9 @@ impl<D: Clone> Txns<D> {
         }
         if is_ack {
             return Incoming::UnmatchedAck(msg);
+        }
+        if self.server.len() >= room {
+            return Incoming::Full(msg);
         }
         let id = self.alloc();
         let (machine, out) =

@@ -321,3 +321,49 @@ fn user_commands_manage_accounts() {
         "refused accounts were not created: {out}"
     );
 }
+
+#[test]
+fn serve_refuses_the_shipped_phone_passwords_on_a_network_address() {
+    // The shipped sip-config/phones.toml (set by bin()) and SIP on every interface.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("madoguchi.toml");
+    std::fs::write(
+        &config,
+        "[http]\naddr = \"127.0.0.1:0\"\n\n[sip]\naddr = \"0.0.0.0:0\"\nadvertised_addr = \"192.0.2.10:5060\"\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .current_dir(dir.path())
+        .env("MADOGUCHI_PROFILE", profile_dir())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/m.db", dir.path().display()),
+        )
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started with the shipped demo phone passwords on 0.0.0.0");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert_one_clear_line(
+        code,
+        &err,
+        &["phones.toml", "phone.password", "op1", "demo"],
+    );
+}

@@ -180,10 +180,16 @@ pub(crate) fn register(sim: &mut Sim, from: Peer, transport: &str, cseq: &mut u3
     let call_id = format!("reg-{}", from.addr.port());
     let text = |cseq: u32, auth: &str| {
         format!(
-            "REGISTER sip:{PROXY} SIP/2.0\nVia: SIP/2.0/{transport} {a};branch=z9hG4bK{b}\nFrom: <sip:op2@{PROXY}>;tag=r1\nTo: <sip:op2@{PROXY}>\nCall-ID: {call_id}\nCSeq: {cseq} REGISTER\nContact: <sip:op2@{a};transport={t}>\nExpires: {expires}\n{auth}Max-Forwards: 70\nContent-Length: 0\n\n",
+            "REGISTER sip:{PROXY} SIP/2.0\nVia: SIP/2.0/{transport} {a};branch=z9hG4bK{b}\nFrom: <sip:op2@{PROXY}>;tag=r1\nTo: <sip:op2@{PROXY}>\nCall-ID: {call_id}\nCSeq: {cseq} REGISTER\nContact: <sip:op2@{a};transport={t}>{ob}\nExpires: {expires}\n{auth}Max-Forwards: 70\nContent-Length: 0\n\n",
             a = from.addr,
             b = new_tag(),
             t = transport.to_lowercase(),
+            // The TCP phone is an RFC 5626 client: reached over its connection only.
+            ob = if transport == "TCP" {
+                ";reg-id=1;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000000000001>\""
+            } else {
+                ""
+            },
         )
     };
     *cseq += 1;
@@ -323,7 +329,7 @@ fn tables_and_timers_empty_after_a_mixed_run() {
     assert_eq!(
         sim.proxy.table_sizes().bindings,
         1,
-        "a dead flow's binding goes at once"
+        "a dead flow's outbound binding goes at once"
     );
 
     // 6. Answered, and the BYE never comes: the call guard frees the line.

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use crate::calls::{CallEvent, CallInfo, EndCause};
+use crate::sip::limits::overload_response;
 use crate::sip::registrar::{BindingTimer, RegisterOutcome};
 use crate::sip::settings::RejectMode;
 use crate::sip::txn::{Incoming, TxnId};
@@ -174,7 +175,12 @@ impl Proxy {
             self.refuse_foreign(&msg, peer);
             return;
         }
-        match self.txns.on_request(msg, peer.reliable(), peer) {
+        // Half the table is kept for the trunk: a flood from elsewhere cannot stop calls.
+        let trunk = self.settings.is_trunk(peer.addr.ip());
+        let cap = self.settings.limits.max_server_transactions;
+        let room = if trunk { cap } else { cap / 2 };
+        match self.txns.on_request(msg, peer.reliable(), peer, room) {
+            Incoming::Full(m) => self.table_full(&m, peer, trunk),
             Incoming::Matched(actions) => self.queue.txn(actions),
             Incoming::New(_, actions) => self.queue.txn(actions),
             Incoming::UnmatchedAck(ack) => self.forward_ack(ack, peer),
@@ -221,6 +227,24 @@ impl Proxy {
         if msg.method() != Some("ACK") {
             let resp = SipMessage::response_to(msg, 403, "Forbidden", Some(&wire::new_tag()));
             self.queue.out(Output::Send(peer, resp.to_bytes()));
+        }
+    }
+
+    /// A new request while the transaction table is full: 503 with Retry-After to the trunk,
+    /// silence to anyone else; counted, and logged now and then.
+    fn table_full(&mut self, req: &SipMessage, peer: Peer, trunk: bool) {
+        let n = self.counters.txn_table_full.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                refused = n,
+                trunk,
+                "SIP transaction table full; refusing new requests"
+            );
+        }
+        if trunk {
+            if let Some(r) = overload_response(req) {
+                self.queue.out(Output::Send(peer, r.to_bytes()));
+            }
         }
     }
 
@@ -312,12 +336,13 @@ impl Proxy {
     /// A REGISTER, for the registrar; its bindings' expiry timers go to the driver.
     fn on_register(&mut self, id: TxnId, req: SipMessage, peer: Peer) {
         let now = self.clock.now();
-        let result = self.registrar.register(&req, peer, now);
+        let result = self.registrar.register(&req, peer, peer.addr.ip(), now);
         let counter = match result.summary {
             RegisterOutcome::Registered => Some(&self.counters.registrations),
             RegisterOutcome::Refused | RegisterOutcome::Disabled => {
                 Some(&self.counters.registrations_refused)
             }
+            RegisterOutcome::LockedOut => Some(&self.counters.register_locked_out),
             _ => None,
         };
         if let Some(c) = counter {

@@ -125,6 +125,8 @@ pub enum Input {
     /// These operator accounts are disabled: their phones' bindings go at once, and their
     /// REGISTERs are refused with 403 from now on.
     DisableOperators(Vec<String>),
+    /// A TCP connection to this address could not be opened.
+    ConnectFailed(SocketAddr),
     /// The process is shutting down: take no new calls (503 with Retry-After), finish the
     /// calls in progress.
     Drain,
@@ -184,6 +186,11 @@ pub struct SipCounters {
     /// Responses with no transaction that were not a 2xx of a call of ours, dropped (strays,
     /// or forgeries meant to be reflected to the address in their Via).
     pub stray_responses: AtomicU64,
+    /// New requests refused (503 to the trunk, silence to others) with the transaction table
+    /// full.
+    pub txn_table_full: AtomicU64,
+    /// REGISTERs refused unread because their source or phone is locked out.
+    pub register_locked_out: AtomicU64,
 }
 
 /// A snapshot of the core's tables, for the status API and the leak test.
@@ -303,7 +310,7 @@ impl Proxy {
         local: SocketAddr,
         counters: Arc<SipCounters>,
     ) -> Result<Self, String> {
-        let registrar = Registrar::new(&settings.registrar, &settings.phones)?;
+        let registrar = Registrar::new(&settings.registrar, &settings.phones, &settings.limits)?;
         // The number metadata loads on first use; do it now, not while the first caller waits
         // for our 100 Trying.
         let _ = callerid::to_e164("0134000000");
@@ -371,6 +378,7 @@ impl Proxy {
             Input::Timer(key) => self.on_timer(key),
             Input::FlowClosed(flow) => self.on_flow_closed(flow),
             Input::DisableOperators(names) => self.on_operators_disabled(names),
+            Input::ConnectFailed(addr) => self.on_connect_failed(addr),
             Input::Drain => self.draining = true,
             Input::LogBacklog(behind) => self.log_backlogged = behind,
         }

@@ -2,11 +2,14 @@
 //! branches after a CANCEL, the guard on an answered call whose BYE never comes, registration
 //! expiry, and a TCP connection that closed (RFC 5626-style flows).
 
+use std::net::SocketAddr;
+
 use crate::calls::{CallEvent, EndCause};
 use crate::sip::registrar::BindingTimer;
+use crate::sip::wire::uri;
 
 use super::call::Phase;
-use super::{Output, Proxy, TimerKey};
+use super::{Output, Peer, Proxy, TimerKey, Transport};
 
 impl Proxy {
     /// A timer fired.
@@ -64,17 +67,55 @@ impl Proxy {
         }
     }
 
-    /// A TCP connection closed: its bindings go, and transactions sending over it fail.
+    /// A TCP connection closed: transactions sending over it fail; its bindings are reached
+    /// at their Contact from now on, or go when there is no other way (RFC 5626 outbound).
     pub(super) fn on_flow_closed(&mut self, flow: u64) {
-        for t in self.registrar.flow_closed(|p| p.flow == Some(flow)) {
+        self.flow_gone(|p| p.flow == Some(flow), contact_peer);
+    }
+
+    /// A TCP connection to `addr` could not be opened: what was to be sent there fails, and
+    /// the bindings reached there go (the phone registers again when it is back).
+    pub(super) fn on_connect_failed(&mut self, addr: SocketAddr) {
+        let dead = |p: &Peer| p.transport == Transport::Tcp && p.flow.is_none() && p.addr == addr;
+        self.flow_gone(dead, |_, _| None);
+    }
+
+    fn flow_gone(
+        &mut self,
+        dead: impl Fn(&Peer) -> bool,
+        reach: impl Fn(&Peer, &str) -> Option<Peer>,
+    ) {
+        for t in self.registrar.flow_closed(&dead, reach) {
             if let BindingTimer::Disarm(aor, contact) = t {
                 self.queue
                     .out(Output::Disarm(TimerKey::Binding(aor, contact)));
             }
         }
-        for id in self.txns.clients_to(|p| p.flow == Some(flow)) {
+        for id in self.txns.clients_to(&dead) {
             let actions = self.txns.on_transport_error(id);
             self.queue.txn(actions);
         }
     }
+}
+
+/// Where a phone whose registering connection closed is reached (RFC 3261 §18.1.1): at its
+/// Contact, over the transport the Contact names (TCP for `transport=tcp`, else UDP), but
+/// only on the host it registered from, so a Contact cannot send us to a third party.
+fn contact_peer(flow: &Peer, contact: &str) -> Option<Peer> {
+    let u = uri::parse(contact).ok()?;
+    let ip = u.host_ip()?;
+    if ip != flow.addr.ip() {
+        return None;
+    }
+    let transport = match u.transport().as_deref() {
+        None => Transport::Udp,
+        Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(_) => return None,
+    };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+        flow: None,
+    })
 }

@@ -32,6 +32,9 @@ pub struct StreamFramer {
     scanned: usize,
     keepalives: usize,
     broken: bool,
+    /// Bytes moved inside the buffer to drop what was consumed: the framer's work.
+    #[cfg(test)]
+    moved: usize,
 }
 
 impl Default for StreamFramer {
@@ -54,6 +57,8 @@ impl StreamFramer {
             scanned: 0,
             keepalives: 0,
             broken: false,
+            #[cfg(test)]
+            moved: 0,
         }
     }
 
@@ -73,6 +78,9 @@ impl StreamFramer {
     }
 
     /// Append received bytes; returns the messages they completed and any fatal error.
+    ///
+    /// What is consumed is dropped from the buffer once, at the end: dropping each CRLF pair
+    /// or message as it goes would move the rest of the buffer every time (quadratic).
     pub fn push(&mut self, chunk: &[u8]) -> Frames {
         let mut out = Frames::default();
         if self.broken {
@@ -82,31 +90,38 @@ impl StreamFramer {
             return out;
         }
         self.buf.extend_from_slice(chunk);
+        // Start of what is not consumed yet; `scanned` counts from here.
+        let mut pos = 0;
         loop {
-            while self.buf.starts_with(b"\r\n") {
-                self.buf.drain(..2);
-                self.keepalives += 1;
+            let pairs = self.buf[pos..]
+                .chunks_exact(2)
+                .take_while(|p| *p == b"\r\n")
+                .count();
+            if pairs > 0 {
+                pos += 2 * pairs;
+                self.keepalives += pairs;
                 self.scanned = 0;
             }
-            let Some(head_end) = find(&self.buf, b"\r\n\r\n", self.scanned) else {
-                self.scanned = self.buf.len().saturating_sub(3);
-                if self.buf.len() > self.max_message_bytes {
+            let rest = &self.buf[pos..];
+            let Some(head_end) = find(rest, b"\r\n\r\n", self.scanned) else {
+                self.scanned = rest.len().saturating_sub(3);
+                if rest.len() > self.max_message_bytes {
                     out.error = Some(self.fail_drop("header section exceeds the size limit"));
                 }
-                return out;
+                break;
             };
             let head_len = head_end + 4;
-            let declared = match content_length_of(&self.buf[..head_end]) {
+            let declared = match content_length_of(&rest[..head_end]) {
                 Ok(Some(n)) => n,
                 Ok(None) => {
-                    let err = salvage(&self.buf[..head_len], 400, "Missing Content-Length");
+                    let err = salvage(&rest[..head_len], 400, "Missing Content-Length");
                     out.error = Some(self.fail(err));
-                    return out;
+                    break;
                 }
                 Err(reason) => {
-                    let err = salvage(&self.buf[..head_len], 400, reason);
+                    let err = salvage(&rest[..head_len], 400, reason);
                     out.error = Some(self.fail(err));
-                    return out;
+                    break;
                 }
             };
             let total = usize::try_from(declared)
@@ -114,30 +129,39 @@ impl StreamFramer {
                 .and_then(|n| n.checked_add(head_len))
                 .filter(|&t| t <= self.max_message_bytes);
             let Some(total) = total else {
-                let err = salvage(&self.buf[..head_len], 413, "Request Entity Too Large");
+                let err = salvage(&rest[..head_len], 413, "Request Entity Too Large");
                 out.error = Some(self.fail(err));
-                return out;
+                break;
             };
-            if self.buf.len() < total {
+            if rest.len() < total {
                 // Keep the terminator search from rescanning a head we already framed.
                 self.scanned = head_end;
-                return out;
+                break;
             }
-            let raw: Vec<u8> = self.buf.drain(..total).collect();
+            let raw = Bytes::copy_from_slice(&rest[..total]);
+            pos += total;
             self.scanned = 0;
             let limits = Limits {
                 max_message_bytes: self.max_message_bytes,
                 max_body_bytes: self.max_message_bytes,
                 ..Limits::stream()
             };
-            match sipx_sip::parse_datagram(Bytes::from(raw.clone()), &limits) {
+            match sipx_sip::parse_datagram(raw.clone(), &limits) {
                 Ok(m) => out.messages.push(SipMessage(m)),
                 Err(e) => {
                     out.error = Some(self.fail(reject(&raw, &e)));
-                    return out;
+                    break;
                 }
             }
         }
+        if !self.broken && pos > 0 {
+            #[cfg(test)]
+            {
+                self.moved += self.buf.len() - pos;
+            }
+            self.buf.drain(..pos);
+        }
+        out
     }
 
     fn fail(&mut self, err: WireError) -> WireError {
@@ -338,4 +362,40 @@ fn content_length_of(head: &[u8]) -> Result<Option<u64>, &'static str> {
         found = Some(n);
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGISTER: &str = "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bK1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: k\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn ten_thousand_crlf_keep_alives_are_framed_in_linear_work() {
+        let mut f = StreamFramer::new();
+        let mut stream = b"\r\n".repeat(10_000);
+        stream.extend_from_slice(REGISTER.as_bytes());
+        stream.extend_from_slice(&b"\r\n".repeat(10_000));
+        stream.extend_from_slice(REGISTER.as_bytes());
+        let frames = f.push(&stream);
+        assert!(frames.error.is_none());
+        assert_eq!(frames.messages.len(), 2);
+        assert_eq!(f.take_keepalives(), 20_000);
+        assert_eq!(f.pending_bytes(), 0);
+        // Each byte is moved at most once (today: once per CRLF pair before it).
+        assert!(
+            f.moved <= stream.len(),
+            "{} bytes moved for {} pushed",
+            f.moved,
+            stream.len()
+        );
+        // The same, a pair at a time.
+        let mut f = StreamFramer::new();
+        for _ in 0..10_000 {
+            assert!(f.push(b"\r\n").messages.is_empty());
+        }
+        assert_eq!(f.push(REGISTER.as_bytes()).messages.len(), 1);
+        assert_eq!(f.take_keepalives(), 10_000);
+        assert_eq!(f.pending_bytes(), 0);
+    }
 }

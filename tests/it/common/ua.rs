@@ -28,6 +28,10 @@ pub struct Phone {
     reg_call_id: String,
     /// The last message sent, to retransmit it as a UDP phone would.
     pub last_sent: Option<SipMessage>,
+    /// Where the phone says it is reached (its Contact), if not at `local`.
+    contact_at: Option<SocketAddr>,
+    /// RFC 5626: reached only over the connection it registered on.
+    outbound: bool,
 }
 
 /// What a phone keeps of an answered call.
@@ -53,7 +57,12 @@ fn transport_token(sock: &Sock) -> &'static str {
 impl Phone {
     /// A phone over UDP.
     pub async fn udp(server: SocketAddr, user: &str, password: &str) -> Phone {
-        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        Self::udp_from("127.0.0.1", server, user, password).await
+    }
+
+    /// A phone over UDP from address `ip` (another loopback address is another host).
+    pub async fn udp_from(ip: &str, server: SocketAddr, user: &str, password: &str) -> Phone {
+        let s = UdpSocket::bind(format!("{ip}:0")).await.unwrap();
         let local = s.local_addr().unwrap();
         Self::new(Sock::Udp(s), local, server, user, password)
     }
@@ -71,6 +80,36 @@ impl Phone {
         )
     }
 
+    /// A phone over one TCP connection whose Contact names `listen` (where it accepts calls)
+    /// instead of the connection's own address, as phones on TCP usually do.
+    pub async fn tcp_listening_at(
+        server: SocketAddr,
+        user: &str,
+        password: &str,
+        listen: SocketAddr,
+    ) -> Phone {
+        let mut p = Self::tcp(server, user, password).await;
+        p.contact_at = Some(listen);
+        p
+    }
+
+    /// A phone on a TCP connection the server opened to it (accepted where it listens).
+    pub fn tcp_accepted(
+        stream: TcpStream,
+        server: SocketAddr,
+        user: &str,
+        password: &str,
+    ) -> Phone {
+        let local = stream.local_addr().unwrap();
+        Self::new(
+            Sock::Tcp(stream, StreamFramer::new(), Vec::new()),
+            local,
+            server,
+            user,
+            password,
+        )
+    }
+
     fn new(sock: Sock, local: SocketAddr, server: SocketAddr, user: &str, password: &str) -> Phone {
         Phone {
             sock,
@@ -81,13 +120,34 @@ impl Phone {
             cseq: 0,
             reg_call_id: format!("reg-{}", new_tag()),
             last_sent: None,
+            contact_at: None,
+            outbound: false,
         }
     }
 
     fn contact(&self) -> String {
+        let at = self.contact_at.unwrap_or(self.local);
         match self.sock {
-            Sock::Udp(_) => format!("<sip:{}@{}>", self.user, self.local),
-            Sock::Tcp(..) => format!("<sip:{}@{};transport=tcp>", self.user, self.local),
+            Sock::Udp(_) => format!("<sip:{}@{}>", self.user, at),
+            Sock::Tcp(..) => format!("<sip:{}@{};transport=tcp>", self.user, at),
+        }
+    }
+
+    /// Registers as an RFC 5626 (outbound) client: `reg-id` and `+sip.instance` on the
+    /// Contact of its REGISTERs.
+    pub fn use_outbound(&mut self) {
+        self.outbound = true;
+    }
+
+    fn register_contact(&self) -> String {
+        if self.outbound {
+            format!(
+                "{};reg-id=1;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-{:012}>\"",
+                self.contact(),
+                self.local.port()
+            )
+        } else {
+            self.contact()
         }
     }
 
@@ -178,7 +238,7 @@ impl Phone {
             tag = new_tag(),
             cid = self.reg_call_id,
             cseq = self.cseq,
-            contact = self.contact(),
+            contact = self.register_contact(),
         )
     }
 
