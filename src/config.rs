@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
+use crate::booking::{BookingRules, TravelRules};
 use crate::hours::HoursConfig;
 // Each domain owns its section's type; config only reads the files and composes them.
 pub use crate::calls::LineProfile;
@@ -605,6 +606,13 @@ pub struct Profile {
     /// The telephone line (R-LINE-1, R-LINE-2).
     #[serde(default)]
     pub line: LineProfile,
+    /// Visit calendar, slot capacities, windows, travel limits, lead times and targets
+    /// (R-CAL, R-SLOT, R-PERIOD-2/3).
+    #[serde(default)]
+    pub booking: BookingRules,
+    /// The travel-time model's figures (R-SLOT-4).
+    #[serde(default)]
+    pub travel: TravelRules,
     /// The talk script (`talk-script.md` beside `profile.toml`; Japanese Markdown, R-LINE-6).
     #[serde(skip)]
     pub talk_script: String,
@@ -670,6 +678,12 @@ impl Profile {
         ];
         if let Some((key, _, problem)) = order.iter().find(|(_, ok, _)| !ok) {
             return Err(ConfigError::value(file, *key, *problem));
+        }
+        if let Err((key, why)) = self.booking.validate() {
+            return Err(ConfigError::value(file, key, why));
+        }
+        if let Err((key, why)) = self.travel.validate() {
+            return Err(ConfigError::value(file, key, why));
         }
         if self.line.max_concurrent_calls == 0 {
             return Err(ConfigError::value(

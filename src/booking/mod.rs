@@ -1,4 +1,39 @@
-//! Bookings: the visit calendar, slot rules, travel times and reception numbers.
+//! Bookings (issue 14): the visit calendar, slot rules, travel times, home bookings, facility
+//! requests, reception numbers and the reception list (R-CAL, R-SLOT, R-BOOK, R-PREP-3..5).
 //!
-//! The booking core follows in its own issue; the line's opening hours and the holiday rules
-//! it will share with the visit calendar live in the leaf module [`crate::hours`].
+//! The line's opening hours and the holiday rules the visit calendar shares live in the leaf
+//! module [`crate::hours`]. Every number a rule reads comes from the profile ([`BookingRules`],
+//! [`TravelRules`]). Every change of personal data writes its 取扱記録 row in its transaction.
+
+pub mod address;
+pub mod calendar;
+mod codes;
+mod rules;
+pub mod travel;
+
+pub use codes::{
+    AddressMatch, ApplicationKind, BookingChange, BookingKind, BookingStatus, CallerRelation,
+    FacilityStatus, FormKind, Guidance, HalfDay, IdDocument, VisitDayKind,
+};
+pub use rules::{BookingRules, TravelRules};
+
+/// Failures of the booking domain that are not a rule's refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    /// Bad input; the message says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// The record does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The change conflicts with the current state (e.g. a slot just taken); the message says
+    /// why in words an operator can repeat.
+    #[error("{0}")]
+    Conflict(String),
+    /// A database failure.
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+    /// The audit row could not be written (the change was rolled back).
+    #[error(transparent)]
+    Audit(#[from] crate::privacy::PrivacyError),
+}

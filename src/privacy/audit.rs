@@ -47,6 +47,28 @@ crate::code_enum! {
         UserDisable = "user.disable" / "利用者の無効化",
         /// A password was changed or reset.
         UserPassword = "user.password" / "パスワードの変更",
+        /// A home or facility visit was booked.
+        BookingCreate = "booking.create" / "予約の登録",
+        /// A booking was moved to another slot.
+        BookingReschedule = "booking.reschedule" / "予約の日程変更",
+        /// A booking was cancelled.
+        BookingCancel = "booking.cancel" / "予約の取消",
+        /// Bookings with personal data were read (slips, the booking list, a caller's bookings).
+        BookingRead = "booking.read" / "予約情報の閲覧",
+        /// The visit calendar was replaced by a proposal or an import.
+        CalendarReplace = "calendar.replace" / "訪問日程の作成",
+        /// A visit day was added, removed or changed.
+        CalendarEdit = "calendar.edit" / "訪問日程の変更",
+        /// The visit calendar was fixed (agreed with the city).
+        CalendarFix = "calendar.fix" / "訪問日程の確定",
+        /// A facility request was recorded.
+        FacilityCreate = "facility.create" / "施設申込の登録",
+        /// A facility request was updated (visit days, pre-meeting, checklist, applicant list).
+        FacilityUpdate = "facility.update" / "施設申込の更新",
+        /// Facility requests with personal data were read.
+        FacilityRead = "facility.read" / "施設申込の閲覧",
+        /// The manager corrected the travel time between two towns.
+        TravelOverride = "travel.override" / "移動時間の補正",
     }
 }
 
@@ -59,6 +81,12 @@ crate::code_enum! {
         Call = "call" / "通話記録",
         /// A callback entry.
         Callback = "callback" / "折り返し",
+        /// A booking.
+        Booking = "booking" / "予約",
+        /// A visit day of the calendar.
+        VisitDay = "visit_day" / "訪問日",
+        /// A facility request.
+        FacilityRequest = "facility_request" / "施設申込",
     }
 }
 

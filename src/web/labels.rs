@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use axum::Json;
 use serde::Serialize;
 
+use crate::booking::{
+    AddressMatch, ApplicationKind, BookingChange, BookingKind, BookingStatus, CallerRelation,
+    FacilityStatus, FormKind, Guidance, HalfDay, IdDocument, VisitDayKind,
+};
 use crate::calls::callerid::WithheldReason;
 use crate::calls::{
     CallPhase, CallbackResult, CallbackStatus, CallerKind, EndCode, LineState, Outcome, Party,
@@ -51,6 +55,18 @@ pub fn label_table() -> BTreeMap<&'static str, KindLabels> {
     kind::<AuditTarget>(&mut t);
     kind::<LoginRefusal>(&mut t);
     kind::<RegisterOutcome>(&mut t);
+    kind::<VisitDayKind>(&mut t);
+    kind::<HalfDay>(&mut t);
+    kind::<BookingKind>(&mut t);
+    kind::<BookingStatus>(&mut t);
+    kind::<BookingChange>(&mut t);
+    kind::<ApplicationKind>(&mut t);
+    kind::<CallerRelation>(&mut t);
+    kind::<IdDocument>(&mut t);
+    kind::<Guidance>(&mut t);
+    kind::<FormKind>(&mut t);
+    kind::<FacilityStatus>(&mut t);
+    kind::<AddressMatch>(&mut t);
     t
 }
 
