@@ -6,9 +6,11 @@
 //! [`TravelRules`]). Every change of personal data writes its 取扱記録 row in its transaction.
 
 pub mod address;
+pub mod bookings;
 pub mod calendar;
 mod codes;
 mod rules;
+pub mod slots;
 pub mod travel;
 
 pub use codes::{
@@ -30,6 +32,10 @@ pub enum BookingError {
     /// why in words an operator can repeat.
     #[error("{0}")]
     Conflict(String),
+    /// The slot was taken (or a rule now refuses it) while the caller was on the line: the
+    /// reason and fresh alternatives.
+    #[error("{}", .0.reason)]
+    SlotTaken(bookings::SlotTaken),
     /// A database failure.
     #[error(transparent)]
     Store(#[from] sqlx::Error),
