@@ -23,6 +23,8 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::booking::bookings::Bookings;
+use crate::booking::travel::StraightLine;
 use crate::calls::{spawn_writer, CallEvents, CallLog};
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -70,6 +72,8 @@ pub struct AppInner {
     pub sip: Option<Arc<SipHandle>>,
     /// Screen pops and live statistics.
     pub hub: Hub,
+    /// Visit slots and bookings.
+    pub bookings: Bookings,
 }
 
 impl Deref for AppState {
@@ -89,6 +93,7 @@ impl AppState {
         events: CallEvents,
         calls: CallLog,
         hub: Hub,
+        bookings: Bookings,
         sip: Option<Arc<SipHandle>>,
     ) -> Self {
         let sessions = SessionStore::new(db.clone(), clock.clone(), config.auth.clone());
@@ -104,6 +109,7 @@ impl AppState {
             audit,
             calls,
             hub,
+            bookings,
             events,
             sip,
         }))
@@ -437,18 +443,25 @@ pub async fn start(
             signals.writer.clone(),
         ),
     );
+    let hours =
+        OpeningHours::new(&config.profile.hours).map_err(|e| StartError::Profile(e.to_string()))?;
+    let bookings = Bookings::new(
+        db.clone(),
+        config.profile.booking.clone(),
+        Arc::new(StraightLine::new(config.profile.travel.clone())),
+        hours.timezone(),
+    );
     let (hub, hub_task) = Hub::start(
         &events,
         &stored,
         call_log.clone(),
+        bookings.clone(),
         db.clone(),
         clock.clone(),
         config.profile.line.service_level_secs,
         signals.all.clone(),
     );
     supervisor.watch("hub", Stage::Hub, hub_task);
-    let hours =
-        OpeningHours::new(&config.profile.hours).map_err(|e| StartError::Profile(e.to_string()))?;
     let (sip_settings, line, sip_clock) = (
         config.sip.clone(),
         config.profile.line.clone(),
@@ -505,6 +518,7 @@ pub async fn start(
         events,
         call_log,
         hub,
+        bookings,
         Some(Arc::new(sip)),
     );
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;

@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::booking::bookings::Bookings;
 use crate::calls::callbacks;
 use crate::calls::callerid::CallerId;
 use crate::calls::stats::{self, LineState, LiveStats};
@@ -212,6 +213,7 @@ pub struct Hub {
     live: Arc<Mutex<Live>>,
     next_client: Arc<AtomicU64>,
     log: CallLog,
+    bookings: Bookings,
     db: Db,
     clock: SharedClock,
     service_level_secs: u32,
@@ -229,12 +231,14 @@ impl Hub {
         events: &CallEvents,
         stored: &StoredEvents,
         log: CallLog,
+        bookings: Bookings,
         db: Db,
         clock: SharedClock,
         service_level_secs: u32,
         stop: CancellationToken,
     ) -> (Hub, JoinHandle<()>) {
         let hub = Hub {
+            bookings,
             live: Arc::new(Mutex::new(Live::default())),
             next_client: Arc::new(AtomicU64::new(1)),
             log,
@@ -344,8 +348,14 @@ impl Hub {
                     outcome: c.outcome,
                 })
                 .collect(),
-            // Bookings linked to the number arrive with the booking core.
-            bookings: Vec::new(),
+            bookings: self
+                .bookings
+                .for_caller(e164)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|b| serde_json::to_value(b).ok())
+                .collect(),
         }
     }
 

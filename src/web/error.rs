@@ -4,6 +4,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::booking::BookingError;
 use crate::calls::callbacks::CallbackError;
 use crate::calls::{CallsError, OutcomeError};
 use crate::privacy::PrivacyError;
@@ -19,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds to wait before trying again, sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// More for the client, as one extra field of the body (e.g. `alternatives`).
+    pub extra: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -29,6 +32,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            extra: None,
         }
     }
 
@@ -108,13 +112,21 @@ impl ApiError {
 struct ErrorBody<'a> {
     error: &'a str,
     message: &'a str,
+    #[serde(flatten)]
+    extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let extra = self.extra.map(|(k, v)| {
+            let mut m = serde_json::Map::new();
+            m.insert(k.to_string(), v);
+            m
+        });
         let body = ErrorBody {
             error: self.code,
             message: &self.message,
+            extra,
         };
         let mut res = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
@@ -181,6 +193,26 @@ impl From<CallbackError> for ApiError {
                 Self::conflict("not_open", "この折り返しは既に対応済みか、存在しません。")
             }
             CallbackError::Calls(e) => e.into(),
+        }
+    }
+}
+
+impl From<BookingError> for ApiError {
+    fn from(e: BookingError) -> Self {
+        match e {
+            BookingError::Invalid(m) => Self::invalid(m),
+            BookingError::NotFound(what) => Self::not_found(what),
+            BookingError::Conflict(m) => Self::conflict("conflict", m),
+            BookingError::SlotTaken(t) => {
+                let mut err = Self::conflict("slot_taken", t.reason.clone());
+                err.extra = Some((
+                    "alternatives",
+                    serde_json::to_value(&t.alternatives).unwrap_or_default(),
+                ));
+                err
+            }
+            BookingError::Store(e) => Self::from_db(e),
+            BookingError::Audit(e) => e.into(),
         }
     }
 }

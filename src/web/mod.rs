@@ -5,6 +5,7 @@
 
 pub mod access;
 mod account_api;
+mod booking_api;
 mod calls_api;
 mod console_api;
 mod error;
@@ -76,6 +77,7 @@ where
 
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
 const ADMIN_MANAGER: Access = Access::Roles(&[Role::Admin, Role::Manager]);
+const STAFF_NOT_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, Role::City]);
 const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
@@ -169,6 +171,42 @@ pub fn api_routes() -> Vec<ApiRoute> {
             console_api::presence,
         ),
         route(Method::GET, "/ws", OPERATOR_MANAGER, console_api::ws),
+        route(
+            Method::POST,
+            "/api/slots/search",
+            OPERATOR_MANAGER,
+            booking_api::search_slots,
+        ),
+        route(
+            Method::GET,
+            "/api/bookings",
+            OPERATOR_MANAGER,
+            booking_api::list_bookings,
+        ),
+        route(
+            Method::POST,
+            "/api/bookings",
+            OPERATOR_MANAGER,
+            booking_api::create_booking,
+        ),
+        route(
+            Method::POST,
+            "/api/bookings/{id}/reschedule",
+            OPERATOR_MANAGER,
+            booking_api::reschedule_booking,
+        ),
+        route(
+            Method::POST,
+            "/api/bookings/{id}/cancel",
+            OPERATOR_MANAGER,
+            booking_api::cancel_booking,
+        ),
+        route(
+            Method::GET,
+            "/api/reception-list",
+            STAFF_NOT_ADMIN,
+            booking_api::reception_list,
+        ),
     ]
 }
 

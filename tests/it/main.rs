@@ -6,6 +6,7 @@ mod common;
 
 mod architecture;
 mod auth_api;
+mod booking;
 mod browser;
 mod call_log_durability;
 mod cli;

@@ -1,0 +1,287 @@
+//! Home bookings over HTTP on both backends (issue 14 items 4, 5, 8, 11; R-SLOT, R-BOOK-3..6):
+//! a booking end to end, no double booking under 50 simultaneous attempts, the travel rule
+//! under 50 attempts at neighbouring slots, gapless reception numbers, the lists.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::common::{backends, Session, TestApp};
+
+/// Visit days straight into the calendar (the calendar's own tests cover proposing them).
+async fn home_days(app: &TestApp, days: &[&str]) {
+    let db = app.db.open().await;
+    for d in days {
+        sqlx::query("INSERT INTO visit_days (visit_date, kind, pm_extra_open, updated_at) VALUES ($1, 'home', 0, '2026-11-01T00:00:00.000000Z')")
+            .bind(*d)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    db.close().await;
+}
+
+fn booking(slot: (&str, &str, u8), minutes: u32, applicants: usize) -> Value {
+    let people: Vec<Value> = (0..applicants)
+        .map(|i| {
+            json!({
+                "name": format!("試験 太郎{i}"),
+                "name_kana": "しけん たろう",
+                "birth_date": "1945-05-05",
+                "application_kind": "new",
+                "id_documents": ["insurance_certificate", "care_insurance"],
+                "insurance_use": true
+            })
+        })
+        .collect();
+    json!({
+        "slot": { "date": slot.0, "half_day": slot.1, "position": slot.2 },
+        "address": "小樽市架空町1-2-3",
+        "manual_travel_minutes": minutes,
+        "contact_phone": "0134-22-0001",
+        "caller_relation": "household",
+        "caller_name": "試験 花子",
+        "going_out_difficulty": "歩行が困難",
+        "parking": true,
+        "applicants": people,
+        "guidance_given": ["prepare"]
+    })
+}
+
+async fn operator(app: &TestApp) -> Session {
+    app.user_with_role("op1", "operator").await
+}
+
+#[tokio::test]
+async fn a_home_booking_end_to_end() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        // Today is 2026-11-25: with 14 days' lead, 12-09 is the first bookable day.
+        home_days(&app, &["2026-12-08", "2026-12-09", "2026-12-10"]).await;
+        let op = operator(&app).await;
+
+        let res = op
+            .post(
+                "/api/slots/search",
+                &json!({ "address": "小樽市架空町1", "applicants": 2, "manual_travel_minutes": 10,
+                         "from": "2026-12-10", "to": "2026-12-10" }),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "{kind:?}");
+        let s: Value = res.json().await.unwrap();
+        let offers = s["offers"].as_array().unwrap();
+        // 12-08 is inside the lead time; 12-09 and 12-10 have a morning and an afternoon each.
+        assert_eq!(offers.len(), 4, "{s}");
+        assert_eq!(
+            offers[0]["slot"]["date"], "2026-12-10",
+            "the wished day first"
+        );
+        assert_eq!(offers[0]["window"], "10:00頃");
+
+        // Guidance not given → refused with the missing item named; nothing stored.
+        let mut b = booking(("2026-12-10", "am", 1), 10, 2);
+        b["applicants"][0]["application_kind"] = json!("renewal");
+        let res = op.post("/api/bookings", &b).await;
+        assert_eq!(res.status(), 422);
+        let e: Value = res.json().await.unwrap();
+        assert!(e["message"].as_str().unwrap().contains("旧カード"), "{e}");
+        // A bad phone, a birth date in the future.
+        let mut b = booking(("2026-12-10", "am", 1), 10, 1);
+        b["contact_phone"] = json!("12345");
+        b["applicants"][0]["birth_date"] = json!("2030-01-01");
+        let res = op.post("/api/bookings", &b).await;
+        assert_eq!(res.status(), 422);
+        let e: Value = res.json().await.unwrap();
+        let m = e["message"].as_str().unwrap();
+        assert!(m.contains("電話番号") && m.contains("生年月日"), "{m}");
+        // Inside the lead time.
+        let res = op
+            .post("/api/bookings", &booking(("2026-12-08", "am", 1), 10, 1))
+            .await;
+        assert_eq!(res.status(), 409);
+
+        let res = op
+            .post("/api/bookings", &booking(("2026-12-10", "am", 1), 10, 2))
+            .await;
+        assert_eq!(res.status(), 201, "{kind:?}");
+        let made: Value = res.json().await.unwrap();
+        assert_eq!(made["reception_number"], 1);
+        assert_eq!(made["applicants"], 2);
+        assert_eq!(made["booked_on"], "2026-11-25");
+        assert!(made["forms"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "form": "insurance_consent", "count": 2 })));
+
+        // Reschedule, then cancel: the number stays, history is kept, the slot frees.
+        let id = made["id"].as_i64().unwrap();
+        let res = op
+            .post(
+                &format!("/api/bookings/{id}/reschedule"),
+                &json!({ "slot": { "date": "2026-12-09", "half_day": "pm", "position": 2 }, "reason": "本人の希望" }),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let res = op
+            .post("/api/bookings", &booking(("2026-12-10", "am", 1), 10, 1))
+            .await;
+        assert_eq!(res.status(), 201);
+        let second: Value = res.json().await.unwrap();
+        assert_eq!(second["reception_number"], 2);
+        let res = op
+            .post(
+                &format!("/api/bookings/{id}/cancel"),
+                &json!({ "reason": "入院" }),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let res = op
+            .post(&format!("/api/bookings/{id}/cancel"), &json!({}))
+            .await;
+        assert_eq!(res.status(), 409, "cancelled twice");
+
+        let list: Value = op
+            .get("/api/bookings?format=json")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let list = list["bookings"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["status"], "cancelled");
+        assert_eq!(list[0]["slot"]["date"], "2026-12-09");
+        assert_eq!(list[0]["window"], "14:30〜15:30");
+
+        let csv = op
+            .get("/api/reception-list?format=csv")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(csv.starts_with('\u{feff}'));
+        let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+        assert!(lines[0].starts_with("受付番号,受付日,訪問日,申請件数"));
+        assert_eq!(lines[1], "1,2026-11-25,2026-12-09,2,自宅訪問,取消,,,");
+        assert_eq!(lines[2], "2,2026-11-25,2026-12-10,1,自宅訪問,予約済,,,");
+        let xlsx = op
+            .get("/api/reception-list?format=xlsx")
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&xlsx[..2], b"PK");
+
+        // Every change is in the audit log.
+        let admin = app.admin().await;
+        let audit: Value = admin
+            .get("/api/audit?limit=200")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let actions: Vec<&str> = audit["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["action"].as_str())
+            .collect();
+        for a in ["booking.create", "booking.reschedule", "booking.cancel"] {
+            assert!(actions.contains(&a), "{a} missing from {actions:?}");
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn fifty_at_one_slot_make_one_booking_and_numbers_have_no_gaps() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        home_days(&app, &["2026-12-10", "2026-12-11"]).await;
+        let op = operator(&app).await;
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (client, csrf, base) = (op.client.clone(), op.csrf.clone(), op.base.clone());
+            let body = booking(("2026-12-10", "am", 1), 10, 1);
+            tasks.push(tokio::spawn(async move {
+                let res = client
+                    .post(format!("{base}/api/bookings"))
+                    .header("X-CSRF-Token", csrf)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), res.json::<Value>().await.unwrap())
+            }));
+        }
+        let mut by_status: HashMap<u16, Vec<Value>> = HashMap::new();
+        for t in tasks {
+            let (s, v) = t.await.unwrap();
+            by_status.entry(s).or_default().push(v);
+        }
+        assert_eq!(
+            by_status.get(&201).map(Vec::len),
+            Some(1),
+            "{kind:?}: {by_status:?}"
+        );
+        let losers = &by_status[&409];
+        assert_eq!(losers.len(), 49, "{kind:?}");
+        for l in losers {
+            assert_eq!(l["error"], "slot_taken");
+            assert!(l["message"].as_str().unwrap().contains("ふさがりました"));
+            assert!(
+                !l["alternatives"].as_array().unwrap().is_empty(),
+                "fresh alternatives"
+            );
+        }
+
+        // 50 at neighbouring slots of one half-day (positions 1 and 2), half of them 40
+        // minutes from anything: no two live bookings of the half-day may break the 30 min.
+        let mut tasks = Vec::new();
+        for i in 0..50u32 {
+            let (client, csrf, base) = (op.client.clone(), op.csrf.clone(), op.base.clone());
+            let minutes = if i % 2 == 0 { 40 } else { 10 };
+            let body = booking(("2026-12-11", "pm", (i % 2 + 1) as u8), minutes, 1);
+            tasks.push(tokio::spawn(async move {
+                client
+                    .post(format!("{base}/api/bookings"))
+                    .header("X-CSRF-Token", csrf)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+        let mut created = 0;
+        for t in tasks {
+            let s = t.await.unwrap();
+            assert!(s == 201 || s == 409, "{s}");
+            created += usize::from(s == 201);
+        }
+        let db = app.db.open().await;
+        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT position, manual_travel_minutes FROM bookings WHERE visit_date = '2026-12-11' AND status = 'booked' ORDER BY position",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), created);
+        if rows.len() == 2 {
+            assert!(
+                rows.iter().all(|r| r.1.unwrap() <= 30),
+                "{kind:?}: a pair breaks the travel rule: {rows:?}"
+            );
+        }
+        assert!(created >= 1);
+        // Reception numbers: 1..=n, no gap, no repeat, whatever lost.
+        let numbers: Vec<i64> =
+            sqlx::query_scalar("SELECT reception_number FROM bookings ORDER BY reception_number")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(numbers, (1..=numbers.len() as i64).collect::<Vec<_>>());
+        db.close().await;
+        app.stop().await;
+    }
+}
