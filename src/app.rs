@@ -86,6 +86,8 @@ impl Deref for AppState {
 impl AppState {
     /// Wires the domains together on an open, migrated database; `calls` is the log the
     /// call-event writer writes through (its counters are the writer's).
+    // One argument per domain handle, built once in `start`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         db: Db,

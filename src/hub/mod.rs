@@ -227,6 +227,8 @@ pub fn caller_view(caller: &Option<CallerId>) -> CallerView {
 impl Hub {
     /// Starts the hub: screen pops from the raw call events, figures from the call log once
     /// the writer has stored each event. Ends when `stop` is cancelled.
+    // Each argument is one of the hub's independent sources; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         events: &CallEvents,
         stored: &StoredEvents,
@@ -607,6 +609,14 @@ mod tests {
             &CallEvents::new(),
             &StoredEvents::new(),
             CallLog::new(db.clone(), "test"),
+            Bookings::new(
+                db.clone(),
+                crate::booking::BookingRules::default(),
+                Arc::new(crate::booking::travel::StraightLine::new(
+                    crate::booking::TravelRules::default(),
+                )),
+                chrono_tz::Asia::Tokyo,
+            ),
             db,
             clock,
             20,
