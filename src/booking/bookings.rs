@@ -445,7 +445,7 @@ impl Bookings {
             .collect();
         let mut tx = self.db.pool().begin().await?;
         lock_half_day(&mut tx, input.slot).await?;
-        if let Err(reason) = self.recheck(&mut tx, today, input.slot, &req).await? {
+        if let Err(reason) = self.recheck_on(&mut tx, today, input.slot, &req).await? {
             tx.rollback().await?;
             return Err(self.taken(now, &req, reason).await);
         }
@@ -591,7 +591,7 @@ impl Bookings {
             wish: Wish::default(),
             moving: Some(id),
         };
-        if let Err(reason) = self.recheck(&mut tx, today, to, &req).await? {
+        if let Err(reason) = self.recheck_on(&mut tx, today, to, &req).await? {
             tx.rollback().await?;
             return Err(self.taken(now, &req, reason).await);
         }
@@ -698,8 +698,22 @@ impl Bookings {
             .collect()
     }
 
+    /// The database.
+    pub(super) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// A booking's summary inside a transaction.
+    pub(super) async fn summary(
+        &self,
+        conn: &mut AnyConnection,
+        id: i64,
+    ) -> Result<BookingSummary, BookingError> {
+        summary_on(conn, &self.rules, self.tz, id).await
+    }
+
     /// Runs the slot rules on the locked half-day.
-    async fn recheck(
+    pub(super) async fn recheck_on(
         &self,
         conn: &mut AnyConnection,
         today: NaiveDate,
@@ -731,6 +745,42 @@ impl Bookings {
     }
 }
 
+/// Inserts a facility visit or a pre-meeting (no slip items).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn insert_plain(
+    conn: &mut AnyConnection,
+    number: Option<i64>,
+    kind: BookingKind,
+    slot: SlotRef,
+    applicants: u32,
+    town: Option<String>,
+    facility_request: Option<i64>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<i64, BookingError> {
+    let stamp = to_db_time(now);
+    let row = sqlx::query(
+        "INSERT INTO bookings (reception_number, kind, status, visit_date, half_day, position, whole_half_day, \
+         booked_at, booked_by_user_id, updated_at, facility_request_id, applicant_count, town, town_known) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $7, $9, $10, $11, 0) RETURNING id",
+    )
+    .bind(number)
+    .bind(kind)
+    .bind(BookingStatus::Booked)
+    .bind(slot.date.to_string())
+    .bind(slot.half_day)
+    .bind(i64::from(slot.position))
+    .bind(&stamp)
+    .bind(actor.user_id)
+    .bind(facility_request)
+    .bind(i64::from(applicants))
+    .bind(town)
+    .fetch_one(conn)
+    .await
+    .map_err(slot_conflict)?;
+    Ok(row.try_get(0)?)
+}
+
 /// A unique-index violation on the slot is someone else's booking landing first.
 fn slot_conflict(e: sqlx::Error) -> BookingError {
     match &e {
@@ -742,7 +792,10 @@ fn slot_conflict(e: sqlx::Error) -> BookingError {
 }
 
 /// Bumps the half-day's lock row: the transaction's first write (see the module doc).
-async fn lock_half_day(conn: &mut AnyConnection, slot: SlotRef) -> Result<(), BookingError> {
+pub(super) async fn lock_half_day(
+    conn: &mut AnyConnection,
+    slot: SlotRef,
+) -> Result<(), BookingError> {
     sqlx::query(
         "INSERT INTO half_day_locks (visit_date, half_day, version) VALUES ($1, $2, 1) \
          ON CONFLICT (visit_date, half_day) DO UPDATE SET version = half_day_locks.version + 1",
@@ -755,7 +808,7 @@ async fn lock_half_day(conn: &mut AnyConnection, slot: SlotRef) -> Result<(), Bo
 }
 
 /// The next 受付番号, inside the caller's transaction.
-async fn next_reception_number(conn: &mut AnyConnection) -> Result<i64, BookingError> {
+pub(super) async fn next_reception_number(conn: &mut AnyConnection) -> Result<i64, BookingError> {
     let row = sqlx::query(
         "UPDATE sequences SET value = value + 1 WHERE name = 'reception_number' RETURNING value",
     )
@@ -796,7 +849,7 @@ async fn link_call(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn history(
+pub(super) async fn history(
     conn: &mut AnyConnection,
     id: i64,
     at: DateTime<Utc>,

@@ -9,6 +9,7 @@ pub mod address;
 pub mod bookings;
 pub mod calendar;
 mod codes;
+pub mod facility;
 pub mod reception;
 mod rules;
 pub mod slots;

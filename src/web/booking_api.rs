@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::booking::bookings::{BookingSummary, HomeBookingInput, Located};
+use crate::booking::facility::{FacilityRequest, FacilityRequestInput, FacilityUpdate};
 use crate::booking::slots::{Request, Search, SlotRef, Wish};
 use crate::booking::BookingKind;
 
@@ -238,4 +239,92 @@ fn csv_response(name: &'static str, body: &str) -> Response {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     res
+}
+
+/// `POST /api/facility-requests`: the operator records a facility's request (R-BOOK-5).
+pub async fn create_facility_request(
+    State(state): State<AppState>,
+    Staff { actor, .. }: Staff,
+    JsonBody(input): JsonBody<FacilityRequestInput>,
+) -> Result<(StatusCode, Json<FacilityRequest>), ApiError> {
+    let (at, _) = locate(&state, &input.address)?;
+    let made = state
+        .bookings
+        .create_facility_request(&actor, state.clock.now(), &input, at.town)
+        .await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+/// `GET /api/facility-requests`: the manager's callback tasks and agreed facilities.
+pub async fn list_facility_requests(
+    State(state): State<AppState>,
+    Staff { actor, .. }: Staff,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = state
+        .bookings
+        .read_facility_requests(&actor, state.clock.now())
+        .await?;
+    Ok(Json(serde_json::json!({ "requests": list })))
+}
+
+/// Body of a facility visit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisitBody {
+    slot: SlotRef,
+    #[serde(default)]
+    applicants: Option<u32>,
+}
+
+/// `POST /api/facility-requests/{id}/visits`: books an agreed facility visit.
+pub async fn schedule_facility_visit(
+    State(state): State<AppState>,
+    Staff { actor, .. }: Staff,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<VisitBody>,
+) -> Result<(StatusCode, Json<BookingSummary>), ApiError> {
+    let id = parse_id(&id)?;
+    let made = state
+        .bookings
+        .schedule_facility_visit(&actor, state.clock.now(), id, body.slot, body.applicants)
+        .await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+/// Body of a pre-meeting.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreMeetingBody {
+    date: NaiveDate,
+    half_day: crate::booking::HalfDay,
+}
+
+/// `POST /api/facility-requests/{id}/pre-meeting` (R-CAL-3).
+pub async fn set_pre_meeting(
+    State(state): State<AppState>,
+    Staff { actor, .. }: Staff,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PreMeetingBody>,
+) -> Result<Json<FacilityRequest>, ApiError> {
+    let id = parse_id(&id)?;
+    let r = state
+        .bookings
+        .set_pre_meeting(&actor, state.clock.now(), id, body.date, body.half_day)
+        .await?;
+    Ok(Json(r))
+}
+
+/// `PATCH /api/facility-requests/{id}`: checklist (R-PREP-3), applicant list (R-PREP-4), close.
+pub async fn update_facility_request(
+    State(state): State<AppState>,
+    Staff { actor, .. }: Staff,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<FacilityUpdate>,
+) -> Result<Json<FacilityRequest>, ApiError> {
+    let id = parse_id(&id)?;
+    let r = state
+        .bookings
+        .update_facility_request(&actor, state.clock.now(), id, &body)
+        .await?;
+    Ok(Json(r))
 }

@@ -78,6 +78,7 @@ where
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
 const ADMIN_MANAGER: Access = Access::Roles(&[Role::Admin, Role::Manager]);
 const STAFF_NOT_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, Role::City]);
+const MANAGER: Access = Access::Roles(&[Role::Manager]);
 const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
@@ -206,6 +207,36 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/reception-list",
             STAFF_NOT_ADMIN,
             booking_api::reception_list,
+        ),
+        route(
+            Method::POST,
+            "/api/facility-requests",
+            OPERATOR_MANAGER,
+            booking_api::create_facility_request,
+        ),
+        route(
+            Method::GET,
+            "/api/facility-requests",
+            MANAGER,
+            booking_api::list_facility_requests,
+        ),
+        route(
+            Method::PATCH,
+            "/api/facility-requests/{id}",
+            MANAGER,
+            booking_api::update_facility_request,
+        ),
+        route(
+            Method::POST,
+            "/api/facility-requests/{id}/visits",
+            MANAGER,
+            booking_api::schedule_facility_visit,
+        ),
+        route(
+            Method::POST,
+            "/api/facility-requests/{id}/pre-meeting",
+            MANAGER,
+            booking_api::set_pre_meeting,
         ),
     ]
 }

@@ -285,3 +285,114 @@ async fn fifty_at_one_slot_make_one_booking_and_numbers_have_no_gaps() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn facility_requests_become_visits_with_a_pre_meeting() {
+    use chrono::TimeZone;
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        // 2026-10-01 (Thu) 10:00 JST.
+        app.clock
+            .set(chrono::Utc.with_ymd_and_hms(2026, 10, 1, 1, 0, 0).unwrap());
+        let db = app.db.open().await;
+        for (d, k) in [
+            ("2026-10-21", "facility"),
+            ("2026-11-04", "facility"),
+            ("2026-11-05", "home"),
+        ] {
+            sqlx::query("INSERT INTO visit_days (visit_date, kind, pm_extra_open, updated_at) VALUES ($1, $2, 0, '2026-09-01T00:00:00.000000Z')")
+                .bind(d)
+                .bind(k)
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        db.close().await;
+        let op = operator(&app).await;
+        let manager = app.user_with_role("mgr", "manager").await;
+        let request = |n: u32| {
+            json!({ "facility_name": "試験ホーム", "facility_type": "特別養護老人ホーム",
+                    "address": "小樽市架空町5", "phone": "0134-22-0002", "contact_person": "試験 担当",
+                    "wished": "11月上旬", "applicants_estimate": n })
+        };
+        let res = op.post("/api/facility-requests", &request(12)).await;
+        assert_eq!(res.status(), 201, "{kind:?}");
+        let big: Value = res.json().await.unwrap();
+        assert_eq!(big["status"], "requested");
+        assert_eq!(big["needs_pre_meeting"], true);
+        let small: Value = op
+            .post("/api/facility-requests", &request(4))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(small["steer_to_home"], true);
+        // Operators cannot read the manager's list.
+        assert_eq!(op.get("/api/facility-requests").await.status(), 403);
+        let list: Value = manager
+            .get("/api/facility-requests")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["requests"].as_array().unwrap().len(), 2);
+
+        let visit = |id: &Value, date: &str, h: &str| {
+            (
+                format!("/api/facility-requests/{id}/visits"),
+                json!({ "slot": { "date": date, "half_day": h, "position": 1 } }),
+            )
+        };
+        // Inside the month's lead time (R-SLOT-5).
+        let (p, b) = visit(&big["id"], "2026-10-21", "am");
+        assert_eq!(manager.post(&p, &b).await.status(), 409);
+        // 5 or fewer: home slots (R-SLOT-2).
+        let (p, b) = visit(&small["id"], "2026-11-04", "am");
+        assert_eq!(manager.post(&p, &b).await.status(), 422);
+        // The pre-meeting on the facility day's afternoon holds it (R-CAL-3).
+        let res = manager
+            .post(
+                &format!("/api/facility-requests/{}/pre-meeting", big["id"]),
+                &json!({ "date": "2026-11-04", "half_day": "pm" }),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let (p, b) = visit(&big["id"], "2026-11-04", "pm");
+        assert_eq!(
+            manager.post(&p, &b).await.status(),
+            409,
+            "held by the pre-meeting"
+        );
+        let (p, b) = visit(&big["id"], "2026-11-04", "am");
+        let res = manager.post(&p, &b).await;
+        assert_eq!(res.status(), 201);
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["kind"], "facility");
+        assert_eq!(v["window"], "10:00");
+        assert_eq!(v["reception_number"], 1);
+        assert_eq!(v["pre_meeting_date"], "2026-11-04");
+        // A pre-meeting on a home visit day is refused.
+        let res = manager
+            .post(
+                &format!("/api/facility-requests/{}/pre-meeting", small["id"]),
+                &json!({ "date": "2026-11-05", "half_day": "am" }),
+            )
+            .await;
+        assert_eq!(res.status(), 409);
+        // Checklist and applicant list.
+        let res = manager
+            .client
+            .patch(app.url(&format!("/api/facility-requests/{}", big["id"])))
+            .header("X-CSRF-Token", &manager.csrf)
+            .json(&json!({ "checklist": { "procedure": "one_by_one", "desk_and_power": true },
+                           "applicant_list": [{ "name": "試験 一郎", "birth_date": "1930-01-01" }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let r: Value = res.json().await.unwrap();
+        assert_eq!(r["checklist"]["procedure"], "one_by_one");
+        assert_eq!(r["status"], "scheduled");
+        app.stop().await;
+    }
+}
