@@ -8,6 +8,7 @@
 pub mod address;
 pub mod bookings;
 pub mod calendar;
+pub mod capacity;
 mod codes;
 pub mod facility;
 pub mod reception;

@@ -328,3 +328,12 @@ pub async fn update_facility_request(
         .await?;
     Ok(Json(r))
 }
+
+/// `GET /api/capacity`: slots left per week and half-day, and the season's forecast.
+pub async fn capacity(
+    State(state): State<AppState>,
+    Staff { .. }: Staff,
+) -> Result<Json<crate::booking::capacity::Capacity>, ApiError> {
+    let today = state.bookings.today(state.clock.now());
+    Ok(Json(state.bookings.capacity(today).await?))
+}

@@ -209,6 +209,12 @@ pub fn api_routes() -> Vec<ApiRoute> {
             booking_api::reception_list,
         ),
         route(
+            Method::GET,
+            "/api/capacity",
+            OPERATOR_MANAGER,
+            booking_api::capacity,
+        ),
+        route(
             Method::POST,
             "/api/facility-requests",
             OPERATOR_MANAGER,

@@ -171,6 +171,13 @@ async fn a_home_booking_end_to_end() {
             .unwrap();
         assert_eq!(&xlsx[..2], b"PK");
 
+        // Capacity: one live home visit; 3 days × 4 slots − 1 (12-08 counts: it is ahead).
+        let cap: Value = op.get("/api/capacity").await.json().await.unwrap();
+        assert_eq!(cap["forecast"]["home_booked"], 1);
+        assert_eq!(cap["forecast"]["home_free_ahead"], 11);
+        assert_eq!(cap["forecast"]["home_shortfall"], 144 - 1 - 11);
+        assert_eq!(cap["weeks"].as_array().unwrap().len(), 1);
+
         // Every change is in the audit log.
         let admin = app.admin().await;
         let audit: Value = admin
