@@ -13,6 +13,7 @@ mod codes;
 pub mod facility;
 pub mod reception;
 mod rules;
+pub mod season;
 pub mod slots;
 pub mod travel;
 
