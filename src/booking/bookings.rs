@@ -20,7 +20,7 @@ use sqlx::{AnyConnection, Row};
 use crate::calls::callerid::{display_national, to_e164};
 use crate::calls::Outcome;
 use crate::clock::{from_db_time, to_db_time};
-use crate::privacy::{append_audit, Actor, AuditAction, AuditEntry, AuditTarget};
+use crate::privacy::{append_audit, Actor, AuditAction, AuditEntry, AuditTarget, Role};
 use crate::store::Db;
 
 use super::rules::BookingRules;
@@ -817,30 +817,47 @@ pub(super) async fn next_reception_number(conn: &mut AnyConnection) -> Result<i6
     Ok(row.try_get(0)?)
 }
 
-/// A call's outcome becomes `booking` when the booking was taken on it (R-LINE-3).
+/// A call's outcome becomes `booking` when the booking was taken on it (R-LINE-3); as for
+/// any outcome, only the operator who answered the call or a manager may set it.
 async fn link_call(
     conn: &mut AnyConnection,
     call_id: i64,
     actor: &Actor,
     at: DateTime<Utc>,
 ) -> Result<(), BookingError> {
-    let n = sqlx::query(
+    let row = sqlx::query(
+        "SELECT answered_by_username, ended_at FROM calls WHERE id = $1 AND answered_at IS NOT NULL",
+    )
+    .bind(call_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(BookingError::Invalid(
+            "指定の通話が見つからないか、応答していない通話です。".into(),
+        ));
+    };
+    let answered_by: Option<String> = row.try_get(0)?;
+    let ended_at = row
+        .try_get::<Option<String>, _>(1)?
+        .and_then(|s| from_db_time(&s));
+    if actor.role != Some(Role::Manager) && answered_by.as_deref() != Some(actor.username.as_str())
+    {
+        return Err(BookingError::Invalid(
+            "この通話に応答したオペレーターか管理者だけが、通話に予約を結び付けられます。".into(),
+        ));
+    }
+    sqlx::query(
         "UPDATE calls SET outcome = $1, outcome_by_user_id = $2, outcome_at = $3, \
-         wrapup_ms = COALESCE(wrapup_ms, CASE WHEN ended_at IS NULL THEN NULL ELSE 0 END) \
-         WHERE id = $4 AND answered_at IS NOT NULL",
+         wrapup_ms = COALESCE(wrapup_ms, $4) WHERE id = $5",
     )
     .bind(Outcome::Booking)
     .bind(actor.user_id)
     .bind(to_db_time(at))
+    // The wrap-up ends with the first save after the call (as for any outcome).
+    .bind(ended_at.map(|e| (at - e).num_milliseconds().max(0)))
     .bind(call_id)
     .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(BookingError::Invalid(
-            "指定の通話が見つからないか、応答していない通話です。".into(),
-        ));
-    }
+    .await?;
     let entry = AuditEntry::new(AuditAction::CallOutcome)
         .target(AuditTarget::Call, call_id)
         .detail(serde_json::json!({ "outcome": Outcome::Booking }));

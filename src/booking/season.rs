@@ -84,7 +84,7 @@ pub fn generate(
 ) -> (Vec<MadeUpHousehold>, Vec<MadeUpFacility>) {
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let span = (spec.calls.1 - spec.calls.0).num_days().max(0);
-    let mut call_day = |rng: &mut StdRng| loop {
+    let call_day = |rng: &mut StdRng| loop {
         let d = spec.calls.0 + Duration::days(rng.gen_range(0..=span));
         if d.weekday().num_days_from_monday() < 5 {
             return d;

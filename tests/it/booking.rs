@@ -171,6 +171,73 @@ async fn a_home_booking_end_to_end() {
             .unwrap();
         assert_eq!(&xlsx[..2], b"PK");
 
+        // Booked on a call: the call's outcome becomes `booking`; a call the operator did not
+        // answer (or nobody answered) cannot carry it, and nothing is booked then.
+        let db = app.db.open().await;
+        for (key, by) in [
+            ("k-answered", Some("op1")),
+            ("k-other", Some("someone")),
+            ("k-missed", None),
+        ] {
+            sqlx::query(
+                "INSERT INTO calls (call_key, sip_call_id, caller_kind, caller_e164, arrived_at, answered_at, answered_by_username, ended_at) \
+                 VALUES ($1, $1, 'number', '+81134220009', '2026-11-25T00:59:00.000000Z', $2, $3, '2026-11-25T01:00:00.000000Z')",
+            )
+            .bind(key)
+            .bind(by.map(|_| "2026-11-25T00:59:10.000000Z"))
+            .bind(by)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+        let call_id = |key: &'static str| {
+            let pool = db.pool().clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT id FROM calls WHERE call_key = $1")
+                    .bind(key)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        for key in ["k-other", "k-missed"] {
+            let mut b = booking(("2026-12-09", "am", 1), 10, 1);
+            b["call_id"] = json!(call_id(key).await);
+            assert_eq!(op.post("/api/bookings", &b).await.status(), 422, "{key}");
+        }
+        let mut b = booking(("2026-12-09", "am", 1), 10, 1);
+        let answered = call_id("k-answered").await;
+        b["call_id"] = json!(answered);
+        let res = op.post("/api/bookings", &b).await;
+        assert_eq!(res.status(), 201);
+        let on_call: Value = res.json().await.unwrap();
+        assert_eq!(
+            on_call["reception_number"], 3,
+            "the refused ones took no number"
+        );
+        let call: Value = op
+            .get(&format!("/api/calls/{answered}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(call["outcome"], "booking", "{call}");
+        // The caller's bookings, as the screen pop lists them, are found by the call's number.
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM bookings WHERE caller_e164 = '+81134220009'")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(n, 1);
+        let cancel = op
+            .post(
+                &format!("/api/bookings/{}/cancel", on_call["id"]),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(cancel.status(), 200);
+        db.close().await;
+
         // Capacity: one live home visit; 3 days × 4 slots − 1 (12-08 counts: it is ahead).
         let cap: Value = op.get("/api/capacity").await.json().await.unwrap();
         assert_eq!(cap["forecast"]["home_booked"], 1);
