@@ -5,6 +5,7 @@
 
 pub mod access;
 mod account_api;
+mod calendar_api;
 mod calls_api;
 mod console_api;
 mod error;
@@ -76,6 +77,7 @@ where
 
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
 const ADMIN_MANAGER: Access = Access::Roles(&[Role::Admin, Role::Manager]);
+const MANAGER: Access = Access::Roles(&[Role::Manager]);
 const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
@@ -169,6 +171,43 @@ pub fn api_routes() -> Vec<ApiRoute> {
             console_api::presence,
         ),
         route(Method::GET, "/ws", OPERATOR_MANAGER, console_api::ws),
+        route(
+            Method::GET,
+            "/api/calendar",
+            OPERATOR_MANAGER,
+            calendar_api::get_calendar,
+        ),
+        route(
+            Method::GET,
+            "/api/calendar/export",
+            OPERATOR_MANAGER,
+            calendar_api::export,
+        ),
+        route(
+            Method::POST,
+            "/api/calendar/propose",
+            ADMIN_MANAGER,
+            calendar_api::propose,
+        ),
+        route(
+            Method::POST,
+            "/api/calendar/import",
+            MANAGER,
+            calendar_api::import,
+        ),
+        route(Method::POST, "/api/calendar/fix", MANAGER, calendar_api::fix),
+        route(
+            Method::PUT,
+            "/api/calendar/days/{date}",
+            MANAGER,
+            calendar_api::put_day,
+        ),
+        route(
+            Method::DELETE,
+            "/api/calendar/days/{date}",
+            MANAGER,
+            calendar_api::delete_day,
+        ),
     ]
 }
 
