@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use madoguchi::clock::SystemClock;
 use madoguchi::booking::calendar;
+use madoguchi::clock::SystemClock;
 use madoguchi::config::{self, Config, EnvOverrides};
 use madoguchi::privacy::{generate_password, Actor, NewUser, Role, Users};
 use madoguchi::store::Db;
@@ -424,7 +424,8 @@ async fn calendar_command(cmd: CalendarCommand, config: Config) -> anyhow::Resul
             match (&cal.fixed_at, &cal.fixed_by) {
                 (Some(at), by) => println!(
                     "確定済み（{} {}）",
-                    at.with_timezone(&season.hours.timezone()).format("%Y-%m-%d %H:%M"),
+                    at.with_timezone(&season.hours.timezone())
+                        .format("%Y-%m-%d %H:%M"),
                     by.as_deref().unwrap_or("")
                 ),
                 (None, _) => println!("下書き（未確定）"),

@@ -415,7 +415,9 @@ fn assign_kinds(dates: &[NaiveDate], facility: usize) -> Vec<(NaiveDate, VisitDa
     let picks: BTreeSet<usize> = if facility >= n {
         (0..n).collect()
     } else {
-        (0..facility).map(|j| (j + 1) * n / (facility + 1)).collect()
+        (0..facility)
+            .map(|j| (j + 1) * n / (facility + 1))
+            .collect()
     };
     dates
         .iter()
@@ -623,7 +625,10 @@ pub fn parse_import(text: &str) -> Result<Vec<(NaiveDate, VisitDayKind)>, Vec<Pr
         if line.is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("date")) {
             continue;
         }
-        let cols: Vec<&str> = line.split(',').map(|c| c.trim().trim_matches('"')).collect();
+        let cols: Vec<&str> = line
+            .split(',')
+            .map(|c| c.trim().trim_matches('"'))
+            .collect();
         if cols.len() < 2 {
             problems.push(Problem::error(
                 "bad_row",
@@ -985,7 +990,9 @@ pub async fn replace(
 pub async fn fix(db: &Db, actor: &Actor, at: DateTime<Utc>) -> Result<(), BookingError> {
     let mut tx = db.pool().begin().await?;
     if lock_calendar(&mut tx).await? {
-        return Err(BookingError::Conflict("訪問日程は既に確定済みです。".into()));
+        return Err(BookingError::Conflict(
+            "訪問日程は既に確定済みです。".into(),
+        ));
     }
     let cal = load_on(&mut tx).await?;
     if cal.days.is_empty() {

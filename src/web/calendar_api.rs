@@ -111,7 +111,11 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let days = calendar::load(&state.db).await?.pairs();
     let (body, mime, ext) = match q.format.as_deref().unwrap_or("csv") {
-        "csv" => (calendar::export_csv(&days), "text/csv; charset=utf-8", "csv"),
+        "csv" => (
+            calendar::export_csv(&days),
+            "text/csv; charset=utf-8",
+            "csv",
+        ),
         "json" => (
             serde_json::to_string(&calendar::export_json(&days)).map_err(ApiError::internal)?,
             "application/json",
@@ -126,9 +130,8 @@ pub async fn export(
     let mut res = body.into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"visit-calendar.{ext}\""
-    )) {
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"visit-calendar.{ext}\""))
+    {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(res)

@@ -195,7 +195,12 @@ pub fn api_routes() -> Vec<ApiRoute> {
             MANAGER,
             calendar_api::import,
         ),
-        route(Method::POST, "/api/calendar/fix", MANAGER, calendar_api::fix),
+        route(
+            Method::POST,
+            "/api/calendar/fix",
+            MANAGER,
+            calendar_api::fix,
+        ),
         route(
             Method::PUT,
             "/api/calendar/days/{date}",

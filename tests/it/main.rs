@@ -7,6 +7,7 @@ mod common;
 mod architecture;
 mod auth_api;
 mod browser;
+mod calendar;
 mod call_log_durability;
 mod cli;
 mod codes;
