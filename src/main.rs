@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use madoguchi::booking::calendar;
 use madoguchi::clock::SystemClock;
 use madoguchi::config::{self, Config, EnvOverrides};
 use madoguchi::privacy::{generate_password, Actor, NewUser, Role, Users};
@@ -39,6 +40,45 @@ enum Command {
     /// Manage staff accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The visit calendar (R-CAL): propose, import, export, show, fix.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
+}
+
+#[derive(Subcommand)]
+enum CalendarCommand {
+    /// Propose the season's visit days from the profile; prints them, stores them as the
+    /// draft with --write.
+    Propose {
+        /// Store the proposal as the draft calendar (refused once the calendar is fixed).
+        #[arg(long)]
+        write: bool,
+    },
+    /// Replace the draft calendar with a file (CSV `date,kind` or JSON [{"date","kind"}]);
+    /// a file with an error changes nothing.
+    Import {
+        /// The file to read.
+        file: PathBuf,
+    },
+    /// Write the calendar as CSV (UTF-8 with BOM) or JSON.
+    Export {
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: ExportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Show the calendar month by month with the counts and warnings.
+    Show,
+    /// Fix the calendar (agreed with the city); afterwards only audited edits change it.
+    Fix,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -135,6 +175,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => user_command(cmd, config).await,
+        Command::Calendar(cmd) => calendar_command(cmd, config).await,
     }
 }
 
@@ -296,6 +337,105 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
             if generated {
                 println!("password: {password}");
             }
+        }
+    }
+    Ok(())
+}
+
+fn season(config: &Config) -> anyhow::Result<calendar::Season> {
+    let profile = &config.profile;
+    Ok(calendar::Season {
+        rules: profile.booking.clone(),
+        start: profile.period.visits_start,
+        end: profile.period.visits_end,
+        hours: madoguchi::hours::OpeningHours::new(&profile.hours)?,
+    })
+}
+
+fn print_problems(problems: &[calendar::Problem]) {
+    for p in problems {
+        let tag = if p.is_error() { "エラー" } else { "注意" };
+        println!("{tag}: {}", p.message);
+    }
+}
+
+async fn calendar_command(cmd: CalendarCommand, config: Config) -> anyhow::Result<()> {
+    let season = season(&config)?;
+    let db = Db::connect_and_migrate(&config.database_url, 2).await?;
+    let cli = Actor::cli();
+    let now = chrono::Utc::now();
+    match cmd {
+        CalendarCommand::Propose { write } => {
+            let days = season.propose()?;
+            print!("{}", calendar::render_text(&days, &season));
+            if write {
+                let warnings = calendar::replace(
+                    &db,
+                    &cli,
+                    &season,
+                    &days,
+                    calendar::ReplaceSource::Proposal,
+                    now,
+                )
+                .await?;
+                print_problems(&warnings);
+                println!("stored as the draft calendar ({} days)", days.len());
+            }
+        }
+        CalendarCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let days = match calendar::parse_import(&text) {
+                Ok(d) => d,
+                Err(problems) => {
+                    print_problems(&problems);
+                    anyhow::bail!("{}: not imported, nothing changed", file.display());
+                }
+            };
+            let warnings = calendar::replace(
+                &db,
+                &cli,
+                &season,
+                &days,
+                calendar::ReplaceSource::Import,
+                now,
+            )
+            .await?;
+            print_problems(&warnings);
+            println!("imported {} days from {}", days.len(), file.display());
+        }
+        CalendarCommand::Export { format, out } => {
+            let days = calendar::load(&db).await?.pairs();
+            let text = match format {
+                ExportFormat::Csv => calendar::export_csv(&days),
+                ExportFormat::Json => {
+                    serde_json::to_string_pretty(&calendar::export_json(&days))? + "\n"
+                }
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+        }
+        CalendarCommand::Show => {
+            let cal = calendar::load(&db).await?;
+            let days = cal.pairs();
+            match (&cal.fixed_at, &cal.fixed_by) {
+                (Some(at), by) => println!(
+                    "確定済み（{} {}）",
+                    at.with_timezone(&season.hours.timezone())
+                        .format("%Y-%m-%d %H:%M"),
+                    by.as_deref().unwrap_or("")
+                ),
+                (None, _) => println!("下書き（未確定）"),
+            }
+            print!("{}", calendar::render_text(&days, &season));
+            print_problems(&season.check(&days));
+        }
+        CalendarCommand::Fix => {
+            calendar::fix(&db, &cli, now).await?;
+            println!("the calendar is fixed");
         }
     }
     Ok(())

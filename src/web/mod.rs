@@ -6,6 +6,7 @@
 pub mod access;
 mod account_api;
 mod booking_api;
+mod calendar_api;
 mod calls_api;
 mod console_api;
 mod error;
@@ -243,6 +244,48 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/facility-requests/{id}/pre-meeting",
             MANAGER,
             booking_api::set_pre_meeting,
+        ),
+        route(
+            Method::GET,
+            "/api/calendar",
+            OPERATOR_MANAGER,
+            calendar_api::get_calendar,
+        ),
+        route(
+            Method::GET,
+            "/api/calendar/export",
+            OPERATOR_MANAGER,
+            calendar_api::export,
+        ),
+        route(
+            Method::POST,
+            "/api/calendar/propose",
+            ADMIN_MANAGER,
+            calendar_api::propose,
+        ),
+        route(
+            Method::POST,
+            "/api/calendar/import",
+            MANAGER,
+            calendar_api::import,
+        ),
+        route(
+            Method::POST,
+            "/api/calendar/fix",
+            MANAGER,
+            calendar_api::fix,
+        ),
+        route(
+            Method::PUT,
+            "/api/calendar/days/{date}",
+            MANAGER,
+            calendar_api::put_day,
+        ),
+        route(
+            Method::DELETE,
+            "/api/calendar/days/{date}",
+            MANAGER,
+            calendar_api::delete_day,
         ),
     ]
 }

@@ -32,6 +32,7 @@ const ASSETS: &[(&str, &str)] = &[
     asset!("operator.js"),
     asset!("manager.js"),
     asset!("accounts.js"),
+    asset!("calendar.js"),
 ];
 
 /// Module scripts must come as JavaScript or the browser refuses them.

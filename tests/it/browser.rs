@@ -326,3 +326,82 @@ async fn operator_sees_the_pop_records_an_outcome_and_the_dashboard_counts_it() 
     let _ = mgr.close().await;
     rig.stop().await;
 }
+
+/// The manager's 訪問日程 screen (issue 14 item 2): propose, see the months with their
+/// counts, open the PM-3rd visit of a day, fix. Screenshot saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_proposes_and_fixes_the_visit_calendar_on_screen() {
+    let Some((chrome, chromedriver)) = tools() else {
+        return;
+    };
+    let app = common::TestApp::spawn(common::Kind::Sqlite).await;
+    let _manager = app.user_with_role("kanri", "manager").await;
+    let (_d, c) = browser(&chrome, &chromedriver).await;
+    login(&c, &app.base, "kanri", "password-of-kanri").await;
+    c.execute("window.confirm = () => true; document.querySelector('#nav a[data-view=\"calendar\"]').click();", vec![])
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the calendar view",
+        "/下書き/.test(document.getElementById('cal-state').textContent)",
+    )
+    .await;
+    c.execute("document.getElementById('cal-propose').click();", vec![])
+        .await
+        .unwrap();
+    until(
+        &c,
+        "seven months of visit days",
+        "document.querySelectorAll('#cal-months section').length === 7",
+    )
+    .await;
+    let rows = text(
+        &c,
+        "document.querySelectorAll('#cal-months tbody tr').length",
+    )
+    .await;
+    assert_eq!(rows, "42");
+    let summary = text(&c, "document.getElementById('cal-summary').textContent").await;
+    assert!(
+        summary.contains("36/36") && summary.contains("6/6"),
+        "{summary}"
+    );
+    c.execute(
+        "document.querySelector('#cal-months tbody tr input[type=checkbox]').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the PM-3rd switch saved",
+        "/午後3件目を開けました/.test(document.getElementById('cal-message').textContent)",
+    )
+    .await;
+    c.execute("document.getElementById('cal-fix').click();", vec![])
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the fixed state",
+        "/確定済み/.test(document.getElementById('cal-state').textContent)",
+    )
+    .await;
+    if let Ok(png) = c.screenshot().await {
+        artifact("calendar-manager.png", &png);
+    }
+    let cal: Value = _manager.get("/api/calendar").await.json().await.unwrap();
+    assert_eq!(cal["fixed"], true);
+    assert_eq!(
+        cal["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["pm_extra_open"] == true)
+            .count(),
+        1
+    );
+    c.close().await.ok();
+    app.stop().await;
+}

@@ -231,6 +231,12 @@ fn every_command_has_help() {
         vec!["user", "list", "--help"],
         vec!["user", "disable", "--help"],
         vec!["user", "passwd", "--help"],
+        vec!["calendar", "--help"],
+        vec!["calendar", "propose", "--help"],
+        vec!["calendar", "import", "--help"],
+        vec!["calendar", "export", "--help"],
+        vec!["calendar", "show", "--help"],
+        vec!["calendar", "fix", "--help"],
     ] {
         let out = bin().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -8,6 +8,7 @@ mod architecture;
 mod auth_api;
 mod booking;
 mod browser;
+mod calendar;
 mod call_log_durability;
 mod cli;
 mod codes;

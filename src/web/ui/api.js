@@ -18,3 +18,14 @@ export async function api(method, path, body) {
   if (!res.ok) throw new Error(data.message || res.statusText);
   return data;
 }
+
+// Like api(), but sends `text` as is (a CSV or JSON file the user picked).
+export async function apiText(method, path, text, type) {
+  const headers = { "Content-Type": type || "text/plain; charset=utf-8" };
+  if (csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  const res = await fetch(path, { method, headers, body: text });
+  if (res.status === 401) { location.href = "/login"; throw new Error("unauthenticated"); }
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.message || res.statusText);
+  return data;
+}

@@ -1,6 +1,7 @@
 // Entry module of the staff page: loads the session and the label table, wires the views
 // the role may use, then opens the live link and shows the first view.
 import * as accounts from "./accounts.js";
+import * as calendar from "./calendar.js";
 import { api, setCsrfToken } from "./api.js";
 import { byId, h } from "./dom.js";
 import { label, loadLabels } from "./labels.js";
@@ -33,7 +34,10 @@ async function start() {
   // snapshot that arrives first is never missed.
   if (["operator", "manager"].includes(me.user.role)) {
     operator.init(me);
-    if (me.user.role === "manager") manager.init();
+    if (me.user.role === "manager") {
+      manager.init();
+      calendar.init();
+    }
     live.start();
   }
   show(views[0]);
