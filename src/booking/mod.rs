@@ -15,7 +15,7 @@ pub use codes::{
     AddressMatch, ApplicationKind, BookingChange, BookingKind, BookingStatus, CallerRelation,
     FacilityStatus, FormKind, Guidance, HalfDay, IdDocument, VisitDayKind,
 };
-pub use rules::{BookingRules, TravelRules};
+pub use rules::{AddressRules, BookingRules, TravelRules};
 
 /// Failures of the booking domain that are not a rule's refusal.
 #[derive(Debug, thiserror::Error)]
