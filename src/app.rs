@@ -23,6 +23,7 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::booking::Places;
 use crate::calls::{spawn_writer, CallEvents, CallLog};
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -70,6 +71,8 @@ pub struct AppInner {
     pub sip: Option<Arc<SipHandle>>,
     /// Screen pops and live statistics.
     pub hub: Hub,
+    /// The city's towns and the travel model with the manager's corrections (R-SLOT-4).
+    pub places: Places,
 }
 
 impl Deref for AppState {
@@ -95,6 +98,11 @@ impl AppState {
         let users = Users::new(db.clone(), clock.clone(), config.auth.clone())
             .with_session_ends(sessions.ends());
         let audit = Auditor::new(db.clone(), clock.clone());
+        // The corrections are read by `start` (this constructor is synchronous).
+        let places = Places::new(
+            config.profile.gazetteer.clone(),
+            config.profile.travel.clone(),
+        );
         AppState(Arc::new(AppInner {
             config,
             db,
@@ -106,6 +114,7 @@ impl AppState {
             hub,
             events,
             sip,
+            places,
         }))
     }
 }
@@ -131,6 +140,9 @@ pub enum StartError {
     /// The staff accounts could not be read.
     #[error("cannot read the staff accounts: {0}")]
     Accounts(crate::privacy::PrivacyError),
+    /// The manager's travel corrections could not be read.
+    #[error("cannot read the travel corrections: {0}")]
+    TravelOverrides(crate::booking::BookingError),
 }
 
 /// A long-lived task that failed: it panicked, or ended while it should still run.
@@ -507,6 +519,11 @@ pub async fn start(
         hub,
         Some(Arc::new(sip)),
     );
+    state
+        .places
+        .load(&state.db)
+        .await
+        .map_err(StartError::TravelOverrides)?;
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;
     let http = tokio::spawn(crate::web::serve(
         listener,

@@ -368,7 +368,7 @@ impl Gazetteer {
                 }
             }
         }
-        keys.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.0.len()));
         keys.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         self.keys = keys;
     }
@@ -830,7 +830,7 @@ fn kanji_number(n: u32) -> String {
         1..=9 => d(n).to_string(),
         10 => "十".into(),
         11..=19 => format!("十{}", d(n - 10)),
-        _ if n % 10 == 0 => format!("{}十", d(n / 10)),
+        _ if n.is_multiple_of(10) => format!("{}十", d(n / 10)),
         _ => format!("{}十{}", d(n / 10), d(n % 10)),
     }
 }

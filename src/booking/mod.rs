@@ -8,6 +8,7 @@
 pub mod address;
 pub mod calendar;
 mod codes;
+pub mod places;
 mod rules;
 pub mod travel;
 
@@ -15,6 +16,7 @@ pub use codes::{
     AddressMatch, ApplicationKind, BookingChange, BookingKind, BookingStatus, CallerRelation,
     FacilityStatus, FormKind, Guidance, HalfDay, IdDocument, VisitDayKind,
 };
+pub use places::Places;
 pub use rules::{AddressRules, BookingRules, TravelRules};
 
 /// Failures of the booking domain that are not a rule's refusal.

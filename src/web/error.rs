@@ -4,6 +4,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::booking::BookingError;
 use crate::calls::callbacks::CallbackError;
 use crate::calls::{CallsError, OutcomeError};
 use crate::privacy::PrivacyError;
@@ -181,6 +182,18 @@ impl From<CallbackError> for ApiError {
                 Self::conflict("not_open", "この折り返しは既に対応済みか、存在しません。")
             }
             CallbackError::Calls(e) => e.into(),
+        }
+    }
+}
+
+impl From<BookingError> for ApiError {
+    fn from(e: BookingError) -> Self {
+        match e {
+            BookingError::Invalid(m) => Self::invalid(m),
+            BookingError::NotFound(what) => Self::not_found(what),
+            BookingError::Conflict(m) => Self::conflict("conflict", m),
+            BookingError::Store(e) => Self::from_db(e),
+            BookingError::Audit(e) => e.into(),
         }
     }
 }

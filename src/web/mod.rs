@@ -5,6 +5,7 @@
 
 pub mod access;
 mod account_api;
+mod address_api;
 mod calls_api;
 mod console_api;
 mod error;
@@ -77,6 +78,8 @@ where
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
 const ADMIN_MANAGER: Access = Access::Roles(&[Role::Admin, Role::Manager]);
 const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager]);
+const OPERATOR_MANAGER_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, Role::Admin]);
+const MANAGER: Access = Access::Roles(&[Role::Manager]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
 pub fn api_routes() -> Vec<ApiRoute> {
@@ -169,6 +172,36 @@ pub fn api_routes() -> Vec<ApiRoute> {
             console_api::presence,
         ),
         route(Method::GET, "/ws", OPERATOR_MANAGER, console_api::ws),
+        route(
+            Method::GET,
+            "/api/addresses/lookup",
+            OPERATOR_MANAGER_ADMIN,
+            address_api::lookup,
+        ),
+        route(
+            Method::GET,
+            "/api/travel",
+            OPERATOR_MANAGER_ADMIN,
+            address_api::travel,
+        ),
+        route(
+            Method::GET,
+            "/api/travel/overrides",
+            OPERATOR_MANAGER_ADMIN,
+            address_api::list_overrides,
+        ),
+        route(
+            Method::PUT,
+            "/api/travel/overrides",
+            MANAGER,
+            address_api::set_override,
+        ),
+        route(
+            Method::DELETE,
+            "/api/travel/overrides",
+            MANAGER,
+            address_api::delete_override,
+        ),
     ]
 }
 
