@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::booking::bookings::Bookings;
-use crate::booking::travel::StraightLine;
+use crate::booking::Places;
 use crate::calls::{spawn_writer, CallEvents, CallLog};
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -74,6 +74,8 @@ pub struct AppInner {
     pub hub: Hub,
     /// Visit slots and bookings.
     pub bookings: Bookings,
+    /// The city's towns and the travel model with the manager's corrections (R-SLOT-4).
+    pub places: Places,
 }
 
 impl Deref for AppState {
@@ -96,6 +98,7 @@ impl AppState {
         calls: CallLog,
         hub: Hub,
         bookings: Bookings,
+        places: Places,
         sip: Option<Arc<SipHandle>>,
     ) -> Self {
         let sessions = SessionStore::new(db.clone(), clock.clone(), config.auth.clone());
@@ -114,6 +117,7 @@ impl AppState {
             bookings,
             events,
             sip,
+            places,
         }))
     }
 }
@@ -139,6 +143,9 @@ pub enum StartError {
     /// The staff accounts could not be read.
     #[error("cannot read the staff accounts: {0}")]
     Accounts(crate::privacy::PrivacyError),
+    /// The manager's travel corrections could not be read.
+    #[error("cannot read the travel corrections: {0}")]
+    TravelOverrides(crate::booking::BookingError),
 }
 
 /// A long-lived task that failed: it panicked, or ended while it should still run.
@@ -447,10 +454,15 @@ pub async fn start(
     );
     let hours =
         OpeningHours::new(&config.profile.hours).map_err(|e| StartError::Profile(e.to_string()))?;
+    // The corrections are read once the state exists (below); the bookings share them.
+    let places = Places::new(
+        config.profile.gazetteer.clone(),
+        config.profile.travel.clone(),
+    );
     let bookings = Bookings::new(
         db.clone(),
         config.profile.booking.clone(),
-        Arc::new(StraightLine::new(config.profile.travel.clone())),
+        Arc::new(places.travel().clone()),
         hours.timezone(),
     );
     let (hub, hub_task) = Hub::start(
@@ -521,8 +533,14 @@ pub async fn start(
         call_log,
         hub,
         bookings,
+        places,
         Some(Arc::new(sip)),
     );
+    state
+        .places
+        .load(&state.db)
+        .await
+        .map_err(StartError::TravelOverrides)?;
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;
     let http = tokio::spawn(crate::web::serve(
         listener,

@@ -5,12 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use crate::booking::{BookingRules, TravelRules};
+use crate::booking::address::Gazetteer;
+use crate::booking::{AddressRules, BookingRules, TravelRules};
 use crate::hours::HoursConfig;
 // Each domain owns its section's type; config only reads the files and composes them.
 pub use crate::calls::LineProfile;
@@ -613,6 +615,12 @@ pub struct Profile {
     /// The travel-time model's figures (R-SLOT-4).
     #[serde(default)]
     pub travel: TravelRules,
+    /// Where the city's reference data is and how addresses are read (R-BOOK-3 a).
+    #[serde(default)]
+    pub address: AddressRules,
+    /// The city's 町丁目 and postal codes, read from the files `[address]` names.
+    #[serde(skip)]
+    pub gazetteer: Arc<Gazetteer>,
     /// The talk script (`talk-script.md` beside `profile.toml`; Japanese Markdown, R-LINE-6).
     #[serde(skip)]
     pub talk_script: String,
@@ -648,6 +656,21 @@ impl Profile {
         let path = dir.join("profile.toml");
         let mut profile: Profile = read_toml(&path)?;
         profile.validate(&path.display().to_string())?;
+        let gazetteer =
+            Gazetteer::load(dir, &profile.city.name_ja, &profile.address).map_err(|e| {
+                match e.line {
+                    0 => ConfigError::Read {
+                        file: e.file,
+                        reason: e.message,
+                    },
+                    line => ConfigError::Syntax {
+                        file: e.file,
+                        line,
+                        message: e.message,
+                    },
+                }
+            })?;
+        profile.gazetteer = Arc::new(gazetteer);
         let script = dir.join("talk-script.md");
         if script.exists() {
             profile.talk_script =
@@ -683,6 +706,9 @@ impl Profile {
             return Err(ConfigError::value(file, key, why));
         }
         if let Err((key, why)) = self.travel.validate() {
+            return Err(ConfigError::value(file, key, why));
+        }
+        if let Err((key, why)) = self.address.validate() {
             return Err(ConfigError::value(file, key, why));
         }
         if self.line.max_concurrent_calls == 0 {
@@ -752,6 +778,35 @@ mod tests {
         assert_eq!(p.hours.close_time, "17:00");
         assert_eq!(p.period.visits_start.to_string(), "2026-06-17");
         assert_eq!(p.period.contract_end.to_string(), "2027-01-08");
+    }
+
+    /// R-BOOK-3 a: the reference data ships in the profile; a broken file stops start-up
+    /// with its name and line.
+    #[test]
+    fn the_profile_carries_the_town_list_and_a_broken_one_is_named() {
+        let p = Profile::load(Path::new(&profile_dir())).unwrap();
+        assert_eq!(p.gazetteer.towns().len(), 144);
+        assert_eq!(p.address.prefecture_ja, "北海道");
+        assert!(p.address.other_municipalities.iter().any(|m| m == "余市町"));
+        let d = tempfile::tempdir().unwrap();
+        for f in ["profile.toml", "towns.csv", "postcodes.csv"] {
+            std::fs::copy(Path::new(&profile_dir()).join(f), d.path().join(f)).unwrap();
+        }
+        let towns = d.path().join("towns.csv");
+        let text = std::fs::read_to_string(&towns).unwrap();
+        std::fs::write(&towns, text.replacen("43.220970", "north", 1)).unwrap();
+        let e = Profile::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("towns.csv: line 3: lat 'north'"), "{e}");
+        std::fs::remove_file(d.path().join("postcodes.csv")).unwrap();
+        let e = Profile::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("postcodes.csv: cannot read"), "{e}");
+        let env = EnvOverrides {
+            profile: Some(d.path().display().to_string()),
+            ..env_with_profile()
+        };
+        let c = write(&d, "");
+        let e = load(Some(&c), &env).unwrap_err().to_string();
+        assert!(e.contains("postcodes.csv"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod capacity;
 mod codes;
 pub mod facility;
 pub mod reception;
+pub mod places;
 mod rules;
 pub mod season;
 pub mod slots;
@@ -21,7 +22,8 @@ pub use codes::{
     AddressMatch, ApplicationKind, BookingChange, BookingKind, BookingStatus, CallerRelation,
     FacilityStatus, FormKind, Guidance, HalfDay, IdDocument, VisitDayKind,
 };
-pub use rules::{BookingRules, TravelRules};
+pub use places::Places;
+pub use rules::{AddressRules, BookingRules, TravelRules};
 
 /// Failures of the booking domain that are not a rule's refusal.
 #[derive(Debug, thiserror::Error)]

@@ -191,6 +191,61 @@ impl TravelRules {
     }
 }
 
+/// `[address]` of the profile: where the city's reference data is and what names the city's
+/// addresses may start with (R-BOOK-3 a). The city's own name is `[city] name_ja`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AddressRules {
+    /// The prefecture the city is in (`北海道`); optional in an address.
+    pub prefecture_ja: String,
+    /// The 町丁目 list with representative points, beside `profile.toml`.
+    pub towns_file: String,
+    /// The city's postal codes, beside `profile.toml`.
+    pub postcodes_file: String,
+    /// Other municipalities a caller may name without prefecture or 郡 whose names a shape
+    /// rule cannot tell from the city's own towns (a `…町` like the city's 相生町).
+    pub other_municipalities: Vec<String>,
+}
+
+impl Default for AddressRules {
+    fn default() -> Self {
+        AddressRules {
+            prefecture_ja: "北海道".into(),
+            towns_file: "towns.csv".into(),
+            postcodes_file: "postcodes.csv".into(),
+            other_municipalities: Vec::new(),
+        }
+    }
+}
+
+impl AddressRules {
+    /// Checks the values are usable.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.prefecture_ja.trim().is_empty() {
+            return Err(("address.prefecture_ja", "must not be empty".into()));
+        }
+        for (key, f) in [
+            ("address.towns_file", &self.towns_file),
+            ("address.postcodes_file", &self.postcodes_file),
+        ] {
+            if f.trim().is_empty() || f.contains('/') || f.contains('\\') {
+                return Err((key, "must be a file name beside profile.toml".into()));
+            }
+        }
+        if self
+            .other_municipalities
+            .iter()
+            .any(|m| m.trim().is_empty())
+        {
+            return Err((
+                "address.other_municipalities",
+                "names must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

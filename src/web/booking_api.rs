@@ -18,15 +18,16 @@ use super::access::Staff;
 use super::{parse_id, ApiError, JsonBody, QueryParams};
 
 /// Where an address is, as the booking rules need it; refuses an address outside the city.
-pub fn locate(_state: &AppState, _address: &str) -> Result<(Located, serde_json::Value), ApiError> {
-    // Interim until the gazetteer lands: every address is an unknown town.
-    Ok((
-        Located {
-            town: None,
-            place: None,
-        },
-        serde_json::Value::Null,
-    ))
+pub fn locate(state: &AppState, address: &str) -> Result<(Located, serde_json::Value), ApiError> {
+    let lookup = state.places.lookup(address)?;
+    if lookup.is_outside() {
+        return Err(ApiError::invalid(lookup.reason.clone()));
+    }
+    let at = Located {
+        town: lookup.town.as_ref().map(|t| t.town.clone()),
+        place: lookup.place(),
+    };
+    Ok((at, serde_json::to_value(&lookup).unwrap_or_default()))
 }
 
 /// `POST /api/slots/search` body (the address is personal data: it travels in the body, not

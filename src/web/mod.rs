@@ -7,6 +7,7 @@ pub mod access;
 mod account_api;
 mod booking_api;
 mod calendar_api;
+mod address_api;
 mod calls_api;
 mod console_api;
 mod error;
@@ -81,6 +82,7 @@ const ADMIN_MANAGER: Access = Access::Roles(&[Role::Admin, Role::Manager]);
 const STAFF_NOT_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, Role::City]);
 const MANAGER: Access = Access::Roles(&[Role::Manager]);
 const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager]);
+const OPERATOR_MANAGER_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, Role::Admin]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
 pub fn api_routes() -> Vec<ApiRoute> {
@@ -286,6 +288,36 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/calendar/days/{date}",
             MANAGER,
             calendar_api::delete_day,
+        ),
+        route(
+            Method::GET,
+            "/api/addresses/lookup",
+            OPERATOR_MANAGER_ADMIN,
+            address_api::lookup,
+        ),
+        route(
+            Method::GET,
+            "/api/travel",
+            OPERATOR_MANAGER_ADMIN,
+            address_api::travel,
+        ),
+        route(
+            Method::GET,
+            "/api/travel/overrides",
+            OPERATOR_MANAGER_ADMIN,
+            address_api::list_overrides,
+        ),
+        route(
+            Method::PUT,
+            "/api/travel/overrides",
+            MANAGER,
+            address_api::set_override,
+        ),
+        route(
+            Method::DELETE,
+            "/api/travel/overrides",
+            MANAGER,
+            address_api::delete_override,
         ),
     ]
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod addresses;
 mod architecture;
 mod auth_api;
 mod booking;
