@@ -7,6 +7,7 @@ import { label, loadLabels } from "./labels.js";
 import * as live from "./live.js";
 import * as manager from "./manager.js";
 import * as operator from "./operator.js";
+import * as reception from "./reception.js";
 import { buildNav, show } from "./shell.js";
 
 async function start() {
@@ -34,6 +35,7 @@ async function start() {
   if (["operator", "manager"].includes(me.user.role)) {
     operator.init(me);
     if (me.user.role === "manager") manager.init();
+    reception.init();
     live.start();
   }
   show(views[0]);
