@@ -9,10 +9,10 @@ use chrono::{NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::booking::bookings::{BookingSummary, HomeBookingInput, Located};
 use crate::booking::facility::{FacilityRequest, FacilityRequestInput, FacilityUpdate};
+use crate::booking::bookings::{guidance_for, BookingSummary, HomeBookingInput, Located};
 use crate::booking::slots::{Request, Search, SlotRef, Wish};
-use crate::booking::BookingKind;
+use crate::booking::{ApplicationKind, BookingKind, Guidance};
 
 use super::access::Staff;
 use super::{parse_id, ApiError, JsonBody, QueryParams};
@@ -117,6 +117,32 @@ pub async fn create_booking(
         .create_home(&actor, state.clock.now(), &input, &at)
         .await?;
     Ok((StatusCode::CREATED, Json(booked)))
+}
+
+/// Body of `POST /api/bookings/guidance`: the application kinds of a household's applicants.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuidanceQuery {
+    /// One per applicant, in any order; repeats allowed.
+    application_kinds: Vec<ApplicationKind>,
+}
+
+/// The guidance that applies, in display order.
+#[derive(Serialize)]
+pub struct GuidanceAnswer {
+    guidance: Vec<Guidance>,
+}
+
+/// `POST /api/bookings/guidance`: which guidance items (R-BOOK-4) the operator must give for
+/// these application kinds — the same rule the booking write checks, so the console's
+/// checklist never disagrees with the server.
+pub async fn booking_guidance(
+    Staff { .. }: Staff,
+    JsonBody(q): JsonBody<GuidanceQuery>,
+) -> Json<GuidanceAnswer> {
+    Json(GuidanceAnswer {
+        guidance: guidance_for(&q.application_kinds),
+    })
 }
 
 /// Body of a reschedule.

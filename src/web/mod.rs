@@ -195,6 +195,12 @@ pub fn api_routes() -> Vec<ApiRoute> {
         ),
         route(
             Method::POST,
+            "/api/bookings/guidance",
+            OPERATOR_MANAGER,
+            booking_api::booking_guidance,
+        ),
+        route(
+            Method::POST,
             "/api/bookings/{id}/reschedule",
             OPERATOR_MANAGER,
             booking_api::reschedule_booking,

@@ -31,6 +31,8 @@ const ASSETS: &[(&str, &str)] = &[
     asset!("shell.js"),
     asset!("operator.js"),
     asset!("manager.js"),
+    asset!("booking.js"),
+    asset!("reception.js"),
     asset!("accounts.js"),
     asset!("calendar.js"),
 ];

@@ -467,6 +467,41 @@ async fn facility_requests_become_visits_with_a_pre_meeting() {
         let r: Value = res.json().await.unwrap();
         assert_eq!(r["checklist"]["procedure"], "one_by_one");
         assert_eq!(r["status"], "scheduled");
+/// The console's guidance checklist asks the server which items apply (R-BOOK-4): the same
+/// rule the booking write enforces.
+#[tokio::test]
+async fn the_guidance_that_applies_comes_from_the_server() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let op = operator(&app).await;
+        let ask = |kinds: Value| {
+            let op = &op;
+            async move {
+                let res = op
+                    .post(
+                        "/api/bookings/guidance",
+                        &json!({ "application_kinds": kinds }),
+                    )
+                    .await;
+                assert_eq!(res.status(), 200);
+                res.json::<Value>().await.unwrap()["guidance"].clone()
+            }
+        };
+        assert_eq!(ask(json!(["new"])).await, json!(["prepare"]), "{kind:?}");
+        assert_eq!(
+            ask(json!(["new", "renewal"])).await,
+            json!([
+                "renewal_old_card",
+                "renewal_insurance_certificate",
+                "prepare"
+            ])
+        );
+        assert_eq!(
+            ask(json!(["damage"])).await,
+            json!(["loss_suspend", "loss_fee", "loss_express", "prepare"])
+        );
+        let loss = ask(json!(["loss"])).await;
+        assert!(loss.as_array().unwrap().contains(&json!("loss_police")));
         app.stop().await;
     }
 }

@@ -369,6 +369,156 @@ async fn manager_proposes_and_fixes_the_visit_calendar_on_screen() {
     );
     c.execute(
         "document.querySelector('#cal-months tbody tr input[type=checkbox]').click();",
+/// Sets a form control's value the way a user's choice would (date inputs and selects take
+/// typed keys by locale, so the value is set and the change announced).
+async fn set_value(c: &Client, css: &str, value: &str) {
+    c.execute(
+        "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+         e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![json!(css), json!(value)],
+    )
+    .await
+    .unwrap();
+}
+
+async fn type_into(c: &Client, css: &str, keys: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Issue 14 acceptance (item 10; R-SLOT-5, R-BOOK-1..4, R-BOOK-6, R-LINE-4): an operator books
+/// a home visit from a ringing sipp call — the form opens from the pop with the caller's
+/// number, the ranked slots come from a search (travel minutes given by hand), the slip and
+/// the guidance checklist are filled, reception number 1 is shown; the call's outcome is
+/// `booking`; the 受付一覧表 shows the row; the next call from that number pops with the
+/// booking in its history. Screenshots: booking-form.png, reception-list.png,
+/// pop-with-booking.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_books_a_home_visit_from_a_ringing_call_and_the_next_pop_shows_it() {
+    let Some((chrome, chromedriver)) = tools() else {
+        return;
+    };
+    let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |_| {}).await else {
+        return;
+    };
+    rig.staff().await;
+    // Two home visit days beyond the 14 days' lead time from 2026-11-25.
+    let db = rig.app.db.open().await;
+    for d in ["2026-12-10", "2026-12-11"] {
+        sqlx::query("INSERT INTO visit_days (visit_date, kind, pm_extra_open, updated_at) VALUES ($1, 'home', 0, '2026-11-01T00:00:00.000000Z')")
+            .bind(d)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    db.close().await;
+    let base = rig.app.base.clone();
+    let (_d1, op) = browser(&chrome, &chromedriver).await;
+    login(&op, &base, "operator1", "password-operator1").await;
+    until(
+        &op,
+        "the live connection",
+        "/リアルタイム接続中/.test(document.getElementById('ws-status').textContent)",
+    )
+    .await;
+
+    let mut phone = rig
+        .sipp_phone(
+            "ph1",
+            "phone-answer",
+            &[("timeout=\"500\"", "timeout=\"2500\"")],
+        )
+        .await;
+    let mut trunk = rig.trunk(
+        &sipp::scenario(rig.dir.path(), "trunk-call", &[]),
+        "127.0.0.1",
+        &["-d", "2000"],
+    );
+    until(
+        &op,
+        "the call banner",
+        "!document.getElementById('call-banner').hidden",
+    )
+    .await;
+    click(&op, "#banner-start-booking").await;
+    until(
+        &op,
+        "the booking form",
+        "!document.getElementById('booking').hidden",
+    )
+    .await;
+    let phone_value = text(&op, "document.getElementById('bk-phone').value").await;
+    assert_eq!(
+        phone_value, "0134-22-0001",
+        "the form takes the caller's number"
+    );
+    assert_eq!(wait(&mut trunk, 20).await, 0, "{}", trunk.errors());
+    assert_eq!(wait(&mut phone, 10).await, 0);
+    let key = rig.ended_calls(1).await[0]["call_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Address, household, travel minutes by hand (no gazetteer match) → Enter searches.
+    type_into(&op, "#bk-address", "小樽市架空町1-2-3").await;
+    type_into(&op, "#bk-minutes", "10\u{e007}").await;
+    until(
+        &op,
+        "the ranked offers",
+        "document.querySelector('#bk-offers li.best input:checked')",
+    )
+    .await;
+    let first = text(
+        &op,
+        "document.querySelector('#bk-offers li.best .offer-slot').textContent",
+    )
+    .await;
+    assert!(
+        first.contains("2026年12月10日（木）") && first.contains("午前"),
+        "best offer first, with the weekday and half-day: {first}"
+    );
+
+    // The slip (a–i) and one applicant.
+    set_value(&op, "#bk-relation", "applicant").await;
+    type_into(&op, "#bk-difficulty", "歩行が困難").await;
+    click(&op, "#booking-form input[name=parking][value=true]").await;
+    type_into(&op, "#bk-people .person [name=name]", "試験 太郎").await;
+    type_into(&op, "#bk-people .person [name=name_kana]", "しけん たろう").await;
+    set_value(&op, "#bk-people .person [name=birth_date]", "1945-05-05").await;
+    until(
+        &op,
+        "the age shown",
+        "/満81歳/.test(document.querySelector('#bk-people .person .age').textContent)",
+    )
+    .await;
+    click(
+        &op,
+        "#bk-people .person [name=id_documents][value=insurance_certificate]",
+    )
+    .await;
+    // Renewal brings its two guidance items onto the checklist (the server's rule).
+    set_value(&op, "#bk-people .person [name=application_kind]", "renewal").await;
+    until(
+        &op,
+        "the renewal guidance",
+        "document.querySelectorAll('#bk-guidance-list input').length === 3 && document.querySelector('#bk-guidance-list input[value=renewal_old_card]')",
+    )
+    .await;
+    op.execute(
+        "document.querySelectorAll('#bk-guidance-list input').forEach((c) => c.click());",
         vec![],
     )
     .await
@@ -404,4 +554,81 @@ async fn manager_proposes_and_fixes_the_visit_calendar_on_screen() {
     );
     c.close().await.ok();
     app.stop().await;
+    artifact("booking-form-filled.png", &op.screenshot().await.unwrap());
+    click(&op, "#bk-save").await;
+    until(
+        &op,
+        "reception number 1",
+        "document.getElementById('bk-reception-number') && document.getElementById('bk-reception-number').textContent === '1'",
+    )
+    .await;
+    let forms = text(&op, "document.getElementById('bk-forms').textContent").await;
+    assert!(
+        forms.contains("交付申請書") && forms.contains("返納届"),
+        "{forms}"
+    );
+    artifact("booking-form.png", &op.screenshot().await.unwrap());
+
+    let mgr_api = rig.app.login("manager1", "password-manager1").await;
+    let saved: Value = mgr_api
+        .get(&format!("/api/calls/{key}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saved["outcome"], "booking", "the call is linked: {saved}");
+
+    // The reception list shows the row.
+    click(&op, "#nav a[data-view=reception]").await;
+    until(
+        &op,
+        "the reception list row",
+        "document.querySelector('#reception-table tr[data-reception-number=\"1\"]')",
+    )
+    .await;
+    let row = text(
+        &op,
+        "document.querySelector('#reception-table tr[data-reception-number=\"1\"]').textContent",
+    )
+    .await;
+    assert!(
+        row.contains("2026-12-10") && row.contains("予約済"),
+        "{row}"
+    );
+    artifact("reception-list.png", &op.screenshot().await.unwrap());
+
+    // The next call from the number pops with the booking.
+    let mut phone = rig
+        .sipp_phone(
+            "ph1",
+            "phone-answer",
+            &[("timeout=\"500\"", "timeout=\"2500\"")],
+        )
+        .await;
+    let mut trunk = rig.trunk(
+        &sipp::scenario(rig.dir.path(), "trunk-call", &[]),
+        "127.0.0.1",
+        &["-d", "2000"],
+    );
+    until(
+        &op,
+        "the booking in the pop's history",
+        "document.getElementById('call-banner').dataset.state !== 'ended' && document.querySelector('#call-banner-history [data-reception-number=\"1\"]')",
+    )
+    .await;
+    let hist = text(
+        &op,
+        "document.querySelector('#call-banner-history [data-reception-number=\"1\"]').textContent",
+    )
+    .await;
+    assert!(
+        hist.contains("受付番号 1") && hist.contains("12月10日") && hist.contains("予約済"),
+        "{hist}"
+    );
+    artifact("pop-with-booking.png", &op.screenshot().await.unwrap());
+    assert_eq!(wait(&mut trunk, 20).await, 0, "{}", trunk.errors());
+    assert_eq!(wait(&mut phone, 10).await, 0);
+
+    let _ = op.close().await;
+    rig.stop().await;
 }

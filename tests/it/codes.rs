@@ -166,9 +166,24 @@ async fn the_label_table_covers_every_variant_of_every_kind() {
     json_round_trip::<AuditTarget>(&raw, &labels);
     json_round_trip::<LoginRefusal>(&raw, &labels);
     json_round_trip::<RegisterOutcome>(&raw, &labels);
+    {
+        use madoguchi::booking::*;
+        json_round_trip::<VisitDayKind>(&raw, &labels);
+        json_round_trip::<HalfDay>(&raw, &labels);
+        json_round_trip::<BookingKind>(&raw, &labels);
+        json_round_trip::<BookingStatus>(&raw, &labels);
+        json_round_trip::<BookingChange>(&raw, &labels);
+        json_round_trip::<ApplicationKind>(&raw, &labels);
+        json_round_trip::<CallerRelation>(&raw, &labels);
+        json_round_trip::<IdDocument>(&raw, &labels);
+        json_round_trip::<Guidance>(&raw, &labels);
+        json_round_trip::<FormKind>(&raw, &labels);
+        json_round_trip::<FacilityStatus>(&raw, &labels);
+        json_round_trip::<AddressMatch>(&raw, &labels);
+    }
     assert_eq!(
         labels.as_object().unwrap().len(),
-        18,
+        30,
         "a new kind needs its round-trip here too"
     );
     // Nobody outside the staff gets it.

@@ -8,6 +8,7 @@ import { label, loadLabels } from "./labels.js";
 import * as live from "./live.js";
 import * as manager from "./manager.js";
 import * as operator from "./operator.js";
+import * as reception from "./reception.js";
 import { buildNav, show } from "./shell.js";
 
 async function start() {
@@ -38,6 +39,7 @@ async function start() {
       manager.init();
       calendar.init();
     }
+    reception.init();
     live.start();
   }
   show(views[0]);

@@ -73,3 +73,18 @@ export function endCause(code) {
 export function outcome(code) {
   return label("outcome", code);
 }
+
+// A civil date "2026-12-10" as "2026年12月10日（木）" (the weekday from Intl, not a table).
+export function visitDate(ymd) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(ymd || "");
+  if (!m) return ymd || "—";
+  const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  const wd = d.toLocaleDateString("ja-JP", { timeZone: "UTC", weekday: "short" });
+  return `${Number(m[1])}年${Number(m[2])}月${Number(m[3])}日（${wd}）`;
+}
+
+// A visit slot: "2026年12月10日（木） 午前 10:00頃".
+export function slot(s, window) {
+  if (!s) return "—";
+  return [visitDate(s.date), label("half_day", s.half_day), window].filter(Boolean).join(" ");
+}

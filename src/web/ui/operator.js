@@ -1,6 +1,7 @@
 // Operator console: the call banner (screen pop, R-LINE-4), the outcome form (R-LINE-3,
 // R-REP-3), open wrap-ups, the missed-call callback list and the talk script (R-LINE-6).
 import { api } from "./api.js";
+import * as booking from "./booking.js";
 import { serverNow } from "./clock.js";
 import { byId as $, h, serverHtml } from "./dom.js";
 import * as fmt from "./format.js";
@@ -86,12 +87,14 @@ function renderHistory(c) {
     }
     parts.push(h("h4", { text: `予約（${bookings.length}件）` }));
     if (bookings.length) {
-      parts.push(h("ul", { class: "cb-list" }, bookings.map((b) => {
-        // The booking record lands with a later issue; accept the likely field names.
-        const no = b.reception_number ?? b.reception_no ?? b.number ?? "—";
-        const visit = b.visit_date ?? b.visit_on ?? "未定";
-        const status = b.status_label || b.status || "";
-        return h("li", {}, `受付番号 ${no}・訪問日 ${visit}`, status ? `・${status}` : "");
+      // BookingSummary objects (src/booking/bookings.rs), newest first.
+      parts.push(h("ul", { class: "cb-list cb-bookings" }, bookings.map((b) => {
+        const slot = b.slot || {};
+        return h("li", { dataset: { receptionNumber: String(b.reception_number ?? "") }, class: b.status === "cancelled" ? "cancelled" : "" },
+          h("strong", { text: `受付番号 ${b.reception_number ?? "—"}` }),
+          `・訪問 ${fmt.visitDate(slot.date)} ${label("half_day", slot.half_day)}`,
+          `・${label("booking_status", b.status)}`,
+          b.kind && b.kind !== "home" ? `・${label("booking_kind", b.kind)}` : "");
       })));
     } else {
       parts.push(h("p", { class: "muted small", text: "この番号からの予約はありません。" }));
@@ -218,6 +221,18 @@ async function save(ev) {
   } finally {
     button.disabled = false;
   }
+}
+
+// The server recorded the call's outcome as `booking` with the booking itself.
+function bookingSaved(summary, key) {
+  if (key && bound && bound.call_key === key) {
+    $("outcome-select").value = "booking";
+    dirty = false;
+    syncTopics();
+    setStatus(`予約（受付番号 ${summary.reception_number}）で対応記録を保存しました`, "ok");
+  }
+  loadWrapups();
+  if (key) document.dispatchEvent(new CustomEvent("madoguchi:outcome-saved", { detail: { call_key: key } }));
 }
 
 // ---------------------------------------------------------------- wrap-ups
@@ -365,7 +380,12 @@ export function init(session) {
   select.addEventListener("change", () => { dirty = true; syncTopics(); setStatus(""); });
   $("outcome-form").addEventListener("input", () => { dirty = true; if ($("outcome-status").classList.contains("ok")) setStatus(""); });
   $("outcome-form").addEventListener("submit", save);
-  $("banner-start-booking").addEventListener("click", () => startFrom("new", "booking"));
+  $("banner-start-booking").addEventListener("click", () => {
+    const key = $("call-banner").dataset.callKey;
+    startFrom("new", "booking");
+    booking.open((key && live.calls.get(key)) || null);
+  });
+  booking.init({ saved: bookingSaved });
   $("banner-start-facility").addEventListener("click", () => startFrom("facility", "facility_request"));
   $("call-banner-dismiss").addEventListener("click", () => live.dismiss($("call-banner").dataset.callKey));
   renderTarget();
