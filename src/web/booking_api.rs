@@ -9,8 +9,8 @@ use chrono::{NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::booking::facility::{FacilityRequest, FacilityRequestInput, FacilityUpdate};
 use crate::booking::bookings::{guidance_for, BookingSummary, HomeBookingInput, Located};
+use crate::booking::facility::{FacilityRequest, FacilityRequestInput, FacilityUpdate};
 use crate::booking::slots::{Request, Search, SlotRef, Wish};
 use crate::booking::{ApplicationKind, BookingKind, Guidance};
 

@@ -5,9 +5,9 @@
 
 pub mod access;
 mod account_api;
+mod address_api;
 mod booking_api;
 mod calendar_api;
-mod address_api;
 mod calls_api;
 mod console_api;
 mod error;

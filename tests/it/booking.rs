@@ -467,6 +467,10 @@ async fn facility_requests_become_visits_with_a_pre_meeting() {
         let r: Value = res.json().await.unwrap();
         assert_eq!(r["checklist"]["procedure"], "one_by_one");
         assert_eq!(r["status"], "scheduled");
+        app.stop().await;
+    }
+}
+
 /// The console's guidance checklist asks the server which items apply (R-BOOK-4): the same
 /// rule the booking write enforces.
 #[tokio::test]

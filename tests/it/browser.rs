@@ -369,6 +369,43 @@ async fn manager_proposes_and_fixes_the_visit_calendar_on_screen() {
     );
     c.execute(
         "document.querySelector('#cal-months tbody tr input[type=checkbox]').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the PM-3rd switch saved",
+        "/午後3件目を開けました/.test(document.getElementById('cal-message').textContent)",
+    )
+    .await;
+    c.execute("document.getElementById('cal-fix').click();", vec![])
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the fixed state",
+        "/確定済み/.test(document.getElementById('cal-state').textContent)",
+    )
+    .await;
+    if let Ok(png) = c.screenshot().await {
+        artifact("calendar-manager.png", &png);
+    }
+    let cal: Value = _manager.get("/api/calendar").await.json().await.unwrap();
+    assert_eq!(cal["fixed"], true);
+    assert_eq!(
+        cal["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["pm_extra_open"] == true)
+            .count(),
+        1
+    );
+    c.close().await.ok();
+    app.stop().await;
+}
+
 /// Sets a form control's value the way a user's choice would (date inputs and selects take
 /// typed keys by locale, so the value is set and the change announced).
 async fn set_value(c: &Client, css: &str, value: &str) {
@@ -523,37 +560,6 @@ async fn operator_books_a_home_visit_from_a_ringing_call_and_the_next_pop_shows_
     )
     .await
     .unwrap();
-    until(
-        &c,
-        "the PM-3rd switch saved",
-        "/午後3件目を開けました/.test(document.getElementById('cal-message').textContent)",
-    )
-    .await;
-    c.execute("document.getElementById('cal-fix').click();", vec![])
-        .await
-        .unwrap();
-    until(
-        &c,
-        "the fixed state",
-        "/確定済み/.test(document.getElementById('cal-state').textContent)",
-    )
-    .await;
-    if let Ok(png) = c.screenshot().await {
-        artifact("calendar-manager.png", &png);
-    }
-    let cal: Value = _manager.get("/api/calendar").await.json().await.unwrap();
-    assert_eq!(cal["fixed"], true);
-    assert_eq!(
-        cal["days"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d["pm_extra_open"] == true)
-            .count(),
-        1
-    );
-    c.close().await.ok();
-    app.stop().await;
     artifact("booking-form-filled.png", &op.screenshot().await.unwrap());
     click(&op, "#bk-save").await;
     until(
