@@ -162,8 +162,14 @@ pub fn generate(
         .enumerate()
         .map(|(i, applicants)| {
             let town = towns[rng.gen_range(0..towns.len())].clone();
+            // Facilities plan ahead (a month's lead, six facility days): they call in the
+            // first half of the season.
+            let mut call_on = call_day(&mut rng);
+            while (call_on - spec.calls.0).num_days() > span / 2 {
+                call_on = call_day(&mut rng);
+            }
             MadeUpFacility {
-                call_on: call_day(&mut rng),
+                call_on,
                 name: format!("試験ケアホーム{}", i + 1),
                 address: format!(
                     "小樽市{town}{}-{}",

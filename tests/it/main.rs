@@ -18,6 +18,7 @@ mod demo_call;
 mod http_server;
 mod hub;
 mod route_table;
+mod season;
 mod shutdown;
 mod sip_digest;
 mod sip_flood;
