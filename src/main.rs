@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use madoguchi::booking::calendar;
+use madoguchi::booking::bookings::{BookingList, Bookings};
+use madoguchi::booking::{calendar, Places};
 use madoguchi::clock::SystemClock;
 use madoguchi::config::{self, Config, EnvOverrides};
 use madoguchi::privacy::{generate_password, Actor, NewUser, Role, Users};
@@ -43,6 +44,24 @@ enum Command {
     /// The visit calendar (R-CAL): propose, import, export, show, fix.
     #[command(subcommand)]
     Calendar(CalendarCommand),
+    /// Bookings (R-BOOK): export the visits for checking.
+    #[command(subcommand)]
+    Bookings(BookingsCommand),
+}
+
+#[derive(Subcommand)]
+enum BookingsCommand {
+    /// Every visit (home, facility, pre-meeting) with its reception number, dates, half-day,
+    /// position, window, applicants, town, status, facility and pre-meeting — no names,
+    /// addresses or phone numbers. The same rows as `GET /api/bookings`.
+    Export {
+        /// json or csv (UTF-8 with BOM).
+        #[arg(long, default_value = "json")]
+        format: ExportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +195,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::User(cmd) => user_command(cmd, config).await,
         Command::Calendar(cmd) => calendar_command(cmd, config).await,
+        Command::Bookings(cmd) => bookings_command(cmd, config).await,
     }
 }
 
@@ -350,6 +370,36 @@ fn season(config: &Config) -> anyhow::Result<calendar::Season> {
         end: profile.period.visits_end,
         hours: madoguchi::hours::OpeningHours::new(&profile.hours)?,
     })
+}
+
+async fn bookings_command(cmd: BookingsCommand, config: Config) -> anyhow::Result<()> {
+    let db = Db::connect_and_migrate(&config.database_url, 2).await?;
+    let profile = &config.profile;
+    let hours = madoguchi::hours::OpeningHours::new(&profile.hours)?;
+    let places = Places::new(profile.gazetteer.clone(), profile.travel.clone());
+    let bookings = Bookings::new(
+        db,
+        profile.booking.clone(),
+        Arc::new(places.travel().clone()),
+        hours.timezone(),
+    );
+    match cmd {
+        BookingsCommand::Export { format, out } => {
+            let list = bookings.list().await?;
+            let text = match format {
+                ExportFormat::Csv => madoguchi::booking::reception::bookings_csv(&list),
+                ExportFormat::Json => {
+                    serde_json::to_string_pretty(&BookingList { bookings: list })? + "\n"
+                }
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn print_problems(problems: &[calendar::Problem]) {

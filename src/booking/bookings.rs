@@ -327,6 +327,14 @@ pub struct BookingSummary {
     pub purged_on: Option<NaiveDate>,
 }
 
+/// The bookings export (item 11): `GET /api/bookings?format=json` and
+/// `madoguchi bookings export` print this.
+#[derive(Debug, Clone, Serialize)]
+pub struct BookingList {
+    /// Every booking, by reception number.
+    pub bookings: Vec<BookingSummary>,
+}
+
 /// How many of a form a visit needs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FormCount {

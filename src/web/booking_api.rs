@@ -9,7 +9,9 @@ use chrono::{NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::booking::bookings::{guidance_for, BookingSummary, HomeBookingInput, Located};
+use crate::booking::bookings::{
+    guidance_for, BookingList, BookingSummary, HomeBookingInput, Located,
+};
 use crate::booking::facility::{FacilityRequest, FacilityRequestInput, FacilityUpdate};
 use crate::booking::slots::{Request, Search, SlotRef, Wish};
 use crate::booking::{ApplicationKind, BookingKind, Guidance};
@@ -208,7 +210,7 @@ pub async fn list_bookings(
 ) -> Result<Response, ApiError> {
     let list = state.bookings.list().await?;
     match q.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(serde_json::json!({ "bookings": list })).into_response()),
+        "json" => Ok(Json(BookingList { bookings: list }).into_response()),
         "csv" => Ok(csv_response(
             "bookings.csv",
             &crate::booking::reception::bookings_csv(&list),
@@ -228,7 +230,7 @@ pub async fn reception_list(
     use crate::booking::reception;
     let rows = reception::rows(&state.bookings.list().await?);
     match q.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(serde_json::json!({ "rows": rows })).into_response()),
+        "json" => Ok(Json(ReceptionList { rows }).into_response()),
         "csv" => Ok(csv_response(
             "reception-list.csv",
             &reception::reception_csv(&rows),
@@ -286,12 +288,26 @@ pub async fn create_facility_request(
 pub async fn list_facility_requests(
     State(state): State<AppState>,
     Staff { actor, .. }: Staff,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let list = state
+) -> Result<Json<FacilityRequestList>, ApiError> {
+    let requests = state
         .bookings
         .read_facility_requests(&actor, state.clock.now())
         .await?;
-    Ok(Json(serde_json::json!({ "requests": list })))
+    Ok(Json(FacilityRequestList { requests }))
+}
+
+/// Response of `GET /api/facility-requests`.
+#[derive(Debug, Serialize)]
+pub struct FacilityRequestList {
+    /// Open tasks and agreed facilities.
+    pub requests: Vec<FacilityRequest>,
+}
+
+/// Response of `GET /api/reception-list?format=json`.
+#[derive(Debug, Serialize)]
+pub struct ReceptionList {
+    /// 受付一覧表 rows by reception number.
+    pub rows: Vec<crate::booking::reception::ReceptionRow>,
 }
 
 /// Body of a facility visit.

@@ -6,7 +6,25 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::common::{backends, Session, TestApp};
+use crate::common::{backends, manifest_dir, profile_dir, Session, TestApp};
+
+/// What `madoguchi bookings export --format FORMAT` prints for a test database.
+fn bookings_export(database_url: &str, format: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+        .env("DATABASE_URL", database_url)
+        .env("MADOGUCHI_PROFILE", profile_dir())
+        .env("RUST_LOG", "warn")
+        .current_dir(manifest_dir())
+        .args(["bookings", "export", "--format", format])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 /// Visit days straight into the calendar (the calendar's own tests cover proposing them).
 async fn home_days(app: &TestApp, days: &[&str]) {
@@ -261,6 +279,33 @@ async fn a_home_booking_end_to_end() {
             .collect();
         for a in ["booking.create", "booking.reschedule", "booking.cancel"] {
             assert!(actions.contains(&a), "{a} missing from {actions:?}");
+        }
+
+        // The export for checking (item 11): the API and `madoguchi bookings export` agree,
+        // and neither carries a name, an address or a phone number.
+        let api: Value = op
+            .get("/api/bookings?format=json")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let rows = api["bookings"].as_array().unwrap();
+        assert_eq!(rows.len(), 3, "{api}");
+        assert_eq!(rows[0]["reception_number"], 1);
+        assert_eq!(rows[0]["status"], "cancelled");
+        assert_eq!(rows[0]["slot"]["half_day"], "pm");
+        assert_eq!(rows[0]["slot"]["position"], 2);
+        assert_eq!(rows[0]["window"], "14:30〜15:30");
+        let cli: Value = serde_json::from_str(&bookings_export(&app.db.url, "json")).unwrap();
+        assert_eq!(cli, api, "{kind:?}");
+        let csv = bookings_export(&app.db.url, "csv");
+        assert!(csv.starts_with('\u{feff}'), "CSV opens in Excel");
+        assert_eq!(csv.lines().count(), 4, "{csv}");
+        for secret in ["試験", "架空町1-2-3", "0134", "+81"] {
+            assert!(
+                !csv.contains(secret) && !api.to_string().contains(secret),
+                "{secret}"
+            );
         }
         app.stop().await;
     }

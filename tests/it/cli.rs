@@ -237,6 +237,8 @@ fn every_command_has_help() {
         vec!["calendar", "export", "--help"],
         vec!["calendar", "show", "--help"],
         vec!["calendar", "fix", "--help"],
+        vec!["bookings", "--help"],
+        vec!["bookings", "export", "--help"],
     ] {
         let out = bin().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
