@@ -13,4 +13,5 @@ pub mod hub;
 pub mod privacy;
 pub mod sip;
 pub mod store;
+pub mod wareki;
 pub mod web;

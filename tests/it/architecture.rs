@@ -10,6 +10,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("codes", &[]),
     ("hours", &["codes"]),
+    ("wareki", &[]),
     ("store", &["clock"]),
     // Domains.
     ("privacy", &["clock", "codes", "store"]),
@@ -29,7 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 const MODULES: &[&str] = &[
     "app", "booking", "calls", "clock", "codes", "config", "hours", "hub", "privacy", "sip",
-    "store", "web",
+    "store", "wareki", "web",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
