@@ -8,10 +8,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use madoguchi::booking::bookings::{BookingList, Bookings};
+use madoguchi::booking::purge::{PurgePlan, PurgeScope};
 use madoguchi::booking::{calendar, Places};
 use madoguchi::clock::SystemClock;
 use madoguchi::config::{self, Config, EnvOverrides};
-use madoguchi::privacy::{generate_password, Actor, NewUser, Role, Users};
+use madoguchi::privacy::{generate_password, Actor, Auditor, NewUser, Role, Users};
 use madoguchi::store::Db;
 
 /// madoguchi — call-center backend for municipal outreach lines (SIP adapter, screen pop,
@@ -47,6 +48,46 @@ enum Command {
     /// Bookings (R-BOOK): export the visits for checking.
     #[command(subcommand)]
     Bookings(BookingsCommand),
+    /// Delete the personal data of every booking shared with the city whose visit ended
+    /// (R-PII-5), or with --contract-end every piece of personal data left (第10).
+    Purge {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Everything left at the end of the contract: every booking, call number, callback
+        /// and facility list. Prints the dry run first and asks for confirmation.
+        #[arg(long)]
+        contract_end: bool,
+        /// Do not ask for confirmation (--contract-end).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Reports for the city.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// The monthly handling report (取扱状況報告, 第15): counts per action and per staff
+    /// member, deletions done.
+    Handling {
+        /// The month, e.g. 2026-07 (Asia/Tokyo).
+        #[arg(long)]
+        month: String,
+        /// json or xlsx.
+        #[arg(long, default_value = "json")]
+        format: ReportFormat,
+        /// Write to this file (xlsx needs one).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Json,
+    Xlsx,
 }
 
 #[derive(Subcommand)]
@@ -196,6 +237,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::User(cmd) => user_command(cmd, config).await,
         Command::Calendar(cmd) => calendar_command(cmd, config).await,
         Command::Bookings(cmd) => bookings_command(cmd, config).await,
+        Command::Purge {
+            dry_run,
+            contract_end,
+            yes,
+        } => purge_command(config, dry_run, contract_end, yes).await,
+        Command::Report(cmd) => report_command(cmd, config).await,
     }
 }
 
@@ -372,17 +419,115 @@ fn season(config: &Config) -> anyhow::Result<calendar::Season> {
     })
 }
 
-async fn bookings_command(cmd: BookingsCommand, config: Config) -> anyhow::Result<()> {
-    let db = Db::connect_and_migrate(&config.database_url, 2).await?;
+/// The booking domain on `db` as the profile sets it up.
+fn bookings_on(db: Db, config: &Config) -> anyhow::Result<Bookings> {
     let profile = &config.profile;
     let hours = madoguchi::hours::OpeningHours::new(&profile.hours)?;
     let places = Places::new(profile.gazetteer.clone(), profile.travel.clone());
-    let bookings = Bookings::new(
+    Ok(Bookings::new(
         db,
         profile.booking.clone(),
         Arc::new(places.travel().clone()),
         hours.timezone(),
+    ))
+}
+
+fn print_purge_plan(plan: &PurgePlan) {
+    let what = match plan.scope {
+        PurgeScope::Due => "共有済みかつ訪問完了の予約",
+        PurgeScope::ContractEnd => "契約終了: 残っているすべての個人情報",
+    };
+    let head = if plan.dry_run {
+        "削除予定（dry run）"
+    } else {
+        "削除しました"
+    };
+    println!("{head}: {what}");
+    println!("受付番号\t種別\t状態\t訪問日\t共有日\t訪問完了日");
+    for b in &plan.bookings {
+        let opt =
+            |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            b.reception_number
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| format!("(id {})", b.booking_id)),
+            b.kind.label_ja(),
+            b.status.label_ja(),
+            b.visit_date,
+            opt(b.shared_on),
+            opt(b.visit_done_on),
+        );
+    }
+    println!(
+        "予約 {} 件、通話の発信者番号 {} 件、折り返し {} 件、施設申込 {} 件、通話記録の保留イベント {} 件",
+        plan.bookings.len(),
+        plan.calls,
+        plan.callbacks,
+        plan.facility_requests,
+        plan.dead_letters
     );
+}
+
+async fn purge_command(
+    config: Config,
+    dry_run: bool,
+    contract_end: bool,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let db = Db::connect_and_migrate(&config.database_url, 2).await?;
+    let bookings = bookings_on(db, &config)?;
+    let scope = if contract_end {
+        PurgeScope::ContractEnd
+    } else {
+        PurgeScope::Due
+    };
+    let plan = bookings.purge_preview(scope).await?;
+    print_purge_plan(&plan);
+    if dry_run {
+        return Ok(());
+    }
+    if contract_end && !yes {
+        print!("これらの個人情報を完全に削除します。元に戻せません。よろしいですか？ [yes/no]: ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "yes" | "y" | "はい") {
+            anyhow::bail!("cancelled: nothing was deleted");
+        }
+    }
+    let done = bookings
+        .purge(&Actor::cli(), chrono::Utc::now(), scope)
+        .await?;
+    print_purge_plan(&done);
+    Ok(())
+}
+
+async fn report_command(cmd: ReportCommand, config: Config) -> anyhow::Result<()> {
+    let db = Db::connect_and_migrate(&config.database_url, 2).await?;
+    let tz = madoguchi::hours::OpeningHours::new(&config.profile.hours)?.timezone();
+    let audit = Auditor::new(db, Arc::new(SystemClock));
+    match cmd {
+        ReportCommand::Handling { month, format, out } => {
+            let report = audit.handling_report(&Actor::cli(), &month, tz).await?;
+            let bytes = match format {
+                ReportFormat::Json => (serde_json::to_string_pretty(&report)? + "\n").into_bytes(),
+                ReportFormat::Xlsx => report.xlsx()?,
+            };
+            match (out, format) {
+                (Some(path), _) => std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                (None, ReportFormat::Json) => std::io::stdout().write_all(&bytes)?,
+                (None, ReportFormat::Xlsx) => anyhow::bail!("--format xlsx needs --out FILE"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn bookings_command(cmd: BookingsCommand, config: Config) -> anyhow::Result<()> {
+    let db = Db::connect_and_migrate(&config.database_url, 2).await?;
+    let bookings = bookings_on(db, &config)?;
     match cmd {
         BookingsCommand::Export { format, out } => {
             let list = bookings.list().await?;

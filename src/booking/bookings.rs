@@ -711,6 +711,11 @@ impl Bookings {
         &self.db
     }
 
+    /// The city's time zone.
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.tz
+    }
+
     /// A booking's summary inside a transaction.
     pub(super) async fn summary(
         &self,

@@ -12,11 +12,14 @@ pub mod capacity;
 mod codes;
 pub mod facility;
 pub mod places;
+pub mod purge;
 pub mod reception;
+pub mod records;
 mod rules;
 pub mod season;
 pub mod slots;
 pub mod travel;
+pub mod visits;
 
 pub use codes::{
     AddressMatch, ApplicationKind, BookingChange, BookingKind, BookingStatus, CallerRelation,
@@ -45,6 +48,9 @@ pub enum BookingError {
     /// A database failure.
     #[error(transparent)]
     Store(#[from] sqlx::Error),
+    /// The purge committed but making the old bytes unrecoverable failed (run it again).
+    #[error("the purge was committed, but scrubbing the database files failed: {0}")]
+    Scrub(String),
     /// The audit row could not be written (the change was rolled back).
     #[error(transparent)]
     Audit(#[from] crate::privacy::PrivacyError),

@@ -69,6 +69,18 @@ crate::code_enum! {
         FacilityRead = "facility.read" / "施設申込の閲覧",
         /// The manager corrected the travel time between two towns.
         TravelOverride = "travel.override" / "移動時間の補正",
+        /// A visit was marked ended (date, applications taken, note) by the city or a manager.
+        VisitDone = "visit.done" / "訪問完了の登録",
+        /// A visit already marked ended was corrected.
+        VisitCorrect = "visit.correct" / "訪問完了の訂正",
+        /// The week's visit schedule with names, addresses and phones was read (city staff).
+        VisitRead = "visit.read" / "訪問予定の閲覧",
+        /// A booking's personal data (and its calls' numbers) was deleted (R-PII-5).
+        BookingPurge = "booking.purge" / "個人情報の削除",
+        /// A purge run: what it deleted, in counts (one row per run beside the per-booking rows).
+        PurgeRun = "purge.run" / "個人情報削除の実行",
+        /// The monthly handling report (取扱状況報告) was produced.
+        HandlingReport = "report.handling" / "取扱状況報告の出力",
     }
 }
 
@@ -267,6 +279,10 @@ pub struct AuditFilter {
     pub before_id: Option<i64>,
     /// Page size, default 100, at most 1000.
     pub limit: Option<u32>,
+    /// A reception number, `booking:ID` or a caller number: the handling record of that
+    /// subject instead of a page (see `crate::privacy::handling`); the other filters are
+    /// then not used.
+    pub subject: Option<String>,
 }
 
 /// Writes and reads the append-only audit log. There is deliberately no update or delete.
@@ -280,6 +296,16 @@ impl Auditor {
     /// An auditor on `db` stamping rows with `clock`.
     pub fn new(db: Db, clock: SharedClock) -> Self {
         Self { db, clock }
+    }
+
+    /// The database (for the handling record's reads).
+    pub(super) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The clock's now.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Appends one row on its own, for an action that changes nothing else (a refused

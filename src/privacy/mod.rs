@@ -5,6 +5,7 @@
 
 mod audit;
 mod config;
+pub mod handling;
 mod password;
 mod roles;
 mod sessions;

@@ -80,6 +80,10 @@ impl Db {
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // Deleted or overwritten content is zeroed in the page (and in free
+                        // pages) instead of left behind: the purge of personal data relies
+                        // on it (R-PII-5). Set on every connection: it is per connection.
+                        conn.execute("PRAGMA secure_delete = ON").await?;
                     }
                     Ok(())
                 })
@@ -122,10 +126,70 @@ impl Db {
         self.backend
     }
 
+    /// Makes deleted rows unrecoverable from the database's files after a purge of personal
+    /// data (R-PII-5). SQLite (every connection runs with `secure_delete`): checkpoints the WAL
+    /// into the database and truncates it, rebuilds the file with `VACUUM` (no free pages
+    /// left), and truncates the WAL again. PostgreSQL: `VACUUM FULL` rewrites each of `tables`
+    /// (with its TOAST table and indexes) into new files and removes the old ones, which held
+    /// the dead tuples. `tables` are plain identifiers chosen by the caller, never input.
+    pub async fn scrub(&self, tables: &[&str]) -> Result<ScrubReport, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        match self.backend {
+            Backend::Sqlite => {
+                let first = checkpoint_truncate(&mut conn).await?;
+                conn.execute("VACUUM").await?;
+                let last = checkpoint_truncate(&mut conn).await?;
+                Ok(ScrubReport {
+                    wal_truncated: first && last,
+                    tables_rewritten: 0,
+                })
+            }
+            Backend::Postgres => {
+                for t in tables {
+                    assert!(
+                        t.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                        "table name {t:?}"
+                    );
+                    conn.execute(format!("VACUUM FULL {t}").as_str()).await?;
+                }
+                Ok(ScrubReport {
+                    wal_truncated: true,
+                    tables_rewritten: tables.len(),
+                })
+            }
+        }
+    }
+
     /// Closes every connection (used before a test drops its database).
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// What [`Db::scrub`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrubReport {
+    /// SQLite: the WAL was checkpointed and truncated to zero bytes (false when a reader kept
+    /// it busy through every try; the next purge or checkpoint completes it).
+    pub wal_truncated: bool,
+    /// PostgreSQL: tables rewritten by `VACUUM FULL`.
+    pub tables_rewritten: usize,
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`, retried while readers keep it from finishing.
+async fn checkpoint_truncate(conn: &mut sqlx::AnyConnection) -> Result<bool, StoreError> {
+    use sqlx::Row;
+    for _ in 0..50 {
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await?;
+        let busy: i64 = row.try_get(0)?;
+        if busy == 0 {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
 }
 
 /// Makes sure the SQLite file can be created: its directory exists and `mode=rwc` is set.

@@ -164,11 +164,16 @@ pub async fn authorize(
     };
     if !roles.contains(&session.user.role) {
         let actor = Actor::user(&session.user, client_ip(req.extensions()));
+        // The route's pattern (`/api/calls/{id}`), not the path as sent: a path segment can
+        // be anything typed, a phone number too, and the audit log keeps no personal data.
+        let path = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("(unmatched)", |m| m.as_str())
+            .to_string();
         let entry = AuditEntry::new(AuditAction::Access)
             .outcome(AuditOutcome::Denied)
-            .detail(
-                serde_json::json!({ "method": req.method().as_str(), "path": req.uri().path() }),
-            );
+            .detail(serde_json::json!({ "method": req.method().as_str(), "path": path }));
         if let Err(e) = state.audit.record(&actor, entry).await {
             return ApiError::internal(e).into_response();
         }

@@ -274,11 +274,19 @@ pub async fn audit_log(
     State(state): State<AppState>,
     Staff { actor, .. }: Staff,
     QueryParams(filter): QueryParams<AuditFilter>,
-) -> Result<Json<AuditPage>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    if let Some(subject) = &filter.subject {
+        // The handling record of one booking or number (R-PII-4, R-PII-6).
+        let subject = state.bookings.subject(subject).await?;
+        let record = state.audit.about(&actor, subject).await?;
+        return Ok(Json(record).into_response());
+    }
     let rows = state.audit.read(&actor, &filter).await?;
     let next_before_id = rows.last().map(|r| r.id);
     Ok(Json(AuditPage {
         rows,
         next_before_id,
-    }))
+    })
+    .into_response())
 }

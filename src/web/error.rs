@@ -212,6 +212,7 @@ impl From<BookingError> for ApiError {
                 err
             }
             BookingError::Store(e) => Self::from_db(e),
+            BookingError::Scrub(m) => Self::internal(m),
             BookingError::Audit(e) => e.into(),
         }
     }

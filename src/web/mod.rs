@@ -12,6 +12,7 @@ mod calls_api;
 mod console_api;
 mod error;
 mod labels;
+mod privacy_api;
 mod serve;
 mod ui;
 
@@ -83,6 +84,7 @@ const STAFF_NOT_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, R
 const MANAGER: Access = Access::Roles(&[Role::Manager]);
 const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager]);
 const OPERATOR_MANAGER_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, Role::Admin]);
+const CITY_MANAGER: Access = Access::Roles(&[Role::City, Role::Manager]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
 pub fn api_routes() -> Vec<ApiRoute> {
@@ -324,6 +326,31 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/travel/overrides",
             MANAGER,
             address_api::delete_override,
+        ),
+        route(
+            Method::GET,
+            "/api/visits",
+            CITY_MANAGER,
+            privacy_api::visit_week,
+        ),
+        route(
+            Method::POST,
+            "/api/visits/{id}/done",
+            CITY_MANAGER,
+            privacy_api::visit_done,
+        ),
+        route(
+            Method::GET,
+            "/api/purge/preview",
+            MANAGER,
+            privacy_api::purge_preview,
+        ),
+        route(Method::POST, "/api/purge", MANAGER, privacy_api::purge),
+        route(
+            Method::GET,
+            "/api/reports/handling",
+            ADMIN_MANAGER,
+            privacy_api::handling_report,
         ),
     ]
 }

@@ -13,11 +13,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("wareki", &[]),
     ("store", &["clock"]),
     // Domains.
-    ("privacy", &["clock", "codes", "store"]),
+    ("privacy", &["clock", "codes", "store", "wareki"]),
     ("calls", &["clock", "codes", "hours", "privacy", "store"]),
     (
         "booking",
-        &["clock", "codes", "hours", "calls", "privacy", "store"],
+        &[
+            "clock", "codes", "hours", "calls", "privacy", "store", "wareki",
+        ],
     ),
     // The hub names the privacy Actor of each screen: its pops are recorded (call.pop).
     (

@@ -31,3 +31,4 @@ mod sip_malformed;
 mod sip_reach;
 mod storage;
 mod test_databases;
+mod visits;

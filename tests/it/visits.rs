@@ -1,0 +1,387 @@
+//! Visits done and the city's week (issue 15 item 4) on both backends: the city marks a visit
+//! ended (a second mark is a 409, a correction is recorded as one), reads the week with the
+//! names, addresses and phones it needs (each read audited), and gets 403 everywhere else;
+//! the reception list's 訪問完了日 fills from it; the handling record and the monthly
+//! handling report (item 6) show it.
+
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+
+use crate::common::{backends, manifest_dir, profile_dir, Session, TestApp};
+
+/// Visit days straight into the calendar.
+pub async fn home_days(app: &TestApp, days: &[&str]) {
+    let db = app.db.open().await;
+    for d in days {
+        sqlx::query("INSERT INTO visit_days (visit_date, kind, pm_extra_open, updated_at) VALUES ($1, 'home', 0, '2026-11-01T00:00:00.000Z')")
+            .bind(*d)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    db.close().await;
+}
+
+/// A made-up household: one applicant `name`, at `address`, reachable on `phone`.
+pub struct Household<'a> {
+    pub name: &'a str,
+    pub kana: &'a str,
+    pub caller: &'a str,
+    pub address: &'a str,
+    pub phone: &'a str,
+    pub birth: &'a str,
+    pub note: &'a str,
+}
+
+pub fn slip(slot: (&str, &str, u8), h: &Household, call_id: Option<i64>) -> Value {
+    let mut v = json!({
+        "slot": { "date": slot.0, "half_day": slot.1, "position": slot.2 },
+        "address": h.address,
+        "manual_travel_minutes": 10,
+        "contact_phone": h.phone,
+        "caller_relation": "relative",
+        "caller_name": h.caller,
+        "going_out_difficulty": h.note,
+        "care_notes": h.note,
+        "parking": true,
+        "applicants": [{
+            "name": h.name,
+            "name_kana": h.kana,
+            "birth_date": h.birth,
+            "application_kind": "new",
+            "id_documents": ["insurance_certificate", "care_insurance"],
+            "condition_note": h.note,
+            "insurance_use": true
+        }],
+        "guidance_given": ["prepare"]
+    });
+    if let Some(c) = call_id {
+        v["call_id"] = json!(c);
+    }
+    v
+}
+
+/// Books over HTTP; returns (booking id, reception number).
+pub async fn book(op: &Session, body: &Value) -> (i64, i64) {
+    let res = op.post("/api/bookings", body).await;
+    let status = res.status();
+    let made: Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{made}");
+    (
+        made["id"].as_i64().unwrap(),
+        made["reception_number"].as_i64().unwrap(),
+    )
+}
+
+/// The server's clock on `y-m-d` 17:00 JST.
+pub fn evening_of(app: &TestApp, y: i32, m: u32, d: u32) {
+    app.clock
+        .set(Utc.with_ymd_and_hms(y, m, d, 8, 0, 0).unwrap());
+}
+
+pub const TARO: Household = Household {
+    name: "架空 試験太郎",
+    kana: "かくう しけんたろう",
+    caller: "架空 試験花子",
+    address: "小樽市稲穂2丁目99-1 架空荘101",
+    phone: "0134-99-0001",
+    birth: "1931-02-03",
+    note: "架空の歩行困難メモ",
+};
+
+pub const JIRO: Household = Household {
+    name: "架空 残留次郎",
+    kana: "かくう ざんりゅうじろう",
+    caller: "架空 残留花江",
+    address: "小樽市稲穂3丁目98-2 残留荘202",
+    phone: "0134-99-0002",
+    birth: "1932-03-04",
+    note: "残留の体調メモ",
+};
+
+fn cli(database_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+        .env("DATABASE_URL", database_url)
+        .env("MADOGUCHI_PROFILE", profile_dir())
+        .env("RUST_LOG", "warn")
+        .current_dir(manifest_dir())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_city_marks_visits_done_and_reads_only_its_week() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        home_days(&app, &["2026-12-09", "2026-12-10"]).await;
+        let op = app.user_with_role("op1", "operator").await;
+        let (taro, taro_no) = book(&op, &slip(("2026-12-09", "am", 1), &TARO, None)).await;
+        let (jiro, _) = book(&op, &slip(("2026-12-10", "pm", 1), &JIRO, None)).await;
+        let city = app.user_with_role("city1", "city").await;
+        let manager = app.user_with_role("mgr1", "manager").await;
+
+        // The week (2026-12-07 … 12-13 is ISO week 50): both visits with what the city
+        // needs at the door, in visit order, nothing marked yet.
+        let res = city.get("/api/visits?week=2026-W50").await;
+        assert_eq!(res.status(), 200, "{kind:?}");
+        let week: Value = res.json().await.unwrap();
+        let visits = week["visits"].as_array().unwrap();
+        assert_eq!(visits.len(), 2, "{week}");
+        assert_eq!(visits[0]["booking_id"], taro);
+        assert_eq!(visits[0]["reception_number"], taro_no);
+        assert_eq!(visits[0]["date_ja"], "令和8年12月9日（水）");
+        assert_eq!(visits[0]["window"], "10:00頃");
+        assert_eq!(visits[0]["town"], "稲穂二丁目");
+        assert_eq!(visits[0]["names"], json!([TARO.name]));
+        assert_eq!(visits[0]["address"], TARO.address);
+        assert_eq!(visits[0]["phone"], TARO.phone);
+        assert_eq!(visits[0]["done_on"], Value::Null);
+        assert_eq!(visits[1]["booking_id"], jiro);
+        assert_eq!(
+            week["heading"],
+            "令和8年12月7日（月） 〜 令和8年12月13日（日）"
+        );
+        assert_eq!(
+            city.get("/api/visits?week=2026-50").await.status(),
+            422,
+            "a malformed week"
+        );
+
+        // Not before the visit: the date is in the future.
+        let res = city
+            .post(
+                &format!("/api/visits/{taro}/done"),
+                &json!({ "date": "2026-12-09", "applications_taken": 1 }),
+            )
+            .await;
+        assert_eq!(res.status(), 422);
+
+        // On the visit day's evening (sessions are renewed: two weeks have passed).
+        evening_of(&app, 2026, 12, 10);
+        let city = app.login("city1", "password-of-city1").await;
+        let manager_late = app.login("mgr1", "password-of-mgr1").await;
+        drop(manager);
+        let res = city
+            .post(
+                &format!("/api/visits/{taro}/done"),
+                &json!({ "date": "2026-12-08", "applications_taken": 1 }),
+            )
+            .await;
+        assert_eq!(res.status(), 422, "before the visit date");
+        let res = city
+            .post(
+                &format!("/api/visits/{taro}/done"),
+                &json!({ "date": "2026-12-09", "applications_taken": 1, "note": "架空の訪問メモ" }),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "{kind:?}");
+        let done: Value = res.json().await.unwrap();
+        assert_eq!(done["booking"]["visit_done_on"], "2026-12-09");
+        assert_eq!(done["corrected"], false);
+        // A second mark is refused and changes nothing …
+        let res = city
+            .post(
+                &format!("/api/visits/{taro}/done"),
+                &json!({ "date": "2026-12-10", "applications_taken": 3 }),
+            )
+            .await;
+        assert_eq!(res.status(), 409);
+        let e: Value = res.json().await.unwrap();
+        assert!(e["message"].as_str().unwrap().contains("完了済み"), "{e}");
+        // … unless it says it is a correction.
+        let res = city
+            .post(
+                &format!("/api/visits/{taro}/done"),
+                &json!({ "date": "2026-12-09", "applications_taken": 2, "note": "架空の訪問メモ", "correction": true }),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let done: Value = res.json().await.unwrap();
+        assert_eq!(done["corrected"], true);
+        assert_eq!(done["applications_taken"], 2);
+        // A manager may mark one too.
+        let res = manager_late
+            .post(
+                &format!("/api/visits/{jiro}/done"),
+                &json!({ "date": "2026-12-10", "applications_taken": 1 }),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            city.post(
+                "/api/visits/999999/done",
+                &json!({ "date": "2026-12-10", "applications_taken": 1 })
+            )
+            .await
+            .status(),
+            404
+        );
+
+        // The reception list's 訪問完了日 fills from it.
+        let list: Value = city.get("/api/reception-list").await.json().await.unwrap();
+        let rows = list["rows"].as_array().unwrap();
+        assert_eq!(rows[0]["visit_done_on"], "2026-12-09", "{list}");
+        assert_eq!(rows[1]["visit_done_on"], "2026-12-10");
+        let week: Value = city
+            .get("/api/visits?week=2026-W50")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(week["visits"][0]["done_on"], "2026-12-09");
+        assert_eq!(week["visits"][0]["applications_taken"], 2);
+        assert_eq!(week["visits"][0]["visit_note"], "架空の訪問メモ");
+
+        // The city role reaches nothing else: calls, bookings, callbacks, facility lists,
+        // audit, accounts, purge, reports, the operator's tools.
+        for path in [
+            "/api/calls",
+            "/api/calls/1",
+            "/api/bookings",
+            "/api/callbacks",
+            "/api/facility-requests",
+            "/api/audit",
+            "/api/audit?subject=1",
+            "/api/users",
+            "/api/purge/preview",
+            "/api/reports/handling?month=2026-12",
+            "/api/capacity",
+            "/api/calendar",
+            "/api/stats/live",
+            "/api/presence",
+            "/api/talk-script",
+        ] {
+            assert_eq!(city.get(path).await.status(), 403, "city GET {path}");
+        }
+        for path in ["/api/purge", "/api/bookings", "/api/slots/search"] {
+            assert_eq!(
+                city.post(path, &json!({})).await.status(),
+                403,
+                "city POST {path}"
+            );
+        }
+        // And the week is not the operators'.
+        let op = app.login("op1", "password-of-op1").await;
+        assert_eq!(op.get("/api/visits?week=2026-W50").await.status(), 403);
+        assert_eq!(
+            op.post(
+                &format!("/api/visits/{taro}/done"),
+                &json!({ "date": "2026-12-09", "applications_taken": 1 })
+            )
+            .await
+            .status(),
+            403
+        );
+
+        // The handling record of the booking: booked, read by the city, done, corrected.
+        let record: Value = manager_late
+            .get(&format!("/api/audit?subject={taro_no}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(record["subject"]["booking_ids"], json!([taro]), "{record}");
+        let rows = record["rows"].as_array().unwrap();
+        let seen: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["action"].as_str().unwrap(),
+                    r["actor_username"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        for want in [
+            ("booking.create", "op1"),
+            ("visit.read", "city1"),
+            ("visit.done", "city1"),
+            ("visit.correct", "city1"),
+        ] {
+            assert!(seen.contains(&want), "{want:?} missing from {seen:?}");
+        }
+        // Oldest first; the other booking's mark is not in it; no row holds the name.
+        assert!(rows
+            .windows(2)
+            .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64()));
+        assert!(!rows
+            .iter()
+            .any(|r| r["target_id"] == json!(jiro.to_string())));
+        assert!(!record.to_string().contains(TARO.name));
+        let by_id: Value = manager_late
+            .get(&format!("/api/audit?subject=booking:{taro}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(by_id["rows"], record["rows"]);
+        // By the contact number, national form without hyphens.
+        let by_number: Value = manager_late
+            .get("/api/audit?subject=0134990001")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(by_number["subject"]["booking_ids"], json!([taro]));
+        assert_eq!(
+            manager_late.get("/api/audit?subject=hello").await.status(),
+            422
+        );
+        assert_eq!(
+            manager_late.get("/api/audit?subject=4242").await.status(),
+            404
+        );
+
+        // The monthly handling report for December (JSON, XLSX, and the CLI's JSON).
+        let report: Value = manager_late
+            .get("/api/reports/handling?month=2026-12")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(report["title"], "取扱状況報告（令和8年12月）");
+        assert_eq!(
+            report["period"],
+            "令和8年12月1日（火） 〜 令和8年12月31日（木）"
+        );
+        let count = |action: &str| {
+            report["per_action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["action"] == action)
+                .map_or(0, |a| a["count"].as_i64().unwrap())
+        };
+        assert_eq!(count("visit.done"), 2, "{report}");
+        assert_eq!(count("visit.correct"), 1);
+        assert_eq!(count("booking.create"), 0, "booked in November");
+        let city_row = report["per_staff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["username"] == "city1")
+            .unwrap()
+            .clone();
+        assert_eq!(city_row["change"], 2, "{city_row}");
+        assert_eq!(city_row["read"], 1, "the week read in December");
+        assert!(city_row["access"].as_i64().unwrap() >= 15, "the 403s");
+        let xlsx = manager_late
+            .get("/api/reports/handling?month=2026-12&format=xlsx")
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&xlsx[..2], b"PK");
+        let out = cli(&app.db.url, &["report", "handling", "--month", "2026-12"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let from_cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(from_cli["per_action"][0], report["per_action"][0]);
+        assert_eq!(from_cli["title"], report["title"]);
+
+        app.stop().await;
+    }
+}
