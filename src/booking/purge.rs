@@ -15,8 +15,11 @@
 //! `details`, `applicant_list`; calls `caller_e164`, `caller_raw`, `outcome_note`, and
 //! `sip_call_id` (set to the call key: a carrier's Call-ID may carry the number); callbacks
 //! `caller_e164` (emptied), `note`; call_log_dead_letters rows (deleted: the event holds the
-//! number). Kept: dates, half-days, positions, counts, kinds, town, the relation code,
-//! statuses, outcomes, causes, durations, forms, the facility's name and type.
+//! number). The calls linked to a purged booking lose their number, and so do the other
+//! calls from the same number (an earlier missed call, a later one) unless a booking that
+//! still holds personal data has that number. Kept: dates, half-days, positions, counts,
+//! kinds, town, the relation code, statuses, outcomes, causes, durations, forms, the
+//! facility's name and type.
 
 use std::collections::BTreeSet;
 
@@ -325,6 +328,39 @@ impl Bookings {
                         None => {
                             t.calls.remove(&c);
                         }
+                    }
+                }
+                // The other calls from these numbers (a missed call before the booking, a
+                // call about it later) go too, unless a booking still holding its personal
+                // data has the number: then they stay until that one is purged.
+                for n in t.numbers.clone() {
+                    let others: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM bookings WHERE caller_e164 = $1 AND purged_at IS NULL",
+                    )
+                    .bind(&n)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    let held_elsewhere: i64 = {
+                        let mut held = others;
+                        for r in &rows {
+                            let id: i64 = r.try_get("id")?;
+                            let num: Option<String> = r.try_get("caller_e164")?;
+                            if chosen.contains(&id) && num.as_deref() == Some(n.as_str()) {
+                                held -= 1;
+                            }
+                        }
+                        held
+                    };
+                    if held_elsewhere > 0 {
+                        continue;
+                    }
+                    for r in sqlx::query("SELECT id, call_key FROM calls WHERE caller_e164 = $1")
+                        .bind(&n)
+                        .fetch_all(&mut *conn)
+                        .await?
+                    {
+                        t.calls.insert(r.try_get("id")?);
+                        t.call_keys.insert(r.try_get("call_key")?);
                     }
                 }
                 // Callbacks of these numbers that are done with (an open one is a task still

@@ -150,7 +150,8 @@ impl Db {
                         t.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
                         "table name {t:?}"
                     );
-                    conn.execute(format!("VACUUM FULL {t}").as_str()).await?;
+                    conn.execute(format!("VACUUM (FULL, ANALYZE) {t}").as_str())
+                        .await?;
                 }
                 Ok(ScrubReport {
                     wal_truncated: true,
