@@ -280,6 +280,10 @@ fn row_to_call(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
         (Some(e), _, _) => display_national(e),
         (None, Some(raw), _) => raw.clone(),
         (None, None, Some(w)) => w.label_ja().to_string(),
+        // A number the purge deleted (R-PII-5).
+        (None, None, None) if matches!(kind, CallerKind::Number | CallerKind::Unparsed) => {
+            "（削除済み）".to_string()
+        }
         _ => CallerKind::Unknown.label_ja().to_string(),
     };
     let ms = |c: &str| -> Result<Option<f64>, sqlx::Error> {

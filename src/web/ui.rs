@@ -35,6 +35,8 @@ const ASSETS: &[(&str, &str)] = &[
     asset!("reception.js"),
     asset!("accounts.js"),
     asset!("calendar.js"),
+    asset!("visits.js"),
+    asset!("handling.js"),
 ];
 
 /// Module scripts must come as JavaScript or the browser refuses them.

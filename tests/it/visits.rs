@@ -385,3 +385,154 @@ async fn the_city_marks_visits_done_and_reads_only_its_week() {
         app.stop().await;
     }
 }
+
+/// The city's screen in a real browser: the city account lands on 訪問予定, sees the week's
+/// visit with the name, address and phone, presses 完了, saves, and the row shows it done;
+/// its navigation offers nothing else. Screenshot: visits-city.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_city_marks_a_visit_done_on_screen() {
+    use crate::browser::{artifact, browser, login, text, tools, until};
+    let Some((chrome, chromedriver)) = tools() else {
+        return;
+    };
+    let app = TestApp::spawn(crate::common::Kind::Sqlite).await;
+    home_days(&app, &["2026-12-09"]).await;
+    let op = app.user_with_role("op1", "operator").await;
+    let (taro, _) = book(&op, &slip(("2026-12-09", "am", 1), &TARO, None)).await;
+    evening_of(&app, 2026, 12, 10);
+    let _city = app.user_with_role("city1", "city").await;
+    let (_d, c) = browser(&chrome, &chromedriver).await;
+    login(&c, &app.base, "city1", "password-of-city1").await;
+    until(
+        &c,
+        "the visit schedule as the landing page",
+        &format!("document.querySelector('#visits-table tr[data-booking-id=\"{taro}\"]')"),
+    )
+    .await;
+    // Really on screen (a view nested in a hidden one would have no size).
+    let shown = text(
+        &c,
+        "document.getElementById('visits-table').getBoundingClientRect().height > 0",
+    )
+    .await;
+    assert_eq!(shown, "true");
+    let nav = text(
+        &c,
+        "[...document.querySelectorAll('#nav a')].map(a => a.textContent).join(',')",
+    )
+    .await;
+    assert_eq!(nav, "訪問予定,パスワード変更");
+    let row = text(
+        &c,
+        &format!(
+            "document.querySelector('#visits-table tr[data-booking-id=\"{taro}\"]').innerText"
+        ),
+    )
+    .await;
+    for want in [
+        TARO.name,
+        TARO.address,
+        TARO.phone,
+        "令和8年12月9日（水）",
+        "10:00頃",
+    ] {
+        assert!(row.contains(want), "{want} not in {row}");
+    }
+    c.execute(
+        &format!("document.querySelector('#visits-table tr[data-booking-id=\"{taro}\"] button').click();"),
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the done form",
+        "document.querySelector('form.visit-done')",
+    )
+    .await;
+    c.execute(
+        "const f = document.querySelector('form.visit-done'); f.elements.note.value = '架空の訪問メモ'; f.requestSubmit();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the row marked done",
+        &format!("/完了 2026-12-09/.test(document.querySelector('#visits-table tr[data-booking-id=\"{taro}\"]').innerText)"),
+    )
+    .await;
+    if let Ok(png) = c.screenshot().await {
+        artifact("visits-city.png", &png);
+    }
+    let manager = app.user_with_role("mgr1", "manager").await;
+    let list: Value = manager
+        .get("/api/reception-list")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["rows"][0]["visit_done_on"], "2026-12-09");
+
+    // The manager: the handling record of reception number 1, then the purge once shared.
+    c.execute("document.getElementById('logout').click();", vec![])
+        .await
+        .unwrap();
+    until(&c, "the login page", "document.getElementById('username')").await;
+    login(&c, &app.base, "mgr1", "password-of-mgr1").await;
+    c.execute(
+        "window.confirm = () => true; document.querySelector('#nav a[data-view=\"handling\"]').click(); \
+         const f = document.getElementById('handling-form'); f.elements.subject.value = '1'; f.requestSubmit();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the handling record",
+        "/訪問完了の登録/.test(document.getElementById('handling-result').innerText) && /訪問予定の閲覧/.test(document.getElementById('handling-result').innerText)",
+    )
+    .await;
+    if let Ok(png) = c.screenshot().await {
+        artifact("handling-record.png", &png);
+    }
+    let db = app.db.open().await;
+    sqlx::query("UPDATE bookings SET shared_at = '2026-12-01T01:00:00.000Z'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    db.close().await;
+    c.execute(
+        "document.querySelector('#nav a[data-view=\"purge\"]').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the purge preview",
+        "/削除予定：予約 1件/.test(document.getElementById('purge-preview').innerText)",
+    )
+    .await;
+    c.execute("document.getElementById('purge-run').click();", vec![])
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the purge done",
+        "/削除しました：予約 1件/.test(document.getElementById('purge-message').textContent)",
+    )
+    .await;
+    if let Ok(png) = c.screenshot().await {
+        artifact("purge.png", &png);
+    }
+    let list: Value = manager
+        .get("/api/reception-list")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["rows"][0]["purged_on"], "2026-12-10");
+    c.close().await.ok();
+    app.stop().await;
+}

@@ -2,6 +2,7 @@
 // the role may use, then opens the live link and shows the first view.
 import * as accounts from "./accounts.js";
 import * as calendar from "./calendar.js";
+import * as handling from "./handling.js";
 import { api, setCsrfToken } from "./api.js";
 import { byId, h } from "./dom.js";
 import { label, loadLabels } from "./labels.js";
@@ -10,6 +11,7 @@ import * as manager from "./manager.js";
 import * as operator from "./operator.js";
 import * as reception from "./reception.js";
 import { buildNav, show } from "./shell.js";
+import * as visits from "./visits.js";
 
 async function start() {
   let me;
@@ -31,6 +33,8 @@ async function start() {
     location.href = "/login";
   });
   accounts.init(me);
+  if (["city", "manager"].includes(me.user.role)) visits.init();
+  if (["admin", "manager"].includes(me.user.role)) handling.init(me);
   // Operators and managers get the live console: handlers first, then the socket, so the
   // snapshot that arrives first is never missed.
   if (["operator", "manager"].includes(me.user.role)) {

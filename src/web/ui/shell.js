@@ -9,9 +9,11 @@ const VIEWS = {
   manager: { label: "ダッシュボード", roles: ["manager"] },
   calendar: { label: "訪問日程", roles: ["manager"] },
   reception: { label: "受付一覧表", roles: ["operator", "manager"] },
-  city: { label: "市職員", roles: ["city"] },
+  visits: { label: "訪問予定", roles: ["city", "manager"] },
   users: { label: "職員アカウント", roles: ["admin", "manager"] },
   audit: { label: "取扱記録", roles: ["admin", "manager"] },
+  handling: { label: "取扱照会", roles: ["admin", "manager"] },
+  purge: { label: "個人情報削除", roles: ["manager"] },
   password: { label: "パスワード変更", roles: ["operator", "manager", "city", "admin"] },
 };
 
