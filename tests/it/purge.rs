@@ -492,3 +492,109 @@ async fn purged_personal_data_is_gone_from_the_files() {
         app.stop().await;
     }
 }
+
+/// A facility visit: once shared and done, the facility's contact, address, phone and
+/// applicant list go (its name and type stay for the reports).
+#[tokio::test]
+async fn a_facility_visit_loses_its_lists_once_shared_and_done() {
+    use chrono::TimeZone;
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        // 2026-10-01 (Thu) 10:00 JST: a facility of 8 needs 30 days' lead.
+        app.clock
+            .set(chrono::Utc.with_ymd_and_hms(2026, 10, 1, 1, 0, 0).unwrap());
+        let db = app.db.open().await;
+        sqlx::query("INSERT INTO visit_days (visit_date, kind, pm_extra_open, updated_at) VALUES ('2026-11-04', 'facility', 0, '2026-09-01T00:00:00.000Z')")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let op = app.user_with_role("op1", "operator").await;
+        let manager = app.user_with_role("mgr1", "manager").await;
+        let res = op
+            .post(
+                "/api/facility-requests",
+                &json!({ "facility_name": "架空ホーム稲穂", "facility_type": "特別養護老人ホーム",
+                         "address": "小樽市稲穂4丁目96-4 施設架空棟", "phone": "0134-99-0004",
+                         "contact_person": "架空 施設担当", "wished": "11月上旬", "applicants_estimate": 8 }),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "{kind:?}");
+        let req: Value = res.json().await.unwrap();
+        let res = manager
+            .post(
+                &format!("/api/facility-requests/{}/visits", req["id"]),
+                &json!({ "slot": { "date": "2026-11-04", "half_day": "am", "position": 1 } }),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        let visit: Value = res.json().await.unwrap();
+        let res = manager
+            .client
+            .patch(app.url(&format!("/api/facility-requests/{}", req["id"])))
+            .header("X-CSRF-Token", &manager.csrf)
+            .json(&json!({ "applicant_list": [{ "name": "架空 施設一郎", "birth_date": "1929-06-07" }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+
+        evening_of(&app, 2026, 11, 4);
+        let city = app.user_with_role("city1", "city").await;
+        let week: Value = city
+            .get("/api/visits?week=2026-W45")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            week["visits"][0]["facility_name"], "架空ホーム稲穂",
+            "{week}"
+        );
+        assert_eq!(week["visits"][0]["phone"], "0134-99-0004");
+        let res = city
+            .post(
+                &format!("/api/visits/{}/done", visit["id"]),
+                &json!({ "date": "2026-11-04", "applications_taken": 7 }),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        sqlx::query("UPDATE bookings SET shared_at = '2026-10-27T01:00:00.000Z'")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let manager = app.login("mgr1", "password-of-mgr1").await;
+        let done: Value = manager
+            .post("/api/purge", &json!({}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(done["facility_requests"], 1, "{done}");
+
+        let files = raw_files(kind, &app).await;
+        for n in [
+            "施設架空棟",
+            "0134-99-0004",
+            "架空 施設担当",
+            "架空 施設一郎",
+            "1929-06-07",
+        ] {
+            let hits = found(&files, n);
+            assert!(hits.is_empty(), "{kind:?}: '{n}' still in {hits:?}");
+        }
+        assert!(
+            !found(&files, "架空ホーム稲穂").is_empty(),
+            "the facility's name stays"
+        );
+        let week: Value = city
+            .get("/api/visits?week=2026-W45")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(week["visits"][0]["phone"], Value::Null);
+        assert_eq!(week["visits"][0]["applications_taken"], 7);
+        db.close().await;
+        app.stop().await;
+    }
+}
