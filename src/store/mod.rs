@@ -129,7 +129,7 @@ impl Db {
     /// Makes deleted rows unrecoverable from the database's files after a purge of personal
     /// data (R-PII-5). SQLite (every connection runs with `secure_delete`): checkpoints the WAL
     /// into the database and truncates it, rebuilds the file with `VACUUM` (no free pages
-    /// left), and truncates the WAL again. PostgreSQL: `VACUUM FULL` rewrites each of `tables`
+    /// left; its temporary copy in memory), and truncates the WAL again. PostgreSQL: `VACUUM FULL` rewrites each of `tables`
     /// (with its TOAST table and indexes) into new files and removes the old ones, which held
     /// the dead tuples. `tables` are plain identifiers chosen by the caller, never input.
     pub async fn scrub(&self, tables: &[&str]) -> Result<ScrubReport, StoreError> {
@@ -137,7 +137,12 @@ impl Db {
         match self.backend {
             Backend::Sqlite => {
                 let first = checkpoint_truncate(&mut conn).await?;
-                conn.execute("VACUUM").await?;
+                // VACUUM copies the database through a temporary one: keep that in memory so
+                // no temporary file with the old rows is written (and left in free blocks).
+                conn.execute("PRAGMA temp_store = MEMORY").await?;
+                let vacuumed = conn.execute("VACUUM").await;
+                conn.execute("PRAGMA temp_store = DEFAULT").await?;
+                vacuumed?;
                 let last = checkpoint_truncate(&mut conn).await?;
                 Ok(ScrubReport {
                     wal_truncated: first && last,
