@@ -500,6 +500,9 @@ async fn purge_command(
         .purge(&Actor::cli(), chrono::Utc::now(), scope)
         .await?;
     print_purge_plan(&done);
+    if done.scrub_complete == Some(false) {
+        anyhow::bail!("busy readers kept the old bytes from being scrubbed from the database files: run the purge again to finish");
+    }
     Ok(())
 }
 

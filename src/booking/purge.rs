@@ -92,6 +92,11 @@ pub struct PurgePlan {
     pub dead_letters: usize,
     /// When it ran (absent for a dry run).
     pub purged_at: Option<DateTime<Utc>>,
+    /// Whether the old bytes were scrubbed from the files (SQLite: the WAL checkpointed and
+    /// truncated; PostgreSQL: the tables rewritten once no older transaction could see the
+    /// old rows). False when busy readers held it up: run the purge again, it finishes the
+    /// scrub. Absent for a dry run.
+    pub scrub_complete: Option<bool>,
 }
 
 /// The ids a purge touches, found inside its transaction.
@@ -116,6 +121,7 @@ impl Targets {
             facility_requests: self.facility_requests.len(),
             dead_letters: self.dead_letters.len(),
             purged_at: at,
+            scrub_complete: None,
         }
     }
 }
@@ -140,6 +146,11 @@ impl Bookings {
     ) -> Result<PurgePlan, BookingError> {
         let stamp = to_db_time(now);
         let mut tx = self.db().pool().begin().await?;
+        let mark = self
+            .db()
+            .transaction_mark(&mut tx)
+            .await
+            .map_err(|e| BookingError::Scrub(e.to_string()))?;
         let t = self.targets(&mut tx, scope).await?;
         for item in &t.items {
             let id = item.booking_id;
@@ -224,11 +235,19 @@ impl Bookings {
         }));
         append_audit(&mut tx, now, actor, &entry).await?;
         tx.commit().await?;
-        self.db()
-            .scrub(PURGED_TABLES)
+        let scrub = self
+            .db()
+            .scrub(PURGED_TABLES, mark.as_deref())
             .await
             .map_err(|e| BookingError::Scrub(e.to_string()))?;
-        Ok(t.plan(scope, false, Some(now)))
+        let mut plan = t.plan(scope, false, Some(now));
+        plan.scrub_complete = Some(scrub.complete);
+        if !scrub.complete {
+            tracing::warn!(
+                "purge: busy readers kept the old bytes from being scrubbed; run the purge again"
+            );
+        }
+        Ok(plan)
     }
 
     async fn targets(

@@ -132,7 +132,16 @@ impl Db {
     /// left; its temporary copy in memory), and truncates the WAL again. PostgreSQL: `VACUUM FULL` rewrites each of `tables`
     /// (with its TOAST table and indexes) into new files and removes the old ones, which held
     /// the dead tuples. `tables` are plain identifiers chosen by the caller, never input.
-    pub async fn scrub(&self, tables: &[&str]) -> Result<ScrubReport, StoreError> {
+    ///
+    /// `after` is what [`Db::transaction_mark`] returned inside the transaction that deleted
+    /// the rows: on PostgreSQL `VACUUM FULL` must keep row versions a still-running older
+    /// transaction may see, so the scrub first waits (up to a minute) until no other session
+    /// of this database holds a snapshot or transaction from before that one ended.
+    pub async fn scrub(
+        &self,
+        tables: &[&str],
+        after: Option<&str>,
+    ) -> Result<ScrubReport, StoreError> {
         let mut conn = self.pool.acquire().await?;
         match self.backend {
             Backend::Sqlite => {
@@ -145,11 +154,35 @@ impl Db {
                 vacuumed?;
                 let last = checkpoint_truncate(&mut conn).await?;
                 Ok(ScrubReport {
-                    wal_truncated: first && last,
+                    complete: first && last,
                     tables_rewritten: 0,
                 })
             }
             Backend::Postgres => {
+                let mut clear = true;
+                if let Some(xid) = after {
+                    clear = false;
+                    for _ in 0..600 {
+                        // Sessions of this database whose snapshot or transaction is not newer
+                        // than the purge, plus (as 1) any transaction anywhere on the server
+                        // not newer than it: a snapshot taken from now on would inherit it.
+                        let older: i64 = sqlx::query_scalar(
+                            "SELECT (SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                               AND pid <> pg_backend_pid() \
+                               AND ((backend_xmin IS NOT NULL AND age(backend_xmin) >= age(($1::bigint % 4294967296)::text::xid)) \
+                                 OR (backend_xid IS NOT NULL AND age(backend_xid) >= age(($1::bigint % 4294967296)::text::xid)))) \
+                             + (CASE WHEN txid_snapshot_xmin(txid_current_snapshot()) <= $1::bigint THEN 1 ELSE 0 END)",
+                        )
+                        .bind(xid)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        if older == 0 {
+                            clear = true;
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
                 for t in tables {
                     assert!(
                         t.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
@@ -159,9 +192,27 @@ impl Db {
                         .await?;
                 }
                 Ok(ScrubReport {
-                    wal_truncated: true,
+                    complete: clear,
                     tables_rewritten: tables.len(),
                 })
+            }
+        }
+    }
+
+    /// An identifier of the running transaction on `conn`, for [`Db::scrub`]'s `after`
+    /// (PostgreSQL: its transaction id; SQLite: none is needed).
+    pub async fn transaction_mark(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<Option<String>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres => {
+                // The epoch-extended transaction id.
+                let xid: String = sqlx::query_scalar("SELECT txid_current()::text")
+                    .fetch_one(conn)
+                    .await?;
+                Ok(Some(xid))
             }
         }
     }
@@ -175,9 +226,10 @@ impl Db {
 /// What [`Db::scrub`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScrubReport {
-    /// SQLite: the WAL was checkpointed and truncated to zero bytes (false when a reader kept
-    /// it busy through every try; the next purge or checkpoint completes it).
-    pub wal_truncated: bool,
+    /// SQLite: the WAL was checkpointed and truncated to zero bytes. PostgreSQL: no older
+    /// transaction could still see the deleted row versions when the tables were rewritten.
+    /// False when readers kept it busy through every try: run it again.
+    pub complete: bool,
     /// PostgreSQL: tables rewritten by `VACUUM FULL`.
     pub tables_rewritten: usize,
 }

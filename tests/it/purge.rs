@@ -69,7 +69,7 @@ async fn raw_files(kind: Kind, app: &TestApp) -> Vec<(String, Vec<u8>)> {
                                UNION SELECT reltoastrelid FROM t WHERE reltoastrelid <> 0 \
                                UNION SELECT i.indexrelid FROM pg_index i JOIN t ON i.indrelid = t.oid \
                                UNION SELECT i.indexrelid FROM pg_index i JOIN t ON i.indrelid = t.reltoastrelid) \
-                 SELECT pg_relation_filepath(oid) AS path, pg_read_binary_file(pg_relation_filepath(oid)) AS bytes \
+                 SELECT oid::regclass::text || ' ' || pg_relation_filepath(oid) AS path, pg_read_binary_file(pg_relation_filepath(oid)) AS bytes \
                  FROM rels WHERE pg_relation_filepath(oid) IS NOT NULL",
             )
             .fetch_all(&pool)
@@ -298,6 +298,7 @@ async fn purged_personal_data_is_gone_from_the_files() {
         assert_eq!(res.status(), 200, "{kind:?}");
         let done: Value = res.json().await.unwrap();
         assert_eq!(done["dry_run"], false);
+        assert_eq!(done["scrub_complete"], true);
         assert_eq!(done["bookings"].as_array().unwrap().len(), 1);
 
         // Gone from every file, in every form.
