@@ -99,6 +99,26 @@ pub const JIRO: Household = Household {
     note: "残留の体調メモ",
 };
 
+/// Every cell of `sheet` as text (numbers without a trailing .0).
+pub fn xlsx_cells(bytes: &[u8], sheet: &str) -> Vec<Vec<String>> {
+    use calamine::{Data, Reader, Xlsx};
+    let mut wb: Xlsx<_> = Xlsx::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let range = wb.worksheet_range(sheet).unwrap();
+    range
+        .rows()
+        .map(|r| {
+            r.iter()
+                .map(|c| match c {
+                    Data::Float(f) if f.fract() == 0.0 => format!("{}", *f as i64),
+                    Data::Int(i) => i.to_string(),
+                    Data::Empty => String::new(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn cli(database_url: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
         .env("DATABASE_URL", database_url)
@@ -372,6 +392,23 @@ async fn the_city_marks_visits_done_and_reads_only_its_week() {
             .await
             .unwrap();
         assert_eq!(&xlsx[..2], b"PK");
+        // Read back with a spreadsheet reader: the title, the period in 和暦, the figures.
+        let cells = xlsx_cells(&xlsx, "取扱状況報告");
+        assert_eq!(cells[0][0], "取扱状況報告（令和8年12月）");
+        assert!(
+            cells[1][0].contains("令和8年12月1日（火）"),
+            "{:?}",
+            cells[1]
+        );
+        let done_row = cells
+            .iter()
+            .find(|r| r[0] == "訪問完了の登録")
+            .unwrap_or_else(|| panic!("{cells:?}"));
+        assert_eq!(done_row[1], "visit.done");
+        assert_eq!(done_row[2], "2");
+        let staff_row = cells.iter().find(|r| r[0] == "city1").unwrap();
+        assert_eq!(staff_row[2], "市職員");
+        assert_eq!(staff_row[4], "2", "登録・変更: {staff_row:?}");
         let out = cli(&app.db.url, &["report", "handling", "--month", "2026-12"]);
         assert!(
             out.status.success(),
