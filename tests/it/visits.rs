@@ -281,6 +281,15 @@ async fn the_city_marks_visits_done_and_reads_only_its_week() {
                 "city POST {path}"
             );
         }
+        // A refused request records the route, not what was typed into the path.
+        assert_eq!(city.get("/api/calls/+81134990001").await.status(), 403);
+        let denied: Value = manager_late
+            .get("/api/audit?action=access&actor=city1&limit=1")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(denied["rows"][0]["detail"]["path"], "/api/calls/{id}", "{denied}");
         // And the week is not the operators'.
         let op = app.login("op1", "password-of-op1").await;
         assert_eq!(op.get("/api/visits?week=2026-W50").await.status(), 403);
