@@ -289,7 +289,10 @@ async fn the_city_marks_visits_done_and_reads_only_its_week() {
             .json()
             .await
             .unwrap();
-        assert_eq!(denied["rows"][0]["detail"]["path"], "/api/calls/{id}", "{denied}");
+        assert_eq!(
+            denied["rows"][0]["detail"]["path"], "/api/calls/{id}",
+            "{denied}"
+        );
         // And the week is not the operators'.
         let op = app.login("op1", "password-of-op1").await;
         assert_eq!(op.get("/api/visits?week=2026-W50").await.status(), 403);
