@@ -17,6 +17,7 @@ use crate::hours::HoursConfig;
 // Each domain owns its section's type; config only reads the files and composes them.
 pub use crate::calls::LineProfile;
 pub use crate::privacy::AuthConfig;
+pub use crate::sharing::SharingConfig;
 use crate::sip::settings::{
     self, PhonesFile, SipLimits, SipSettings, SipTimers, SipTuning, TrunkFile,
 };
@@ -97,6 +98,8 @@ pub struct Config {
     pub log_backlog_max: u64,
     /// Login, session and lock-out policy.
     pub auth: AuthConfig,
+    /// How the weekly share reaches the city (`[sharing]`).
+    pub sharing: SharingConfig,
     /// Directory of the city profile.
     pub profile_dir: PathBuf,
     /// The loaded city profile.
@@ -111,6 +114,7 @@ struct FileConfig {
     database: DatabaseSection,
     profile: ProfileSection,
     auth: AuthConfig,
+    sharing: SharingConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,6 +321,9 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         ));
     }
     validate_auth(&file.auth, &file_name)?;
+    if let Err((key, problem)) = file.sharing.validate() {
+        return Err(ConfigError::value(&file_name, key, problem));
+    }
 
     let (src, profile_raw) = pick(
         &env.profile,
@@ -430,6 +437,7 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         database_max_connections,
         log_backlog_max,
         auth: file.auth,
+        sharing: file.sharing,
         profile_dir,
         profile,
     })

@@ -19,6 +19,7 @@ mod http_server;
 mod hub;
 mod route_table;
 mod season;
+mod sharing;
 mod shutdown;
 mod sip_digest;
 mod sip_flood;
