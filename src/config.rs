@@ -838,6 +838,29 @@ mod tests {
     }
 
     #[test]
+    fn the_sharing_section_is_read_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(Some(&write(&d, "")), &env_with_profile()).unwrap();
+        assert!(!c.sharing.smtp_enabled(), "no SMTP: downloads");
+        let p = write(
+            &d,
+            "[sharing]\nsmtp_host = \"smtp.example.jp\"\nfrom = \"madoguchi@example.jp\"\nsmtp_tls = \"tls\"\n",
+        );
+        let c = load(Some(&p), &env_with_profile()).unwrap();
+        assert!(c.sharing.smtp_enabled());
+        assert_eq!(c.sharing.port(), 465);
+        let p = write(&d, "[sharing]\nsmtp_host = \"smtp.example.jp\"\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("madoguchi.toml: sharing.from: is required"),
+            "{e}"
+        );
+        let p = write(&d, "[sharing]\nsmtp_tls = \"ssl\"\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `ssl`"), "{e}");
+    }
+
+    #[test]
     fn sip_limits_are_read_and_bounded() {
         let d = tempfile::tempdir().unwrap();
         let p = write(

@@ -35,6 +35,7 @@ const ASSETS: &[(&str, &str)] = &[
     asset!("reception.js"),
     asset!("accounts.js"),
     asset!("calendar.js"),
+    asset!("sharing.js"),
 ];
 
 /// Module scripts must come as JavaScript or the browser refuses them.

@@ -15,7 +15,25 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::common::{backends, Session, TestApp};
+use crate::common::{backends, manifest_dir, profile_dir, Session, TestApp};
+
+/// What `madoguchi share due --format FORMAT` prints for a test database.
+fn share_due_cli(database_url: &str, format: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+        .env("DATABASE_URL", database_url)
+        .env("MADOGUCHI_PROFILE", profile_dir())
+        .env("RUST_LOG", "warn")
+        .current_dir(manifest_dir())
+        .args(["share", "due", "--format", format])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 const CITY: &str = "koseki@city.example.jp";
 
@@ -656,6 +674,17 @@ async fn the_weekly_share_goes_out_in_two_mails_after_a_second_persons_approval(
         let w = week(&due, "2026-12-07");
         assert_eq!(w["state"], "sent_on_time");
         assert_eq!(w["not_yet_shared"], 0);
+        // The command line agrees (its clock is the real one: a sent week does not depend on it).
+        let cli: Value = serde_json::from_str(&share_due_cli(&app.db.url, "json")).unwrap();
+        let row = cli
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["week_start"] == "2026-12-07")
+            .unwrap();
+        assert_eq!(row["state"], "sent_on_time");
+        assert_eq!(row["bookings"], 3);
+        assert_eq!(row["due_date"], "2026-12-01");
 
         // Every refusal is on record; the operator's as a refused access.
         assert_eq!(

@@ -9,6 +9,7 @@ import * as live from "./live.js";
 import * as manager from "./manager.js";
 import * as operator from "./operator.js";
 import * as reception from "./reception.js";
+import * as sharing from "./sharing.js";
 import { buildNav, show } from "./shell.js";
 
 async function start() {
@@ -31,6 +32,7 @@ async function start() {
     location.href = "/login";
   });
   accounts.init(me);
+  if (["manager", "admin"].includes(me.user.role)) sharing.init(me);
   // Operators and managers get the live console: handlers first, then the socket, so the
   // snapshot that arrives first is never missed.
   if (["operator", "manager"].includes(me.user.role)) {

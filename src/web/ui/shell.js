@@ -9,6 +9,7 @@ const VIEWS = {
   manager: { label: "ダッシュボード", roles: ["manager"] },
   calendar: { label: "訪問日程", roles: ["manager"] },
   reception: { label: "受付一覧表", roles: ["operator", "manager"] },
+  share: { label: "市への共有", roles: ["manager", "admin"] },
   city: { label: "市職員", roles: ["city"] },
   users: { label: "職員アカウント", roles: ["admin", "manager"] },
   audit: { label: "取扱記録", roles: ["admin", "manager"] },
