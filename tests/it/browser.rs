@@ -14,7 +14,7 @@ use common::sipp;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-struct Driver(Child);
+pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -23,7 +23,7 @@ impl Drop for Driver {
     }
 }
 
-fn tools() -> Option<(String, String)> {
+pub(crate) fn tools() -> Option<(String, String)> {
     let find = |names: &[&str]| {
         names
             .iter()
@@ -49,7 +49,7 @@ fn tools() -> Option<(String, String)> {
     }
 }
 
-async fn browser(chrome: &str, driver: &str) -> (Driver, Client) {
+pub(crate) async fn browser(chrome: &str, driver: &str) -> (Driver, Client) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -98,7 +98,7 @@ async fn browser(chrome: &str, driver: &str) -> (Driver, Client) {
 }
 
 /// Polls a JavaScript condition until it holds.
-async fn until(c: &Client, what: &str, js: &str) {
+pub(crate) async fn until(c: &Client, what: &str, js: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let v = c
@@ -122,7 +122,7 @@ async fn until(c: &Client, what: &str, js: &str) {
     }
 }
 
-async fn text(c: &Client, js: &str) -> String {
+pub(crate) async fn text(c: &Client, js: &str) -> String {
     c.execute(&format!("return String({js});"), vec![])
         .await
         .unwrap()
@@ -131,7 +131,7 @@ async fn text(c: &Client, js: &str) -> String {
         .to_string()
 }
 
-async fn login(c: &Client, base: &str, user: &str, password: &str) {
+pub(crate) async fn login(c: &Client, base: &str, user: &str, password: &str) {
     c.goto(&format!("{base}/login")).await.unwrap();
     c.find(Locator::Id("username"))
         .await
@@ -154,7 +154,7 @@ async fn login(c: &Client, base: &str, user: &str, password: &str) {
     until(c, "the console after login", "document.getElementById('who-name') && document.getElementById('who-name').textContent.length > 0").await;
 }
 
-fn artifact(name: &str, png: &[u8]) {
+pub(crate) fn artifact(name: &str, png: &[u8]) {
     let dir = common::manifest_dir().join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), png).unwrap();
@@ -408,7 +408,7 @@ async fn manager_proposes_and_fixes_the_visit_calendar_on_screen() {
 
 /// Sets a form control's value the way a user's choice would (date inputs and selects take
 /// typed keys by locale, so the value is set and the change announced).
-async fn set_value(c: &Client, css: &str, value: &str) {
+pub(crate) async fn set_value(c: &Client, css: &str, value: &str) {
     c.execute(
         "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
          e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true}));",
@@ -427,7 +427,7 @@ async fn type_into(c: &Client, css: &str, keys: &str) {
         .unwrap();
 }
 
-async fn click(c: &Client, css: &str) {
+pub(crate) async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap()

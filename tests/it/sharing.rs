@@ -854,3 +854,131 @@ async fn without_smtp_the_approved_archive_and_password_are_downloaded_then_mark
         app.stop().await;
     }
 }
+
+/// The 市への共有 screen (issue 15 item 5): a manager sees the week due and prepares it (the
+/// password shown once), a second manager checks and approves it and sends it; the mails reach
+/// the sink with the password the first manager saw. Screenshots: share-prepared.png,
+/// share-sent.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managers_prepare_approve_and_send_on_screen() {
+    use crate::browser::{artifact, browser, click, login, set_value, text, tools, until};
+    let Some((chrome, chromedriver)) = tools() else {
+        return;
+    };
+    let sink = SmtpSink::start().await;
+    let port = sink.port;
+    let app = TestApp::spawn_with(crate::common::Kind::Sqlite, |c| {
+        c.sharing = SharingConfig {
+            smtp_host: Some("127.0.0.1".into()),
+            smtp_port: Some(port),
+            smtp_tls: SmtpTls::None,
+            from: Some("madoguchi@contractor.example.jp".into()),
+            ..Default::default()
+        };
+    })
+    .await;
+    book_weeks(&app).await;
+    let admin = app.admin().await;
+    let res = admin
+        .post(
+            "/api/shares/recipients",
+            &json!({ "address": CITY, "label": "小樽市戸籍住民課" }),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    app.user_with_role("mgr1", "manager").await;
+    app.user_with_role("mgr2", "manager").await;
+
+    let (_d, c) = browser(&chrome, &chromedriver).await;
+    login(&c, &app.base, "mgr1", "password-of-mgr1").await;
+    c.execute(
+        "window.confirm = () => true; document.querySelector('#nav a[data-view=\"share\"]').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the due list",
+        "document.querySelector('#share-due tr[data-week=\"2026-12-07\"][data-state=\"due\"]')",
+    )
+    .await;
+    assert!(text(
+        &c,
+        "document.querySelector('#share-due tr[data-week=\"2026-12-07\"]').innerText"
+    )
+    .await
+    .contains("令和8年12月1日（火）"));
+    set_value(&c, "#share-recipient", CITY).await;
+    click(&c, "#share-due tr[data-week=\"2026-12-07\"] button").await;
+    until(
+        &c,
+        "the password",
+        "!document.getElementById('share-password').hidden",
+    )
+    .await;
+    let shown = text(
+        &c,
+        "document.querySelector('#share-password .secret').textContent",
+    )
+    .await;
+    assert_eq!(shown.len(), 16, "{shown}");
+    until(
+        &c,
+        "the prepared share",
+        "document.querySelector('#share-list tr[data-status=\"prepared\"]')",
+    )
+    .await;
+    if let Ok(png) = c.screenshot().await {
+        artifact("share-prepared.png", &png);
+    }
+    // The preparer cannot approve: no button, only the note.
+    assert!(text(
+        &c,
+        "document.querySelector('#share-list tr[data-status=\"prepared\"]').innerText"
+    )
+    .await
+    .contains("別の管理者の承認待ち"));
+
+    login(&c, &app.base, "mgr2", "password-of-mgr2").await;
+    c.execute(
+        "window.confirm = () => true; document.querySelector('#nav a[data-view=\"share\"]').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the share to approve",
+        "document.querySelector('#share-list tr[data-status=\"prepared\"] button')",
+    )
+    .await;
+    assert!(
+        !text(&c, "document.body.innerText").await.contains(&shown),
+        "the password is not shown to anyone else"
+    );
+    click(&c, "#share-list tr[data-status=\"prepared\"] button").await;
+    until(
+        &c,
+        "the approval",
+        "document.querySelector('#share-list tr[data-status=\"approved\"] button')",
+    )
+    .await;
+    click(&c, "#share-list tr[data-status=\"approved\"] button").await;
+    until(
+        &c,
+        "the send",
+        "document.querySelector('#share-list tr[data-status=\"sent\"]') && document.querySelector('#share-due tr[data-week=\"2026-12-07\"][data-state=\"sent_on_time\"]')",
+    )
+    .await;
+    if let Ok(png) = c.screenshot().await {
+        artifact("share-sent.png", &png);
+    }
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 2);
+    let text_part = parts(&mails[1].data);
+    let body = String::from_utf8(text_part[0].body.clone()).unwrap();
+    assert!(body.contains(&format!("パスワード: {shown}")), "{body}");
+    c.close().await.ok();
+    app.stop().await;
+}

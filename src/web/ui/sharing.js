@@ -33,7 +33,7 @@ function showPassword(p) {
   const box = $("share-password");
   box.replaceChildren(
     h("h3", { text: "パスワード（この画面で一度だけ表示されます）" }),
-    h("p", { class: "cb-headline", text: p.password }),
+    h("p", { class: "secret", text: p.password }),
     h("p", { text: `${p.share.week_label}　${p.share.slip_count}件　送付先 ${p.share.recipient}` }),
     h("p", { class: "warn", text: "パスワードは保存・印刷・メモをしないでください。市へは承認後の別メール（メール設定がない場合はダウンロードしたパスワード）でのみ伝えます。画面を閉じると二度と表示されません。" }),
     h("button", { type: "button", class: "small secondary", text: "確認しました（閉じる）", onclick: () => { box.replaceChildren(); box.hidden = true; } }));
@@ -105,6 +105,7 @@ function renderDue(data) {
     h("td", { class: "num", text: String(w.not_yet_shared) }),
     h("td", { class: w.state === "late" || w.state === "sent_late" ? "error" : "", text: label("share_due_state", w.state) }),
     h("td", {}, me.user.role === "manager" && w.bookings > 0 && !["prepared", "approved"].includes(w.state)
+      && (w.not_yet_shared > 0 || !w.state.startsWith("sent"))
       ? h("button", { type: "button", class: "small secondary", text: "準備", onclick: () => prepare(w) })
       : null))));
 }
