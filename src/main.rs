@@ -56,8 +56,8 @@ enum Command {
 #[derive(Subcommand)]
 enum ShareCommand {
     /// Every visit week with home visits: its due date (the Tuesday of the week before), the
-    /// live bookings, how many are not yet shared, and its state. The same rows as
-    /// `GET /api/shares/due`.
+    /// live bookings, how many are not yet shared, and its state; then every facility's
+    /// applicant list (due the 7th day before its first visit). As `GET /api/shares/due`.
     Due {
         /// text (one line a week) or json.
         #[arg(long, default_value = "text")]
@@ -446,8 +446,14 @@ async fn share_command(cmd: ShareCommand, config: Config) -> anyhow::Result<()> 
     match cmd {
         ShareCommand::Due { format } => {
             let weeks = sharing.due().await?;
+            let facilities = sharing.facility_due().await?;
             match format {
-                DueFormat::Json => println!("{}", serde_json::to_string_pretty(&weeks)?),
+                DueFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "weeks": weeks, "facilities": facilities })
+                    )?
+                ),
                 DueFormat::Text => {
                     if weeks.is_empty() {
                         println!("自宅訪問の予約はまだありません。");
@@ -461,6 +467,16 @@ async fn share_command(cmd: ShareCommand, config: Config) -> anyhow::Result<()> 
                             w.bookings,
                             w.not_yet_shared,
                             w.state.label_ja()
+                        );
+                    }
+                    for f in facilities {
+                        println!(
+                            "施設 {}（初回訪問 {}）  期限 {}  申請者一覧 {}名  {}",
+                            f.facility_name,
+                            f.visit_label,
+                            f.due_label,
+                            f.applicants_listed,
+                            f.state.label_ja()
                         );
                     }
                 }

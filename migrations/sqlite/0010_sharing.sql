@@ -12,9 +12,16 @@ CREATE TABLE share_recipients (
     created_by_user_id BIGINT
 );
 
+-- kind: a home visit week's slips (R-PREP-1) or a facility's applicant list (R-PREP-4, keyed
+-- by its facility request and first visit date).
 CREATE TABLE shares (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('home_week', 'facility_list')),
     week_start TEXT NOT NULL,
+    facility_request_id BIGINT,
+    visit_date TEXT,
+    -- What the share holds, as the approver reads it (the week, or the facility and its visit date).
+    title TEXT NOT NULL,
     due_date TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('prepared', 'approved', 'sent', 'withdrawn')),
     recipient TEXT NOT NULL,
@@ -44,3 +51,4 @@ CREATE TABLE shares (
     withdrawn_at TEXT
 );
 CREATE INDEX shares_week ON shares (week_start);
+CREATE INDEX shares_facility ON shares (facility_request_id);

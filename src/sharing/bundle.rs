@@ -13,6 +13,7 @@ use zip::{AesMode, CompressionMethod, ZipWriter};
 use crate::booking::bookings::age_on;
 use crate::wareki;
 
+use super::facility::{FacilityList, ListedApplicant};
 use super::slips::{Slip, SlipApplicant};
 
 /// Characters of a share password: no look-alikes (0/O, 1/l/I), nothing a mail client or a
@@ -250,6 +251,108 @@ pub fn workbook(week_start: NaiveDate, slips: &[Slip]) -> Result<Vec<u8>, XlsxEr
             row += 1;
         }
     }
+    wb.save_to_buffer()
+}
+
+/// The XLSX name of a facility's list.
+pub fn facility_xlsx_name(facility_request_id: i64, first_visit: NaiveDate) -> String {
+    format!("facility-{facility_request_id}-{first_visit}.xlsx")
+}
+
+/// The archive name of a facility's list.
+pub fn facility_archive_name(facility_request_id: i64, first_visit: NaiveDate) -> String {
+    format!("facility-{facility_request_id}-{first_visit}.zip")
+}
+
+/// The facility list's column headings (R-PREP-4).
+pub const FACILITY_HEADINGS: [&str; 10] = [
+    "番号",
+    "氏名",
+    "住所",
+    "生年月日",
+    "年齢",
+    "代筆が必要",
+    "顔認証マイナンバーカード（暗証番号なし）",
+    "施設への送付",
+    "新規以外の理由",
+    "備考",
+];
+
+fn maybe(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "はい",
+        Some(false) => "いいえ",
+        None => "",
+    }
+}
+
+fn listed_cells(i: usize, a: &ListedApplicant, first_visit: NaiveDate) -> [String; 10] {
+    [
+        (i + 1).to_string(),
+        a.name.clone(),
+        a.address.clone(),
+        a.birth_date
+            .map(|d| format!("{}（{}）", wareki::date(d), d.format("%Y-%m-%d")))
+            .unwrap_or_default(),
+        a.birth_date
+            .map(|d| format!("{}歳", age_on(d, first_visit)))
+            .unwrap_or_default(),
+        maybe(a.proxy_writer).into(),
+        maybe(a.face_auth_only).into(),
+        maybe(a.deliver_to_facility).into(),
+        a.reason.clone(),
+        a.notes.clone(),
+    ]
+}
+
+/// A facility's applicant list as one A4 landscape sheet (申請者一覧).
+pub fn facility_workbook(list: &FacilityList) -> Result<Vec<u8>, XlsxError> {
+    let first_visit = list.visits.first().map(|v| v.2).unwrap_or_default();
+    let mut wb = Workbook::new();
+    let big = Format::new().set_bold().set_font_size(14);
+    let head = Format::new()
+        .set_bold()
+        .set_border(FormatBorder::Thin)
+        .set_background_color("#E8EEF7")
+        .set_text_wrap()
+        .set_align(FormatAlign::VerticalCenter);
+    let cell = Format::new()
+        .set_border(FormatBorder::Thin)
+        .set_text_wrap()
+        .set_align(FormatAlign::VerticalCenter);
+    let sheet = wb.add_worksheet();
+    sheet.set_name("申請者一覧")?;
+    a4(
+        sheet,
+        &format!("施設訪問 申請者一覧 {}", list.facility_name),
+    );
+    sheet.set_landscape();
+    sheet.write_string_with_format(
+        0,
+        0,
+        format!("施設訪問 申請者一覧　{}", list.facility_name),
+        &big,
+    )?;
+    sheet.write_string(1, 0, format!("施設の所在地：{}", list.facility_address))?;
+    let visits: Vec<String> = list
+        .visits
+        .iter()
+        .map(|(_, _, d, h)| format!("{}{}", wareki::date_with_weekday(*d), h.label_ja()))
+        .collect();
+    sheet.write_string(2, 0, format!("訪問日：{}", visits.join("、")))?;
+    sheet.write_string(3, 0, format!("申請者数：{}名", list.applicants.len()))?;
+    for (c, h) in FACILITY_HEADINGS.iter().enumerate() {
+        sheet.write_string_with_format(5, c as u16, *h, &head)?;
+    }
+    for (c, w) in [6, 16, 28, 24, 7, 9, 14, 9, 16, 24].iter().enumerate() {
+        sheet.set_column_width(c as u16, *w)?;
+    }
+    for (i, a) in list.applicants.iter().enumerate() {
+        for (c, v) in listed_cells(i, a, first_visit).iter().enumerate() {
+            sheet.write_string_with_format(6 + i as u32, c as u16, v, &cell)?;
+        }
+    }
+    sheet.set_repeat_rows(5, 5)?;
     wb.save_to_buffer()
 }
 

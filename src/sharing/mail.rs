@@ -14,8 +14,10 @@ use super::SharingError;
 /// What the two mails say.
 pub(super) struct Mails<'a> {
     pub to: &'a str,
-    pub week_label: String,
-    pub slip_count: i64,
+    /// The week, or the facility and its visit.
+    pub title: String,
+    /// What the archive holds, e.g. 自宅訪問3件の受付票.
+    pub what: String,
     pub archive_name: &'a str,
     pub archive: Vec<u8>,
     pub password: &'a str,
@@ -63,12 +65,12 @@ fn addresses(cfg: &SharingConfig, to: &str) -> Result<(Mailbox, Mailbox), Sharin
 fn archive_mail(cfg: &SharingConfig, m: &Mails<'_>) -> Result<Message, SharingError> {
     let (from, to) = addresses(cfg, m.to)?;
     let body = format!(
-        "小樽市 ご担当者様\n\n{}に訪問予定の自宅訪問{}件の受付票を添付のとおりお送りします。\n\
+        "小樽市 ご担当者様\n\n{}：{}を添付のとおりお送りします。\n\
          添付ファイル（{}）はパスワード付きの暗号化ZIP（AES-256）です。\n\
          パスワードは別のメールでお知らせします。\n\
          7-Zip、Lhaplus、または最新のWindows 11のエクスプローラーで開けます。\n\n\
          本メールは個人情報を含みます。お心当たりのない場合は開封せず、送信元へご連絡のうえ削除してください。\n",
-        m.week_label, m.slip_count, m.archive_name
+        m.title, m.what, m.archive_name
     );
     let attachment = Attachment::new(m.archive_name.to_string()).body(
         m.archive.clone(),
@@ -77,7 +79,7 @@ fn archive_mail(cfg: &SharingConfig, m: &Mails<'_>) -> Result<Message, SharingEr
     Message::builder()
         .from(from)
         .to(to)
-        .subject(format!("【受付票送付】{}の自宅訪問", m.week_label))
+        .subject(format!("【送付】{}　{}", m.title, m.what))
         .multipart(
             MultiPart::mixed()
                 .singlepart(text(body))
@@ -89,14 +91,14 @@ fn archive_mail(cfg: &SharingConfig, m: &Mails<'_>) -> Result<Message, SharingEr
 fn password_mail(cfg: &SharingConfig, m: &Mails<'_>) -> Result<Message, SharingError> {
     let (from, to) = addresses(cfg, m.to)?;
     let body = format!(
-        "小樽市 ご担当者様\n\n先にお送りした受付票（{}、{}の自宅訪問）のパスワードをお知らせします。\n\n\
+        "小樽市 ご担当者様\n\n先にお送りした{}（{}、{}）のパスワードをお知らせします。\n\n\
          パスワード: {}\n\n本メールは個人情報を含むファイルのパスワードです。取扱いにご注意ください。\n",
-        m.archive_name, m.week_label, m.password
+        m.what, m.archive_name, m.title, m.password
     );
     Message::builder()
         .from(from)
         .to(to)
-        .subject(format!("【パスワード】{}の自宅訪問 受付票", m.week_label))
+        .subject(format!("【パスワード】{}　{}", m.title, m.what))
         .singlepart(text(body))
         .map_err(|e| SharingError::Mail(e.to_string()))
 }

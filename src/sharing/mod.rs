@@ -11,6 +11,7 @@
 
 mod bundle;
 mod config;
+mod facility;
 mod mail;
 mod recipients;
 mod shares;
@@ -18,12 +19,23 @@ mod slips;
 
 pub use bundle::{new_password, PASSWORD_LEN};
 pub use config::{SharingConfig, SmtpTls};
+pub use facility::{FacilityList, ListedApplicant, DAYS_BEFORE_VISIT};
 pub use recipients::Recipient;
 pub use shares::{
-    due_date, week_start, DueWeek, PrepareInput, Prepared, Secret, SecretKind, SendOutcome,
-    ShareView, Sharing,
+    due_date, week_start, DueWeek, FacilityDue, PrepareInput, Prepared, Secret, SecretKind,
+    SendOutcome, ShareView, Sharing,
 };
 pub use slips::{Slip, SlipApplicant};
+
+crate::code_enum! {
+    /// What a share holds.
+    pub enum ShareKind: "share_kind" {
+        /// The slips of every home visit in a visit week (R-PREP-1).
+        HomeWeek = "home_week" / "自宅訪問の受付票（週）",
+        /// A facility's applicant list, before its first visit (R-PREP-4).
+        FacilityList = "facility_list" / "施設の申請者一覧",
+    }
+}
 
 crate::code_enum! {
     /// Where one share stands.
@@ -44,7 +56,8 @@ crate::code_enum! {
     pub enum DueState: "share_due_state" {
         /// More than a week before the due date.
         NotDue = "not_due" / "期限前",
-        /// Within the week before the due date, nothing prepared yet.
+        /// Within the week before the due date (a facility list: from the list's first
+        /// day of lead), nothing prepared yet.
         Due = "due" / "要送付",
         /// Past the due date and not sent.
         Late = "late" / "期限超過",

@@ -22,7 +22,9 @@ use crate::wareki;
 
 use super::config::SharingConfig;
 use super::recipients::{self, Recipient};
-use super::{bundle, mail, slips, DueState, SentVia, ShareStatus, SharingError};
+use super::{
+    bundle, facility, mail, slips, DueState, SentVia, ShareKind, ShareStatus, SharingError,
+};
 
 /// A send that started this long ago and never finished (a crash mid-send) may be retried.
 const SEND_CLAIM_MINUTES: i64 = 10;
@@ -43,6 +45,52 @@ fn week_label(week_start: NaiveDate) -> String {
         wareki::date_with_weekday(week_start),
         wareki::date_with_weekday(week_start + Days::new(6))
     )
+}
+
+fn facility_title(name: &str, first_visit: NaiveDate) -> String {
+    format!("{name}（{}訪問）", wareki::date_with_weekday(first_visit))
+}
+
+/// What a preparation built, before it is encrypted and stored.
+struct Bundle {
+    kind: ShareKind,
+    week_start: NaiveDate,
+    facility_request_id: Option<i64>,
+    visit_date: Option<NaiveDate>,
+    title: String,
+    due_date: NaiveDate,
+    booking_ids: Vec<i64>,
+    reception_numbers: Vec<Option<i64>>,
+    count: i64,
+    applicants: i64,
+    xlsx_name: String,
+    archive_name: String,
+    xlsx: Vec<u8>,
+}
+
+/// One facility on the due list of applicant lists (R-PREP-4).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FacilityDue {
+    /// The facility request.
+    pub facility_request_id: i64,
+    /// Facility name.
+    pub facility_name: String,
+    /// Its first live visit.
+    pub first_visit: NaiveDate,
+    /// The first visit in 和暦.
+    pub visit_label: String,
+    /// The 7th day before the first visit.
+    pub due_date: NaiveDate,
+    /// The due date in 和暦.
+    pub due_label: String,
+    /// Entries on its applicant list (0 = not recorded yet).
+    pub applicants_listed: i64,
+    /// Where it stands.
+    pub state: DueState,
+    /// The latest share of the list that is not withdrawn.
+    pub share_id: Option<i64>,
+    /// When it was first sent.
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// One visit week on the due list.
@@ -75,6 +123,14 @@ pub struct DueWeek {
 pub struct ShareView {
     /// Row id.
     pub id: i64,
+    /// A week's slips or a facility's list.
+    pub kind: ShareKind,
+    /// What it holds, as the approver reads it.
+    pub title: String,
+    /// The facility request (facility lists).
+    pub facility_request_id: Option<i64>,
+    /// The facility's first visit (facility lists).
+    pub visit_date: Option<NaiveDate>,
     /// Monday of the visit week.
     pub week_start: NaiveDate,
     /// The week in 和暦.
@@ -125,12 +181,16 @@ pub struct ShareView {
     pub delivery: SentVia,
 }
 
-/// `POST /api/shares` body.
+/// `POST /api/shares` body: a week or a facility request, and the recipient.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrepareInput {
-    /// Any day of the visit week (its Monday is used).
-    pub week: NaiveDate,
+    /// Any day of the visit week (its Monday is used): the week's home slips.
+    #[serde(default)]
+    pub week: Option<NaiveDate>,
+    /// A facility request: its applicant list.
+    #[serde(default)]
+    pub facility_request: Option<i64>,
     /// The recipient; must be on the allow-list.
     pub recipient: String,
 }
@@ -184,7 +244,7 @@ pub struct Sharing {
 }
 
 const SHARE_COLUMNS: &str =
-    "id, week_start, due_date, status, recipient, booking_ids, slip_count, \
+    "id, kind, title, facility_request_id, visit_date, week_start, due_date, status, recipient, booking_ids, slip_count, \
      applicant_count, archive_name, archive_sha256, archive_size, \
      CAST(CASE WHEN archive IS NULL THEN 0 ELSE 1 END AS BIGINT) AS archive_held, \
      prepared_at, prepared_by, prepared_by_user_id, approved_at, approved_by, approved_by_user_id, \
@@ -240,6 +300,12 @@ impl Sharing {
         let week_start = parse_date(&r.try_get::<String, _>("week_start")?)?;
         let view = ShareView {
             id: r.try_get("id")?,
+            kind: r.try_get("kind")?,
+            title: r.try_get("title")?,
+            facility_request_id: r.try_get("facility_request_id")?,
+            visit_date: r
+                .try_get::<Option<String>, _>("visit_date")?
+                .and_then(|d| d.parse().ok()),
             week_start,
             week_label: week_label(week_start),
             due_date: parse_date(&r.try_get::<String, _>("due_date")?)?,
@@ -365,9 +431,10 @@ impl Sharing {
             }
         }
         let shares = sqlx::query(&format!(
-            "SELECT {SHARE_COLUMNS} FROM shares WHERE status <> $1 ORDER BY id"
+            "SELECT {SHARE_COLUMNS} FROM shares WHERE status <> $1 AND kind = $2 ORDER BY id"
         ))
         .bind(ShareStatus::Withdrawn)
+        .bind(ShareKind::HomeWeek)
         .fetch_all(&mut *conn)
         .await?;
         // Per week: the latest open share and the first send.
@@ -387,15 +454,7 @@ impl Sharing {
                 let due = due_date(start);
                 let share = latest.get(&start);
                 let sent = first_sent.get(&start).copied();
-                let state = match (share.map(|s| s.status), sent) {
-                    (Some(ShareStatus::Prepared), _) => DueState::Prepared,
-                    (Some(ShareStatus::Approved), _) => DueState::Approved,
-                    (_, Some(at)) if self.day(at) <= due => DueState::SentOnTime,
-                    (_, Some(_)) => DueState::SentLate,
-                    _ if today > due => DueState::Late,
-                    _ if today + Days::new(7) >= due => DueState::Due,
-                    _ => DueState::NotDue,
-                };
+                let state = self.state(today, due, share.map(|s| s.status), sent);
                 DueWeek {
                     week_start: start,
                     week_end: start + Days::new(6),
@@ -410,6 +469,85 @@ impl Sharing {
                 }
             })
             .collect())
+    }
+
+    /// Where something due on `due` stands today: a prepared or approved share first, then
+    /// the first send against the due date, then the calendar (due within the last week).
+    fn state(
+        &self,
+        today: NaiveDate,
+        due: NaiveDate,
+        open: Option<ShareStatus>,
+        first_sent: Option<DateTime<Utc>>,
+    ) -> DueState {
+        match (open, first_sent) {
+            (Some(ShareStatus::Prepared), _) => DueState::Prepared,
+            (Some(ShareStatus::Approved), _) => DueState::Approved,
+            (_, Some(at)) if self.day(at) <= due => DueState::SentOnTime,
+            (_, Some(_)) => DueState::SentLate,
+            _ if today > due => DueState::Late,
+            _ if today + Days::new(7) >= due => DueState::Due,
+            _ => DueState::NotDue,
+        }
+    }
+
+    /// Every facility with live visits: its applicant list's due date (the 7th day before
+    /// the first visit, R-PREP-4) and where it stands.
+    pub async fn facility_due(&self) -> Result<Vec<FacilityDue>, SharingError> {
+        let today = self.day(self.clock.now());
+        let mut conn = self.db.pool().acquire().await?;
+        let rows = sqlx::query(
+            "SELECT f.id, f.facility_name, f.applicant_list, MIN(b.visit_date) AS first_visit \
+             FROM facility_requests f JOIN bookings b ON b.facility_request_id = f.id \
+             WHERE b.kind = $1 AND b.status = $2 \
+             GROUP BY f.id, f.facility_name, f.applicant_list ORDER BY MIN(b.visit_date), f.id",
+        )
+        .bind(BookingKind::Facility)
+        .bind(BookingStatus::Booked)
+        .fetch_all(&mut *conn)
+        .await?;
+        let shares = sqlx::query(&format!(
+            "SELECT {SHARE_COLUMNS} FROM shares WHERE status <> $1 AND kind = $2 ORDER BY id"
+        ))
+        .bind(ShareStatus::Withdrawn)
+        .bind(ShareKind::FacilityList)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut latest: BTreeMap<i64, ShareView> = BTreeMap::new();
+        let mut first_sent: BTreeMap<i64, DateTime<Utc>> = BTreeMap::new();
+        for r in &shares {
+            let v = self.view_of(r)?.view;
+            let Some(f) = v.facility_request_id else {
+                continue;
+            };
+            if let Some(at) = v.sent_at {
+                first_sent.entry(f).or_insert(at);
+            }
+            latest.insert(f, v);
+        }
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id")?;
+                let first = parse_date(&r.try_get::<String, _>("first_visit")?)?;
+                let due = facility::due_date(first);
+                let share = latest.get(&id);
+                let sent = first_sent.get(&id).copied();
+                Ok(FacilityDue {
+                    facility_request_id: id,
+                    facility_name: r.try_get("facility_name")?,
+                    first_visit: first,
+                    visit_label: wareki::date_with_weekday(first),
+                    due_date: due,
+                    due_label: wareki::date_with_weekday(due),
+                    applicants_listed: facility::count(
+                        r.try_get::<Option<String>, _>("applicant_list")?.as_deref(),
+                    ),
+                    state: self.state(today, due, share.map(|s| s.status), sent),
+                    share_id: share.map(|s| s.id),
+                    sent_at: sent,
+                })
+            })
+            .collect()
     }
 
     /// Every share, newest first.
@@ -430,15 +568,24 @@ impl Sharing {
         Ok(self.load(&mut conn, id).await?.view)
     }
 
-    /// Prepares the share of a visit week: reads its slips (audited), builds the XLSX and the
-    /// AES-256 ZIP under a new password, and withdraws an earlier unsent share of that week.
+    /// Prepares a share: a visit week's slips (`week`) or a facility's applicant list
+    /// (`facility_request`). Reads the personal data (one audit row lists the bookings read),
+    /// builds the XLSX and the AES-256 ZIP under a new password, and withdraws an earlier
+    /// unsent share of the same week or facility.
     pub async fn prepare(
         &self,
         actor: &Actor,
         input: &PrepareInput,
     ) -> Result<Prepared, SharingError> {
         let now = self.clock.now();
-        let start = week_start(input.week);
+        let target = match (input.week, input.facility_request) {
+            (Some(w), None) => serde_json::json!({ "week": week_start(w) }),
+            (None, Some(f)) => serde_json::json!({ "facility_request": f }),
+            _ => return Err(SharingError::Invalid(
+                "対象の週（week）か施設申込（facility_request）のどちらか一方を指定してください。"
+                    .into(),
+            )),
+        };
         let recipient = recipients::normalise(&input.recipient);
         let allowed = match &recipient {
             Some(r) => {
@@ -459,13 +606,112 @@ impl Sharing {
                         "{shown} は送付先リストにありません。市が指定した送付先だけに送れます（送付先はシステム管理者が登録します）。"
                     ),
                     false,
-                    serde_json::json!({ "week": start, "recipient": shown }),
+                    serde_json::json!({ "target": target, "recipient": shown }),
                 )
                 .await);
         };
         let mut tx = self.db.pool().begin().await?;
+        let b = match (input.week, input.facility_request) {
+            (Some(w), _) => self.home_bundle(&mut tx, week_start(w)).await?,
+            (_, Some(f)) => self.facility_bundle(&mut tx, f).await?,
+            _ => unreachable!("checked above"),
+        };
+        let password = bundle::new_password();
+        let archive = bundle::encrypt(
+            &b.xlsx_name,
+            &b.xlsx,
+            &password,
+            now.with_timezone(&self.tz).naive_local(),
+        )
+        .map_err(|e| SharingError::Bundle(e.to_string()))?;
+        let sha = hex(&Sha256::digest(&archive));
+        let stamp = to_db_time(now);
+        let withdrawn = sqlx::query(
+            "UPDATE shares SET status = $1, archive = NULL, password = NULL, withdrawn_at = $2 \
+             WHERE kind = $3 AND status IN ($4, $5) AND (($3 = 'home_week' AND week_start = $6) \
+             OR ($3 = 'facility_list' AND facility_request_id = $7)) RETURNING id",
+        )
+        .bind(ShareStatus::Withdrawn)
+        .bind(&stamp)
+        .bind(b.kind)
+        .bind(ShareStatus::Prepared)
+        .bind(ShareStatus::Approved)
+        .bind(b.week_start.to_string())
+        .bind(b.facility_request_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &withdrawn {
+            let old: i64 = r.try_get(0)?;
+            let entry = AuditEntry::new(AuditAction::ShareWithdraw)
+                .target(AuditTarget::Share, old)
+                .detail(serde_json::json!({ "target": target, "reason": "prepared_again" }));
+            append_audit(&mut tx, now, actor, &entry).await?;
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO shares (kind, week_start, facility_request_id, visit_date, title, due_date, status, \
+             recipient, booking_ids, slip_count, applicant_count, archive_name, archive_sha256, archive_size, \
+             archive, password, prepared_at, prepared_by_user_id, prepared_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+             RETURNING id",
+        )
+        .bind(b.kind)
+        .bind(b.week_start.to_string())
+        .bind(b.facility_request_id)
+        .bind(b.visit_date.map(|d| d.to_string()))
+        .bind(&b.title)
+        .bind(b.due_date.to_string())
+        .bind(ShareStatus::Prepared)
+        .bind(&recipient)
+        .bind(serde_json::to_string(&b.booking_ids).unwrap_or_else(|_| "[]".into()))
+        .bind(b.count)
+        .bind(b.applicants)
+        .bind(&b.archive_name)
+        .bind(&sha)
+        .bind(archive.len() as i64)
+        .bind(base64::engine::general_purpose::STANDARD.encode(&archive))
+        .bind(&password)
+        .bind(&stamp)
+        .bind(actor.user_id)
+        .bind(&actor.username)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        // Reading the slips (or the list) is a read of personal data: one row lists every
+        // booking read.
+        let entry = AuditEntry::new(AuditAction::SharePrepare)
+            .target(AuditTarget::Share, id)
+            .detail(serde_json::json!({
+                "kind": b.kind,
+                "target": target,
+                "recipient": recipient,
+                "booking_ids": b.booking_ids,
+                "reception_numbers": b.reception_numbers,
+                "count": b.count,
+                "archive_sha256": sha,
+            }));
+        append_audit(&mut tx, now, actor, &entry).await?;
+        let share = self.load(&mut tx, id).await?.view;
+        tx.commit().await?;
+        tracing::info!(
+            share = id,
+            kind = b.kind.as_str(),
+            count = b.count,
+            "share prepared"
+        );
+        Ok(Prepared {
+            share,
+            password,
+            notice: "このパスワードは今回一度だけ表示されます。控えずに、送付手順（承認後の別メール／ダウンロード）でのみ市へ伝えてください。".into(),
+        })
+    }
+
+    async fn home_bundle(
+        &self,
+        conn: &mut AnyConnection,
+        start: NaiveDate,
+    ) -> Result<Bundle, SharingError> {
         let slips = slips::read_week(
-            &mut tx,
+            conn,
             self.bookings.rules(),
             self.tz,
             start,
@@ -478,83 +724,56 @@ impl Sharing {
                 week_label(start)
             )));
         }
-        let xlsx =
-            bundle::workbook(start, &slips).map_err(|e| SharingError::Bundle(e.to_string()))?;
-        let password = bundle::new_password();
-        let archive = bundle::encrypt(
-            &bundle::xlsx_name(start),
-            &xlsx,
-            &password,
-            now.with_timezone(&self.tz).naive_local(),
-        )
-        .map_err(|e| SharingError::Bundle(e.to_string()))?;
-        let archive_name = bundle::archive_name(start);
-        let sha = hex(&Sha256::digest(&archive));
-        let ids: Vec<i64> = slips.iter().map(|s| s.booking_id).collect();
-        let numbers: Vec<i64> = slips.iter().map(|s| s.reception_number).collect();
-        let applicants: i64 = slips.iter().map(|s| s.applicants.len() as i64).sum();
-        let stamp = to_db_time(now);
-        let withdrawn = sqlx::query(
-            "UPDATE shares SET status = $1, archive = NULL, password = NULL, withdrawn_at = $2 \
-             WHERE week_start = $3 AND status IN ($4, $5) RETURNING id",
-        )
-        .bind(ShareStatus::Withdrawn)
-        .bind(&stamp)
-        .bind(start.to_string())
-        .bind(ShareStatus::Prepared)
-        .bind(ShareStatus::Approved)
-        .fetch_all(&mut *tx)
-        .await?;
-        for r in &withdrawn {
-            let old: i64 = r.try_get(0)?;
-            let entry = AuditEntry::new(AuditAction::ShareWithdraw)
-                .target(AuditTarget::Share, old)
-                .detail(serde_json::json!({ "week": start, "reason": "prepared_again" }));
-            append_audit(&mut tx, now, actor, &entry).await?;
+        Ok(Bundle {
+            kind: ShareKind::HomeWeek,
+            week_start: start,
+            facility_request_id: None,
+            visit_date: None,
+            title: week_label(start),
+            due_date: due_date(start),
+            booking_ids: slips.iter().map(|s| s.booking_id).collect(),
+            reception_numbers: slips.iter().map(|s| Some(s.reception_number)).collect(),
+            count: slips.len() as i64,
+            applicants: slips.iter().map(|s| s.applicants.len() as i64).sum(),
+            xlsx_name: bundle::xlsx_name(start),
+            archive_name: bundle::archive_name(start),
+            xlsx: bundle::workbook(start, &slips)
+                .map_err(|e| SharingError::Bundle(e.to_string()))?,
+        })
+    }
+
+    async fn facility_bundle(
+        &self,
+        conn: &mut AnyConnection,
+        id: i64,
+    ) -> Result<Bundle, SharingError> {
+        let list = facility::read(conn, id).await?;
+        let Some(first) = list.visits.first().map(|v| v.2) else {
+            return Err(SharingError::Invalid(
+                "この施設申込には訪問日が登録されていません。".into(),
+            ));
+        };
+        if list.applicants.is_empty() {
+            return Err(SharingError::Invalid(
+                "この施設の申請者一覧が登録されていません（施設申込の申請者一覧を入力してください）。"
+                    .into(),
+            ));
         }
-        let id: i64 = sqlx::query(
-            "INSERT INTO shares (week_start, due_date, status, recipient, booking_ids, slip_count, \
-             applicant_count, archive_name, archive_sha256, archive_size, archive, password, \
-             prepared_at, prepared_by_user_id, prepared_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-        )
-        .bind(start.to_string())
-        .bind(due_date(start).to_string())
-        .bind(ShareStatus::Prepared)
-        .bind(&recipient)
-        .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
-        .bind(ids.len() as i64)
-        .bind(applicants)
-        .bind(&archive_name)
-        .bind(&sha)
-        .bind(archive.len() as i64)
-        .bind(base64::engine::general_purpose::STANDARD.encode(&archive))
-        .bind(&password)
-        .bind(&stamp)
-        .bind(actor.user_id)
-        .bind(&actor.username)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        // Reading the slips is a read of personal data: one row lists every booking read.
-        let entry = AuditEntry::new(AuditAction::SharePrepare)
-            .target(AuditTarget::Share, id)
-            .detail(serde_json::json!({
-                "week": start,
-                "recipient": recipient,
-                "booking_ids": ids,
-                "reception_numbers": numbers,
-                "slips": ids.len(),
-                "archive_sha256": sha,
-            }));
-        append_audit(&mut tx, now, actor, &entry).await?;
-        let share = self.load(&mut tx, id).await?.view;
-        tx.commit().await?;
-        tracing::info!(share = id, week = %start, slips = share.slip_count, "share prepared");
-        Ok(Prepared {
-            share,
-            password,
-            notice: "このパスワードは今回一度だけ表示されます。控えずに、送付手順（承認後の別メール／ダウンロード）でのみ市へ伝えてください。".into(),
+        Ok(Bundle {
+            kind: ShareKind::FacilityList,
+            week_start: week_start(first),
+            facility_request_id: Some(id),
+            visit_date: Some(first),
+            title: facility_title(&list.facility_name, first),
+            due_date: facility::due_date(first),
+            booking_ids: list.visits.iter().map(|v| v.0).collect(),
+            reception_numbers: list.visits.iter().map(|v| v.1).collect(),
+            count: list.applicants.len() as i64,
+            applicants: list.applicants.len() as i64,
+            xlsx_name: bundle::facility_xlsx_name(id, first),
+            archive_name: bundle::facility_archive_name(id, first),
+            xlsx: bundle::facility_workbook(&list)
+                .map_err(|e| SharingError::Bundle(e.to_string()))?,
         })
     }
 
@@ -832,8 +1051,13 @@ impl Sharing {
         let password: String = row.try_get::<Option<String>, _>(1)?.unwrap_or_default();
         let mails = mail::Mails {
             to: &s.recipient,
-            week_label: s.week_label.clone(),
-            slip_count: s.slip_count,
+            title: s.title.clone(),
+            what: match s.kind {
+                ShareKind::HomeWeek => format!("自宅訪問{}件の受付票", s.slip_count),
+                ShareKind::FacilityList => {
+                    format!("施設訪問の申請者一覧（{}名）", s.applicant_count)
+                }
+            },
             archive_name: &s.archive_name,
             archive,
             password: &password,

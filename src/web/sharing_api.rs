@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::sharing::{
-    DueWeek, PrepareInput, Prepared, Recipient, SecretKind, SendOutcome, ShareView,
+    DueWeek, FacilityDue, PrepareInput, Prepared, Recipient, SecretKind, SendOutcome, ShareView,
 };
 
 use super::access::Staff;
@@ -25,6 +25,8 @@ pub struct DueList {
     delivery: crate::sharing::SentVia,
     /// Every visit week with home visits, oldest first.
     weeks: Vec<DueWeek>,
+    /// Every facility with visits: its applicant list, due the 7th day before the first.
+    facilities: Vec<FacilityDue>,
 }
 
 /// `GET /api/shares/due`.
@@ -33,6 +35,7 @@ pub async fn due(
     Staff { .. }: Staff,
 ) -> Result<Json<DueList>, ApiError> {
     let weeks = state.sharing.due().await?;
+    let facilities = state.sharing.facility_due().await?;
     let delivery = if state.config.sharing.smtp_enabled() {
         crate::sharing::SentVia::Smtp
     } else {
@@ -42,6 +45,7 @@ pub async fn due(
         today: state.bookings.today(state.clock.now()),
         delivery,
         weeks,
+        facilities,
     }))
 }
 

@@ -369,10 +369,11 @@ fn slip_value(range: &calamine::Range<Data>, label: &str) -> String {
         .unwrap_or_else(|| panic!("no row {label}"))
 }
 
-/// Opens the archive with 7-Zip and checks the XLSX against the bookings of week 12-07.
-fn check_archive(zip_bytes: &[u8], password: &str, made: &[Value]) {
+/// Writes the archive out and opens it with 7-Zip (a wrong password must fail first);
+/// returns the directory (kept while it lives) and the path of `inside`.
+fn open_archive(zip_bytes: &[u8], password: &str, inside: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let zip = dir.path().join("share-2026-12-07.zip");
+    let zip = dir.path().join("archive.zip");
     std::fs::write(&zip, zip_bytes).unwrap();
     let wrong = dir.path().join("wrong");
     assert!(
@@ -381,7 +382,14 @@ fn check_archive(zip_bytes: &[u8], password: &str, made: &[Value]) {
     );
     let out = dir.path().join("out");
     assert!(extract(&zip, password, &out), "7-Zip opens it");
-    let xlsx: PathBuf = out.join("slips-2026-12-07.xlsx");
+    let path = out.join(inside);
+    assert!(path.is_file(), "{inside} is in the archive");
+    (dir, path)
+}
+
+/// Opens the archive with 7-Zip and checks the XLSX against the bookings of week 12-07.
+fn check_archive(zip_bytes: &[u8], password: &str, made: &[Value]) {
+    let (_dir, xlsx) = open_archive(zip_bytes, password, "slips-2026-12-07.xlsx");
     let mut wb: Xlsx<_> = open_workbook(&xlsx).expect("an XLSX inside");
     assert_eq!(
         wb.sheet_names(),
@@ -676,7 +684,7 @@ async fn the_weekly_share_goes_out_in_two_mails_after_a_second_persons_approval(
         assert_eq!(w["not_yet_shared"], 0);
         // The command line agrees (its clock is the real one: a sent week does not depend on it).
         let cli: Value = serde_json::from_str(&share_due_cli(&app.db.url, "json")).unwrap();
-        let row = cli
+        let row = cli["weeks"]
             .as_array()
             .unwrap()
             .iter()
@@ -981,4 +989,191 @@ async fn managers_prepare_approve_and_send_on_screen() {
     assert!(body.contains(&format!("パスワード: {shown}")), "{body}");
     c.close().await.ok();
     app.stop().await;
+}
+
+/// R-PREP-4: a facility's applicant list is due the 7th day before its first visit and goes
+/// through the same preparation, approval and send; its XLSX lists the applicants.
+#[tokio::test]
+async fn a_facilitys_applicant_list_is_due_a_week_before_its_visit_and_shared_the_same_way() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        // 2026-10-01 (Thu) 10:00 JST: a month's lead before the facility day 11-04.
+        app.clock
+            .set(chrono::Utc.with_ymd_and_hms(2026, 10, 1, 1, 0, 0).unwrap());
+        let db = app.db.open().await;
+        sqlx::query("INSERT INTO visit_days (visit_date, kind, pm_extra_open, updated_at) VALUES ('2026-11-04', 'facility', 0, '2026-09-01T00:00:00.000000Z')")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        db.close().await;
+        let op = app.user_with_role("op1", "operator").await;
+        let mgr1 = app.user_with_role("mgr1", "manager").await;
+        let req: Value = op
+            .post(
+                "/api/facility-requests",
+                &json!({ "facility_name": "試験ホーム", "facility_type": "特別養護老人ホーム",
+                         "address": "小樽市架空町5", "phone": "0134-22-0002", "contact_person": "試験 担当",
+                         "wished": "11月上旬", "applicants_estimate": 8 }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let fid = req["id"].as_i64().unwrap();
+        let res = mgr1
+            .post(
+                &format!("/api/facility-requests/{fid}/visits"),
+                &json!({ "slot": { "date": "2026-11-04", "half_day": "am", "position": 1 } }),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        let (_, due) = json_of(mgr1.get("/api/shares/due").await).await;
+        let f = &due["facilities"][0];
+        assert_eq!(f["facility_request_id"], fid);
+        assert_eq!(f["first_visit"], "2026-11-04");
+        assert_eq!(f["due_date"], "2026-10-28", "the 7th day before the visit");
+        assert_eq!(f["applicants_listed"], 0);
+        assert_eq!(f["state"], "not_due");
+
+        let admin = app.admin().await;
+        let res = admin
+            .post("/api/shares/recipients", &json!({ "address": CITY }))
+            .await;
+        assert_eq!(res.status(), 201);
+        let (status, e) = json_of(
+            mgr1.post(
+                "/api/shares",
+                &json!({ "facility_request": fid, "recipient": CITY }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 422, "no list yet: {e}");
+        let (status, _) = json_of(
+            mgr1.post("/api/shares", &json!({ "recipient": CITY }))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 422, "a week or a facility must be named");
+        let res = mgr1
+            .client
+            .patch(app.url(&format!("/api/facility-requests/{fid}")))
+            .header("X-CSRF-Token", &mgr1.csrf)
+            .json(&json!({ "applicant_list": [
+                { "name": "試験 一郎", "address": "小樽市架空町5", "birth_date": "1930-01-01",
+                  "proxy_writer": true, "face_auth_only": true, "deliver_to_facility": true,
+                  "notes": "寝たきり", "room": "203" },
+                { "name": "試験 二子", "address": "小樽市架空町5", "birth_date": "1935-02-03",
+                  "proxy_writer": false, "reason": "更新" }
+            ] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+
+        // 10-22: within the week before the due date.
+        app.clock
+            .set(chrono::Utc.with_ymd_and_hms(2026, 10, 22, 1, 0, 0).unwrap());
+        let mgr1 = app.login("mgr1", "password-of-mgr1").await;
+        let mgr2 = app.user_with_role("mgr2", "manager").await;
+        let (_, due) = json_of(mgr1.get("/api/shares/due").await).await;
+        assert_eq!(due["facilities"][0]["state"], "due");
+        assert_eq!(due["facilities"][0]["applicants_listed"], 2);
+        let (status, p) = json_of(
+            mgr1.post(
+                "/api/shares",
+                &json!({ "facility_request": fid, "recipient": CITY }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 201, "{p}");
+        let id = p["share"]["id"].as_i64().unwrap();
+        let password = p["password"].as_str().unwrap().to_string();
+        assert_eq!(p["share"]["kind"], "facility_list");
+        assert_eq!(
+            p["share"]["title"],
+            "試験ホーム（令和8年11月4日（水）訪問）"
+        );
+        assert_eq!(p["share"]["slip_count"], 2);
+        assert_eq!(p["share"]["due_date"], "2026-10-28");
+        let (status, e) = json_of(
+            mgr1.post(&format!("/api/shares/{id}/approve"), &json!({}))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 403, "{e}");
+        let (status, _) = json_of(
+            mgr2.post(&format!("/api/shares/{id}/approve"), &json!({}))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let zip = mgr2
+            .get(&format!("/api/shares/{id}/archive"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        let pw = mgr1
+            .get(&format!("/api/shares/{id}/password"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(pw, password);
+        let (_dir, xlsx) = open_archive(&zip, &pw, &format!("facility-{fid}-2026-11-04.xlsx"));
+        let mut wb: Xlsx<_> = open_workbook(&xlsx).unwrap();
+        assert_eq!(wb.sheet_names(), vec!["申請者一覧"]);
+        let r = wb.worksheet_range("申請者一覧").unwrap();
+        assert_eq!(cell(&r, 0, 0), "施設訪問 申請者一覧　試験ホーム");
+        assert_eq!(cell(&r, 2, 0), "訪問日：令和8年11月4日（水）午前");
+        let row = |i: usize| (0..10).map(|c| cell(&r, i, c)).collect::<Vec<_>>();
+        assert_eq!(row(5)[1], "氏名");
+        assert_eq!(
+            row(6),
+            [
+                "1",
+                "試験 一郎",
+                "小樽市架空町5",
+                "昭和5年1月1日（1930-01-01）",
+                "96歳",
+                "はい",
+                "はい",
+                "はい",
+                "",
+                "寝たきり\nroom: 203"
+            ]
+        );
+        assert_eq!(
+            row(7),
+            [
+                "2",
+                "試験 二子",
+                "小樽市架空町5",
+                "昭和10年2月3日（1935-02-03）",
+                "91歳",
+                "いいえ",
+                "",
+                "",
+                "更新",
+                ""
+            ]
+        );
+        assert_eq!(cell(&r, 8, 1), "", "two applicants");
+
+        let (status, sent) = json_of(
+            mgr2.post(&format!("/api/shares/{id}/send"), &json!({}))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{sent}");
+        assert_eq!(held(&app, id).await, (None, None));
+        let (_, due) = json_of(mgr1.get("/api/shares/due").await).await;
+        assert_eq!(due["facilities"][0]["state"], "sent_on_time");
+        assert!(due["weeks"].as_array().unwrap().is_empty(), "no home weeks");
+        let (_, rl) = json_of(mgr1.get("/api/reception-list?format=json").await).await;
+        assert_eq!(rl["rows"][0]["shared_on"], "2026-10-22", "{rl}");
+        app.stop().await;
+    }
 }

@@ -34,18 +34,19 @@ function showPassword(p) {
   box.replaceChildren(
     h("h3", { text: "パスワード（この画面で一度だけ表示されます）" }),
     h("p", { class: "secret", text: p.password }),
-    h("p", { text: `${p.share.week_label}　${p.share.slip_count}件　送付先 ${p.share.recipient}` }),
+    h("p", { text: `${p.share.title}　${p.share.slip_count}件　送付先 ${p.share.recipient}` }),
     h("p", { class: "warn", text: "パスワードは保存・印刷・メモをしないでください。市へは承認後の別メール（メール設定がない場合はダウンロードしたパスワード）でのみ伝えます。画面を閉じると二度と表示されません。" }),
     h("button", { type: "button", class: "small secondary", text: "確認しました（閉じる）", onclick: () => { box.replaceChildren(); box.hidden = true; } }));
   box.hidden = false;
 }
 
-async function prepare(w) {
+// Prepares a share: body names the week or the facility request; `what` is for the question.
+async function prepare(body, what) {
   const recipient = $("share-recipient").value;
   if (!recipient) { say("送付先を選んでください（送付先はシステム管理者が登録します）。", true); return; }
-  if (!confirm(`${w.week_label} の受付票（${w.bookings}件）を ${recipient} あてに準備しますか？`)) return;
+  if (!confirm(`${what} を ${recipient} あてに準備しますか？`)) return;
   try {
-    const p = await api("POST", "/api/shares", { week: w.week_start, recipient });
+    const p = await api("POST", "/api/shares", { ...body, recipient });
     showPassword(p);
     say(`準備しました（共有 ${p.share.id}）。別の管理者の承認が必要です。`, false);
   } catch (e) {
@@ -57,7 +58,7 @@ async function prepare(w) {
 async function approve(s) {
   // The approver checks what goes where, fresh from the server.
   const v = await api("GET", `/api/shares/${s.id}`);
-  const text = `次の内容で送付を承認しますか？\n\n送付先：${v.recipient}\n対象週：${v.week_label}\n受付票：${v.slip_count}件（申請者${v.applicant_count}名）\n準備者：${v.prepared_by}`;
+  const text = `次の内容で送付を承認しますか？\n\n送付先：${v.recipient}\n内容：${label("share_kind", v.kind)}　${v.title}\n件数：${v.slip_count}件（申請者${v.applicant_count}名）\n準備者：${v.prepared_by}`;
   if (!confirm(text)) return;
   act(() => api("POST", `/api/shares/${s.id}/approve`, {}), `共有 ${s.id} を承認しました。`);
 }
@@ -106,7 +107,26 @@ function renderDue(data) {
     h("td", { class: w.state === "late" || w.state === "sent_late" ? "error" : "", text: label("share_due_state", w.state) }),
     h("td", {}, me.user.role === "manager" && w.bookings > 0 && !["prepared", "approved"].includes(w.state)
       && (w.not_yet_shared > 0 || !w.state.startsWith("sent"))
-      ? h("button", { type: "button", class: "small secondary", text: "準備", onclick: () => prepare(w) })
+      ? h("button", { type: "button", class: "small secondary", text: "準備",
+        onclick: () => prepare({ week: w.week_start }, `${w.week_label} の受付票（${w.bookings}件）`) })
+      : null))));
+}
+
+function renderFacilities(facilities) {
+  const tbody = $("share-facilities").tBodies[0];
+  if (!facilities.length) {
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "muted", text: "施設訪問の予定はまだありません。" })));
+    return;
+  }
+  tbody.replaceChildren(...facilities.map((f) => h("tr", { dataset: { facility: String(f.facility_request_id), state: f.state } },
+    h("td", { text: f.facility_name }),
+    h("td", { text: f.visit_label }),
+    h("td", { text: f.due_label }),
+    h("td", { class: "num", text: f.applicants_listed ? `${f.applicants_listed}名` : "未登録" }),
+    h("td", { class: f.state === "late" || f.state === "sent_late" ? "error" : "", text: label("share_due_state", f.state) }),
+    h("td", {}, me.user.role === "manager" && f.applicants_listed > 0 && !["prepared", "approved"].includes(f.state)
+      ? h("button", { type: "button", class: "small secondary", text: "準備",
+        onclick: () => prepare({ facility_request: f.facility_request_id }, `${f.facility_name} の申請者一覧（${f.applicants_listed}名）`) })
       : null))));
 }
 
@@ -118,7 +138,7 @@ function renderShares(shares) {
   }
   tbody.replaceChildren(...shares.map((s) => h("tr", { dataset: { share: String(s.id), status: s.status } },
     h("td", { class: "num", text: String(s.id) }),
-    h("td", { text: s.week_label }),
+    h("td", { text: `${label("share_kind", s.kind)}：${s.title}` }),
     h("td", { text: s.recipient }),
     h("td", { class: "num", text: String(s.slip_count) }),
     h("td", { text: label("share_status", s.status) }),
@@ -150,6 +170,7 @@ async function load() {
     recipients = rec.recipients;
     renderRecipients();
     renderDue(due);
+    renderFacilities(due.facilities);
     renderShares(list.shares);
   } catch (e) {
     say("読み込めませんでした：" + e.message, true);
