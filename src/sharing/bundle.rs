@@ -1,6 +1,6 @@
 //! The bundle the city receives: one XLSX (a summary sheet and one printable A4 sheet per
-//! slip, Japanese headings, 和暦 dates) inside a ZIP encrypted with AES-256 (WinZip AE-2, which
-//! 7-Zip, Lhaplus and current Windows 11 Explorer open), under a new random password.
+//! slip, Japanese headings, 和暦 dates) inside a ZIP encrypted with AES-256 (WinZip AES, AE-1,
+//! which 7-Zip, Lhaplus and current Windows 11 Explorer open), under a new random password.
 
 use std::io::{Cursor, Write};
 
