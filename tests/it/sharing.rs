@@ -1300,3 +1300,52 @@ async fn a_refused_password_mail_is_retried_alone() {
         app.stop().await;
     }
 }
+
+/// `smtp_tls = "starttls"` (the default) never falls back to plain text: a relay that does not
+/// offer STARTTLS gets nothing, and the share stays approved.
+#[tokio::test]
+async fn starttls_is_required_when_configured() {
+    for kind in backends() {
+        let sink = SmtpSink::start().await;
+        let port = sink.port;
+        let app = TestApp::spawn_with(kind, |c| {
+            c.sharing = SharingConfig {
+                smtp_host: Some("127.0.0.1".into()),
+                smtp_port: Some(port),
+                from: Some("madoguchi@contractor.example.jp".into()),
+                ..Default::default()
+            };
+        })
+        .await;
+        book_weeks(&app).await;
+        let admin = app.admin().await;
+        admin
+            .post("/api/shares/recipients", &json!({ "address": CITY }))
+            .await;
+        let mgr1 = app.user_with_role("mgr1", "manager").await;
+        let (_, p) = json_of(
+            mgr1.post(
+                "/api/shares",
+                &json!({ "week": "2026-12-07", "recipient": CITY }),
+            )
+            .await,
+        )
+        .await;
+        let id = p["share"]["id"].as_i64().unwrap();
+        admin
+            .post(&format!("/api/shares/{id}/approve"), &json!({}))
+            .await;
+        let (status, e) = json_of(
+            mgr1.post(&format!("/api/shares/{id}/send"), &json!({}))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 502, "{e}");
+        assert!(e["message"].as_str().unwrap().contains("STARTTLS"), "{e}");
+        assert!(sink.mails().is_empty(), "nothing in plain text");
+        let (_, v) = json_of(mgr1.get(&format!("/api/shares/{id}")).await).await;
+        assert_eq!(v["status"], "approved");
+        assert!(v["archive_mailed_at"].is_null());
+        app.stop().await;
+    }
+}
