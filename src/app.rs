@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::hours::OpeningHours;
 use crate::hub::Hub;
 use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
+use crate::sharing::Sharing;
 use crate::sip;
 use crate::sip::policy::LinePolicy;
 use crate::sip::proxy::{Input, Proxy, SipCounters};
@@ -76,6 +77,8 @@ pub struct AppInner {
     pub bookings: Bookings,
     /// The city's towns and the travel model with the manager's corrections (R-SLOT-4).
     pub places: Places,
+    /// The weekly share to the city (R-PREP-1, R-PREP-2).
+    pub sharing: Sharing,
 }
 
 impl Deref for AppState {
@@ -105,6 +108,19 @@ impl AppState {
         let users = Users::new(db.clone(), clock.clone(), config.auth.clone())
             .with_session_ends(sessions.ends());
         let audit = Auditor::new(db.clone(), clock.clone());
+        let tz = config
+            .profile
+            .hours
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Tokyo);
+        let sharing = Sharing::new(
+            db.clone(),
+            clock.clone(),
+            config.sharing.clone(),
+            bookings.clone(),
+            tz,
+        );
         AppState(Arc::new(AppInner {
             config,
             db,
@@ -118,6 +134,7 @@ impl AppState {
             events,
             sip,
             places,
+            sharing,
         }))
     }
 }

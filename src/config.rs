@@ -17,6 +17,7 @@ use crate::hours::HoursConfig;
 // Each domain owns its section's type; config only reads the files and composes them.
 pub use crate::calls::LineProfile;
 pub use crate::privacy::AuthConfig;
+pub use crate::sharing::SharingConfig;
 use crate::sip::settings::{
     self, PhonesFile, SipLimits, SipSettings, SipTimers, SipTuning, TrunkFile,
 };
@@ -97,6 +98,8 @@ pub struct Config {
     pub log_backlog_max: u64,
     /// Login, session and lock-out policy.
     pub auth: AuthConfig,
+    /// How the weekly share reaches the city (`[sharing]`).
+    pub sharing: SharingConfig,
     /// Directory of the city profile.
     pub profile_dir: PathBuf,
     /// The loaded city profile.
@@ -111,6 +114,7 @@ struct FileConfig {
     database: DatabaseSection,
     profile: ProfileSection,
     auth: AuthConfig,
+    sharing: SharingConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,6 +321,9 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         ));
     }
     validate_auth(&file.auth, &file_name)?;
+    if let Err((key, problem)) = file.sharing.validate() {
+        return Err(ConfigError::value(&file_name, key, problem));
+    }
 
     let (src, profile_raw) = pick(
         &env.profile,
@@ -430,6 +437,7 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         database_max_connections,
         log_backlog_max,
         auth: file.auth,
+        sharing: file.sharing,
         profile_dir,
         profile,
     })
@@ -827,6 +835,29 @@ mod tests {
                 "madoguchi.example.toml lists {key} = {value}"
             );
         }
+    }
+
+    #[test]
+    fn the_sharing_section_is_read_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(Some(&write(&d, "")), &env_with_profile()).unwrap();
+        assert!(!c.sharing.smtp_enabled(), "no SMTP: downloads");
+        let p = write(
+            &d,
+            "[sharing]\nsmtp_host = \"smtp.example.jp\"\nfrom = \"madoguchi@example.jp\"\nsmtp_tls = \"tls\"\n",
+        );
+        let c = load(Some(&p), &env_with_profile()).unwrap();
+        assert!(c.sharing.smtp_enabled());
+        assert_eq!(c.sharing.port(), 465);
+        let p = write(&d, "[sharing]\nsmtp_host = \"smtp.example.jp\"\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("madoguchi.toml: sharing.from: is required"),
+            "{e}"
+        );
+        let p = write(&d, "[sharing]\nsmtp_tls = \"ssl\"\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `ssl`"), "{e}");
     }
 
     #[test]

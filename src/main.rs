@@ -13,6 +13,7 @@ use madoguchi::booking::{calendar, Places};
 use madoguchi::clock::SystemClock;
 use madoguchi::config::{self, Config, EnvOverrides};
 use madoguchi::privacy::{generate_password, Actor, Auditor, NewUser, Role, Users};
+use madoguchi::sharing::Sharing;
 use madoguchi::store::Db;
 
 /// madoguchi — call-center backend for municipal outreach lines (SIP adapter, screen pop,
@@ -65,6 +66,9 @@ enum Command {
     /// Reports for the city.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// The weekly share of the slips to the city (R-PREP-1, R-PREP-2).
+    #[command(subcommand)]
+    Share(ShareCommand),
 }
 
 #[derive(Subcommand)]
@@ -84,10 +88,28 @@ enum ReportCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ShareCommand {
+    /// Every visit week with home visits: its due date (the Tuesday of the week before), the
+    /// live bookings, how many are not yet shared, and its state; then every facility's
+    /// applicant list (due the 7th day before its first visit). As `GET /api/shares/due`.
+    Due {
+        /// text (one line a week) or json.
+        #[arg(long, default_value = "text")]
+        format: DueFormat,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReportFormat {
     Json,
     Xlsx,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DueFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +265,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             yes,
         } => purge_command(config, dry_run, contract_end, yes).await,
         Command::Report(cmd) => report_command(cmd, config).await,
+        Command::Share(cmd) => share_command(cmd, config).await,
     }
 }
 
@@ -544,6 +567,67 @@ async fn bookings_command(cmd: BookingsCommand, config: Config) -> anyhow::Resul
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{text}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn share_command(cmd: ShareCommand, config: Config) -> anyhow::Result<()> {
+    let db = Db::connect_and_migrate(&config.database_url, 2).await?;
+    let profile = &config.profile;
+    let hours = madoguchi::hours::OpeningHours::new(&profile.hours)?;
+    let places = Places::new(profile.gazetteer.clone(), profile.travel.clone());
+    let bookings = Bookings::new(
+        db.clone(),
+        profile.booking.clone(),
+        Arc::new(places.travel().clone()),
+        hours.timezone(),
+    );
+    let sharing = Sharing::new(
+        db,
+        Arc::new(SystemClock),
+        config.sharing.clone(),
+        bookings,
+        hours.timezone(),
+    );
+    match cmd {
+        ShareCommand::Due { format } => {
+            let weeks = sharing.due().await?;
+            let facilities = sharing.facility_due().await?;
+            match format {
+                DueFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "weeks": weeks, "facilities": facilities })
+                    )?
+                ),
+                DueFormat::Text => {
+                    if weeks.is_empty() {
+                        println!("自宅訪問の予約はまだありません。");
+                    }
+                    for w in weeks {
+                        println!(
+                            "{}〜{}  期限 {}  予約 {}件  未共有 {}件  {}",
+                            w.week_start,
+                            w.week_end,
+                            w.due_label,
+                            w.bookings,
+                            w.not_yet_shared,
+                            w.state.label_ja()
+                        );
+                    }
+                    for f in facilities {
+                        println!(
+                            "施設 {}（初回訪問 {}）  期限 {}  申請者一覧 {}名  {}",
+                            f.facility_name,
+                            f.visit_label,
+                            f.due_label,
+                            f.applicants_listed,
+                            f.state.label_ja()
+                        );
+                    }
+                }
             }
         }
     }

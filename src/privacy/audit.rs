@@ -81,6 +81,22 @@ crate::code_enum! {
         PurgeRun = "purge.run" / "個人情報削除の実行",
         /// The monthly handling report (取扱状況報告) was produced.
         HandlingReport = "report.handling" / "取扱状況報告の出力",
+        /// An address was added to the share recipients' allow-list.
+        ShareRecipientAdd = "share.recipient.add" / "送付先の登録",
+        /// An address was removed from the allow-list.
+        ShareRecipientRemove = "share.recipient.remove" / "送付先の削除",
+        /// A week's slips were read into an encrypted share (R-PREP-1, R-PREP-2).
+        SharePrepare = "share.prepare" / "受付票共有の準備",
+        /// A second person approved a share.
+        ShareApprove = "share.approve" / "受付票共有の承認",
+        /// A share was sent to the city (or marked sent after download); archive deleted.
+        ShareSend = "share.send" / "受付票の送付",
+        /// The approved archive or its password was downloaded.
+        ShareDownload = "share.download" / "受付票のダウンロード",
+        /// An unsent share was withdrawn (its week prepared again); archive deleted.
+        ShareWithdraw = "share.withdraw" / "受付票共有の取下げ",
+        /// A share step refused by the rules (recipient not allowed, self-approval, …).
+        ShareRefused = "share.refused" / "受付票共有の拒否",
     }
 }
 
@@ -99,6 +115,10 @@ crate::code_enum! {
         VisitDay = "visit_day" / "訪問日",
         /// A facility request.
         FacilityRequest = "facility_request" / "施設申込",
+        /// A weekly share to the city.
+        Share = "share" / "市への共有",
+        /// An address on the share recipients' allow-list.
+        ShareRecipient = "share_recipient" / "送付先",
     }
 }
 

@@ -8,6 +8,7 @@ use crate::booking::BookingError;
 use crate::calls::callbacks::CallbackError;
 use crate::calls::{CallsError, OutcomeError};
 use crate::privacy::PrivacyError;
+use crate::sharing::SharingError;
 
 /// An API error: a status and the JSON body `{"error": code, "message": text}`.
 #[derive(Debug)]
@@ -214,6 +215,33 @@ impl From<BookingError> for ApiError {
             BookingError::Store(e) => Self::from_db(e),
             BookingError::Scrub(m) => Self::internal(m),
             BookingError::Audit(e) => e.into(),
+        }
+    }
+}
+
+impl From<SharingError> for ApiError {
+    fn from(e: SharingError) -> Self {
+        match e {
+            SharingError::Invalid(m) => Self::invalid(m),
+            SharingError::NotFound(what) => Self::not_found(what),
+            SharingError::Refused {
+                code,
+                message,
+                forbidden,
+            } => {
+                let status = if forbidden {
+                    StatusCode::FORBIDDEN
+                } else if code == "recipient_not_allowed" {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::CONFLICT
+                };
+                Self::new(status, code, message)
+            }
+            SharingError::Mail(m) => Self::new(StatusCode::BAD_GATEWAY, "mail", m),
+            SharingError::Bundle(m) => Self::internal(m),
+            SharingError::Store(e) => Self::from_db(e),
+            SharingError::Audit(e) => e.into(),
         }
     }
 }

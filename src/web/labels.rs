@@ -19,6 +19,7 @@ use crate::calls::{
 use crate::codes::Code;
 use crate::hours::ClosedReason;
 use crate::privacy::{AuditAction, AuditOutcome, AuditTarget, LoginRefusal, Role};
+use crate::sharing::{DueState, SentVia, ShareKind, ShareStatus};
 use crate::sip::registrar::RegisterOutcome;
 
 /// The labels of one kind, in display order (a JSON object keeps the order it is written in).
@@ -67,6 +68,10 @@ pub fn label_table() -> BTreeMap<&'static str, KindLabels> {
     kind::<FormKind>(&mut t);
     kind::<FacilityStatus>(&mut t);
     kind::<AddressMatch>(&mut t);
+    kind::<ShareKind>(&mut t);
+    kind::<ShareStatus>(&mut t);
+    kind::<DueState>(&mut t);
+    kind::<SentVia>(&mut t);
     t
 }
 

@@ -14,6 +14,7 @@ mod error;
 mod labels;
 mod privacy_api;
 mod serve;
+mod sharing_api;
 mod ui;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -351,6 +352,62 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/reports/handling",
             ADMIN_MANAGER,
             privacy_api::handling_report,
+        ),
+        route(
+            Method::GET,
+            "/api/shares/due",
+            ADMIN_MANAGER,
+            sharing_api::due,
+        ),
+        route(Method::GET, "/api/shares", ADMIN_MANAGER, sharing_api::list),
+        route(Method::POST, "/api/shares", MANAGER, sharing_api::prepare),
+        route(
+            Method::GET,
+            "/api/shares/recipients",
+            ADMIN_MANAGER,
+            sharing_api::recipients,
+        ),
+        route(
+            Method::POST,
+            "/api/shares/recipients",
+            ADMIN,
+            sharing_api::add_recipient,
+        ),
+        route(
+            Method::DELETE,
+            "/api/shares/recipients/{id}",
+            ADMIN,
+            sharing_api::remove_recipient,
+        ),
+        route(
+            Method::GET,
+            "/api/shares/{id}",
+            ADMIN_MANAGER,
+            sharing_api::get,
+        ),
+        route(
+            Method::POST,
+            "/api/shares/{id}/approve",
+            ADMIN_MANAGER,
+            sharing_api::approve,
+        ),
+        route(
+            Method::POST,
+            "/api/shares/{id}/send",
+            ADMIN_MANAGER,
+            sharing_api::send,
+        ),
+        route(
+            Method::GET,
+            "/api/shares/{id}/archive",
+            ADMIN_MANAGER,
+            sharing_api::archive,
+        ),
+        route(
+            Method::GET,
+            "/api/shares/{id}/password",
+            ADMIN_MANAGER,
+            sharing_api::password,
         ),
     ]
 }

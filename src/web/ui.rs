@@ -37,6 +37,7 @@ const ASSETS: &[(&str, &str)] = &[
     asset!("calendar.js"),
     asset!("visits.js"),
     asset!("handling.js"),
+    asset!("sharing.js"),
 ];
 
 /// Module scripts must come as JavaScript or the browser refuses them.

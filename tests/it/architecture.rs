@@ -26,13 +26,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "hub",
         &["clock", "codes", "calls", "booking", "privacy", "store"],
     ),
+    // The weekly share reads the slips and writes the shared date into the bookings.
+    (
+        "sharing",
+        &["clock", "codes", "wareki", "booking", "privacy", "store"],
+    ),
     // The SIP side publishes the calls domain's events and asks the leaf for the hours.
     ("sip", &["clock", "codes", "calls", "hours"]),
 ];
 
 const MODULES: &[&str] = &[
-    "app", "booking", "calls", "clock", "codes", "config", "hours", "hub", "privacy", "sip",
-    "store", "wareki", "web",
+    "app", "booking", "calls", "clock", "codes", "config", "hours", "hub", "privacy", "sharing",
+    "sip", "store", "wareki", "web",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

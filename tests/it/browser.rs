@@ -408,7 +408,7 @@ async fn manager_proposes_and_fixes_the_visit_calendar_on_screen() {
 
 /// Sets a form control's value the way a user's choice would (date inputs and selects take
 /// typed keys by locale, so the value is set and the change announced).
-async fn set_value(c: &Client, css: &str, value: &str) {
+pub(crate) async fn set_value(c: &Client, css: &str, value: &str) {
     c.execute(
         "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
          e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true}));",

@@ -135,6 +135,10 @@ async fn every_code_round_trips_through_each_database() {
         db_round_trip::<AuditTarget>(&db).await;
         db_round_trip::<LoginRefusal>(&db).await;
         db_round_trip::<RegisterOutcome>(&db).await;
+        db_round_trip::<madoguchi::sharing::ShareKind>(&db).await;
+        db_round_trip::<madoguchi::sharing::ShareStatus>(&db).await;
+        db_round_trip::<madoguchi::sharing::DueState>(&db).await;
+        db_round_trip::<madoguchi::sharing::SentVia>(&db).await;
         db.close().await;
         tdb.cleanup().await;
     }
@@ -181,9 +185,16 @@ async fn the_label_table_covers_every_variant_of_every_kind() {
         json_round_trip::<FacilityStatus>(&raw, &labels);
         json_round_trip::<AddressMatch>(&raw, &labels);
     }
+    {
+        use madoguchi::sharing::*;
+        json_round_trip::<ShareKind>(&raw, &labels);
+        json_round_trip::<ShareStatus>(&raw, &labels);
+        json_round_trip::<DueState>(&raw, &labels);
+        json_round_trip::<SentVia>(&raw, &labels);
+    }
     assert_eq!(
         labels.as_object().unwrap().len(),
-        30,
+        34,
         "a new kind needs its round-trip here too"
     );
     // Nobody outside the staff gets it.

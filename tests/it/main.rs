@@ -20,6 +20,7 @@ mod hub;
 mod purge;
 mod route_table;
 mod season;
+mod sharing;
 mod shutdown;
 mod sip_digest;
 mod sip_flood;

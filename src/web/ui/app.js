@@ -10,6 +10,7 @@ import * as live from "./live.js";
 import * as manager from "./manager.js";
 import * as operator from "./operator.js";
 import * as reception from "./reception.js";
+import * as sharing from "./sharing.js";
 import { buildNav, show } from "./shell.js";
 import * as visits from "./visits.js";
 
@@ -35,6 +36,7 @@ async function start() {
   accounts.init(me);
   if (["city", "manager"].includes(me.user.role)) visits.init();
   if (["admin", "manager"].includes(me.user.role)) handling.init(me);
+  if (["manager", "admin"].includes(me.user.role)) sharing.init(me);
   // Operators and managers get the live console: handlers first, then the socket, so the
   // snapshot that arrives first is never missed.
   if (["operator", "manager"].includes(me.user.role)) {

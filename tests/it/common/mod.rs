@@ -219,6 +219,7 @@ pub fn test_config(database_url: &str) -> Config {
             failed_login_delay_ms: 1,
             ..AuthConfig::default()
         },
+        sharing: Default::default(),
         profile: Profile::load(&dir).expect("profile"),
         profile_dir: dir,
     }
