@@ -7,7 +7,7 @@
 //!
 //! At the end of the contract (第10) [`PurgeScope::ContractEnd`] deletes every piece of
 //! personal data left: every booking's, every call's number and note, every callback, every
-//! facility's lists, the call-log dead letters.
+//! facility's lists, the call-log dead letters, every unsent share's archive and password.
 //!
 //! Emptied: bookings `caller_e164`, `contact_phone`, `address`, `caller_name`, `details`,
 //! `visit_note`; booking_applicants `name`, `name_kana`, `birth_date`, `details`;
@@ -15,7 +15,8 @@
 //! `details`, `applicant_list`; calls `caller_e164`, `caller_raw`, `outcome_note`, and
 //! `sip_call_id` (set to the call key: a carrier's Call-ID may carry the number); callbacks
 //! `caller_e164` (emptied), `note`; call_log_dead_letters rows (deleted: the event holds the
-//! number). The calls linked to a purged booking lose their number, and so do the other
+//! number); shares `archive`, `password` of an unsent share holding a purged booking's slip
+//! (the share is withdrawn). The calls linked to a purged booking lose their number, and so do the other
 //! calls from the same number (an earlier missed call, a later one) unless a booking that
 //! still holds personal data has that number. Kept: dates, half-days, positions, counts,
 //! kinds, town, the relation code, statuses, outcomes, causes, durations, forms, the
@@ -42,6 +43,7 @@ pub const PURGED_TABLES: &[&str] = &[
     "calls",
     "callbacks",
     "call_log_dead_letters",
+    "shares",
 ];
 
 /// What a purge deletes.
@@ -225,8 +227,35 @@ impl Bookings {
                 .execute(&mut *tx)
                 .await?;
         }
+        // An unsent share still holds slips in its archive, with the password beside it: one
+        // holding a purged booking is withdrawn (archive and password emptied), and at the end
+        // of the contract every unsent share is.
+        let purged: Vec<i64> = t.items.iter().map(|i| i.booking_id).collect();
+        let unsent: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, booking_ids FROM shares WHERE archive IS NOT NULL OR password IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut shares_withdrawn = Vec::new();
+        for (share, ids) in unsent {
+            let ids: Vec<i64> = serde_json::from_str(&ids).unwrap_or_default();
+            if scope == PurgeScope::ContractEnd || ids.iter().any(|i| purged.contains(i)) {
+                sqlx::query(
+                    "UPDATE shares SET archive = NULL, password = NULL, \
+                     status = CASE WHEN status = 'sent' THEN status ELSE 'withdrawn' END, \
+                     withdrawn_at = CASE WHEN status = 'sent' THEN withdrawn_at ELSE COALESCE(withdrawn_at, $1) END \
+                     WHERE id = $2",
+                )
+                .bind(&stamp)
+                .bind(share)
+                .execute(&mut *tx)
+                .await?;
+                shares_withdrawn.push(share);
+            }
+        }
         let entry = AuditEntry::new(AuditAction::PurgeRun).detail(serde_json::json!({
             "scope": scope,
+            "shares_withdrawn": shares_withdrawn,
             "bookings": t.items.len(),
             "calls": t.calls.len(),
             "callbacks": t.callbacks.len(),

@@ -1345,3 +1345,64 @@ async fn starttls_is_required_when_configured() {
         app.stop().await;
     }
 }
+
+/// An unsent share holds slips (the archive, with its password beside it): the purge of a
+/// booking in it withdraws it, and the contract-end purge withdraws every unsent one (R-PII-5).
+#[tokio::test]
+async fn the_purge_withdraws_unsent_shares_that_hold_purged_slips() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let made = book_weeks(&app).await;
+        let admin = app.admin().await;
+        let res = admin
+            .post("/api/shares/recipients", &json!({ "address": CITY }))
+            .await;
+        assert_eq!(res.status(), 201);
+        let m1 = app.user_with_role("mgr1", "manager").await;
+        let mut ids = Vec::new();
+        for week in ["2026-12-07", "2026-12-14"] {
+            let (status, p) = json_of(
+                m1.post("/api/shares", &json!({ "week": week, "recipient": CITY }))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 201, "{p}");
+            ids.push(p["share"]["id"].as_i64().unwrap());
+        }
+        assert!(held(&app, ids[0]).await.0.is_some());
+
+        // The first week's first booking was shared (an earlier send) and its visit ended.
+        let first = made[0]["id"].as_i64().unwrap();
+        let db = app.db.open().await;
+        sqlx::query("UPDATE bookings SET shared_at = '2026-12-01T01:00:00.000000Z', visit_done_at = '2026-12-09T03:00:00.000000Z' WHERE id = $1")
+            .bind(first)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        db.close().await;
+        let (status, plan) = json_of(m1.post("/api/purge", &json!({})).await).await;
+        assert_eq!(status, 200, "{plan}");
+        assert_eq!(held(&app, ids[0]).await, (None, None), "{kind:?}");
+        let (_, s) = json_of(m1.get(&format!("/api/shares/{}", ids[0])).await).await;
+        assert_eq!(s["status"], "withdrawn");
+        // The other week's share holds no purged slip: it stays.
+        assert!(held(&app, ids[1]).await.0.is_some());
+
+        // At the end of the contract every unsent share goes.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+            .env("DATABASE_URL", &app.db.url)
+            .env("MADOGUCHI_PROFILE", profile_dir())
+            .env("RUST_LOG", "warn")
+            .current_dir(manifest_dir())
+            .args(["purge", "--contract-end", "--yes"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(held(&app, ids[1]).await, (None, None), "{kind:?}");
+        app.stop().await;
+    }
+}
