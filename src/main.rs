@@ -47,6 +47,37 @@ enum Command {
     /// Bookings (R-BOOK): export the visits for checking.
     #[command(subcommand)]
     Bookings(BookingsCommand),
+    /// Reports for the city (R-REP).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// The weekly call counts (受電件数) of one week, as `GET /api/reports/weekly-calls`.
+    WeeklyCalls {
+        /// The ISO week, e.g. 2026-W24.
+        #[arg(long)]
+        week: String,
+        /// json, csv (UTF-8 with BOM), xlsx, svg or html (printable, A4).
+        #[arg(long, default_value = "json")]
+        format: ReportFormat,
+        /// latest (the latest version sent, else live), live, or a version number.
+        #[arg(long, default_value = "latest")]
+        version: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Json,
+    Csv,
+    Xlsx,
+    Svg,
+    Html,
 }
 
 #[derive(Subcommand)]
@@ -196,6 +227,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::User(cmd) => user_command(cmd, config).await,
         Command::Calendar(cmd) => calendar_command(cmd, config).await,
         Command::Bookings(cmd) => bookings_command(cmd, config).await,
+        Command::Report(cmd) => report_command(cmd, config).await,
     }
 }
 
@@ -396,6 +428,40 @@ async fn bookings_command(cmd: BookingsCommand, config: Config) -> anyhow::Resul
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{text}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn report_command(cmd: ReportCommand, config: Config) -> anyhow::Result<()> {
+    use madoguchi::reports;
+    let db = Db::connect_and_migrate(&config.database_url, 2).await?;
+    let settings = madoguchi::web::report_settings(&config);
+    match cmd {
+        ReportCommand::WeeklyCalls {
+            week,
+            format,
+            version,
+            out,
+        } => {
+            let week: reports::IsoWeek = week.parse()?;
+            let choice: reports::VersionChoice = version.parse()?;
+            let view =
+                reports::weekly_view(&db, &settings, week, choice, chrono::Utc::now()).await?;
+            let bytes = match format {
+                ReportFormat::Json => (serde_json::to_string_pretty(&view)? + "\n").into_bytes(),
+                ReportFormat::Csv => reports::weekly_csv(&view.report).into_bytes(),
+                ReportFormat::Xlsx => reports::weekly_xlsx(&view.report)?,
+                ReportFormat::Svg => reports::weekly_svg(&view.report).into_bytes(),
+                ReportFormat::Html => {
+                    reports::weekly_html(&view.report, &view.note(), true).into_bytes()
+                }
+            };
+            match out {
+                Some(path) => std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout().write_all(&bytes)?,
             }
         }
     }

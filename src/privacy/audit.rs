@@ -69,6 +69,10 @@ crate::code_enum! {
         FacilityRead = "facility.read" / "施設申込の閲覧",
         /// The manager corrected the travel time between two towns.
         TravelOverride = "travel.override" / "移動時間の補正",
+        /// A report was recorded as sent to the city (frozen with its hash).
+        ReportSend = "report.send" / "報告書の送付記録",
+        /// The manager recorded the follow-up of an opinion or complaint.
+        CallFollowUp = "call.follow_up" / "意見・苦情の対応記録",
     }
 }
 
@@ -87,6 +91,8 @@ crate::code_enum! {
         VisitDay = "visit_day" / "訪問日",
         /// A facility request.
         FacilityRequest = "facility_request" / "施設申込",
+        /// A report for the city (kind/period/version).
+        Report = "report" / "報告書",
     }
 }
 

@@ -12,6 +12,7 @@ mod calls_api;
 mod console_api;
 mod error;
 mod labels;
+mod reports_api;
 mod serve;
 mod ui;
 
@@ -32,6 +33,7 @@ use crate::privacy::Role;
 pub use access::{Access, CurrentUser};
 pub use error::{ApiError, JsonBody, QueryParams};
 pub use labels::label_table;
+pub use reports_api::report_settings;
 pub use serve::{serve, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
 
 /// The answer of an action that has nothing else to say.
@@ -83,6 +85,8 @@ const STAFF_NOT_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, R
 const MANAGER: Access = Access::Roles(&[Role::Manager]);
 const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager]);
 const OPERATOR_MANAGER_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, Role::Admin]);
+/// Who reads the reports for the city: the contractor's manager and admin, and the city.
+const REPORT_READERS: Access = Access::Roles(&[Role::Manager, Role::Admin, Role::City]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
 pub fn api_routes() -> Vec<ApiRoute> {
@@ -324,6 +328,30 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/travel/overrides",
             MANAGER,
             address_api::delete_override,
+        ),
+        route(
+            Method::GET,
+            "/api/reports/weekly-calls",
+            REPORT_READERS,
+            reports_api::weekly_calls,
+        ),
+        route(
+            Method::POST,
+            "/api/reports/weekly-calls/{week}/sent",
+            MANAGER,
+            reports_api::weekly_calls_sent,
+        ),
+        route(
+            Method::GET,
+            "/api/reports/opinions",
+            REPORT_READERS,
+            reports_api::opinion_list,
+        ),
+        route(
+            Method::PATCH,
+            "/api/reports/opinions/{id}",
+            MANAGER,
+            reports_api::opinion_follow_up,
         ),
     ]
 }

@@ -35,6 +35,8 @@ const ASSETS: &[(&str, &str)] = &[
     asset!("reception.js"),
     asset!("accounts.js"),
     asset!("calendar.js"),
+    asset!("reports.js"),
+    ("report.css", crate::reports::REPORT_CSS),
 ];
 
 /// Module scripts must come as JavaScript or the browser refuses them.
