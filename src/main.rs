@@ -69,6 +69,23 @@ enum ReportCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// The completion report (委託業務完了報告書) of the whole call-center period, as
+    /// `GET /api/reports/completion`.
+    Completion {
+        /// json, xlsx or html (printable, A4).
+        #[arg(long, default_value = "html")]
+        format: CompletionFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompletionFormat {
+    Json,
+    Xlsx,
+    Html,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -458,14 +475,31 @@ async fn report_command(cmd: ReportCommand, config: Config) -> anyhow::Result<()
                     reports::weekly_html(&view.report, &view.note(), true).into_bytes()
                 }
             };
-            match out {
-                Some(path) => std::fs::write(&path, bytes)
-                    .with_context(|| format!("writing {}", path.display()))?,
-                None => std::io::stdout().write_all(&bytes)?,
-            }
+            write_out(out, &bytes)?;
+        }
+        ReportCommand::Completion { format, out } => {
+            let report = reports::completion(&db, &settings, chrono::Utc::now()).await?;
+            let bytes = match format {
+                CompletionFormat::Json => {
+                    (serde_json::to_string_pretty(&report)? + "\n").into_bytes()
+                }
+                CompletionFormat::Xlsx => reports::completion_xlsx(&report)?,
+                CompletionFormat::Html => reports::completion_html(&report, true).into_bytes(),
+            };
+            write_out(out, &bytes)?;
         }
     }
     Ok(())
+}
+
+/// Writes a report to `out`, or to standard output.
+fn write_out(out: Option<PathBuf>, bytes: &[u8]) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+        }
+        None => Ok(std::io::stdout().write_all(bytes)?),
+    }
 }
 
 fn print_problems(problems: &[calendar::Problem]) {

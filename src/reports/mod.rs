@@ -1,10 +1,11 @@
 //! Reports for the city (R-REP): the weekly call counts (受電件数) with their chart, frozen
-//! once sent; the opinions and complaints with their follow-up.
+//! once sent; the opinions and complaints with their follow-up; the completion report.
 //!
 //! The weekly figures are the live statistics' sums ([`crate::calls::tally`]) added up per
 //! Japanese day, so a day of the report and the dashboard of that day agree. Renderings
 //! (CSV for Excel, XLSX, SVG, printable HTML) live in `render`.
 
+pub mod completion;
 mod frozen;
 pub mod opinions;
 mod render;
@@ -12,11 +13,13 @@ pub mod weekly;
 
 use chrono::NaiveDate;
 
+pub use completion::{completion, CompletionReport};
 pub use frozen::{mark_sent, weekly_view};
 pub use frozen::{SentInfo, VersionChoice, WeeklyView};
 pub use opinions::{FollowUpInput, OpinionRow};
 pub use render::{
-    opinions_csv, opinions_xlsx, weekly_csv, weekly_html, weekly_svg, weekly_xlsx, REPORT_CSS,
+    completion_html, completion_xlsx, opinions_csv, opinions_xlsx, weekly_csv, weekly_html,
+    weekly_svg, weekly_xlsx, REPORT_CSS,
 };
 pub use weekly::{IsoWeek, WeeklyReport};
 

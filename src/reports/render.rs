@@ -5,8 +5,9 @@ use rust_xlsxwriter::{Chart, ChartType, Format, Workbook};
 
 use crate::calls::{Outcome, Topic};
 
+use super::completion::CompletionReport;
 use super::opinions::OpinionRow;
-use super::weekly::{Figures, WeeklyReport};
+use super::weekly::{Figures, WeekPoint, WeeklyReport};
 use super::ReportsError;
 
 /// One cell of the figures table.
@@ -405,21 +406,28 @@ pub fn weekly_svg(r: &WeeklyReport) -> String {
         ));
     }
     s.push_str(&legend(x0, y0 + ph + 34.0));
-    // The season: one bar per week so far.
-    let (y1, ph1) = (330.0, 170.0);
+    s.push_str(&season_panel(&r.season, Some(&r.week), 330.0));
+    s.push_str("</svg>");
+    s
+}
+
+/// The season's weeks as bars (the week `mark` highlighted), with its heading, from `y1 - 18`.
+fn season_panel(season: &[WeekPoint], mark: Option<&str>, y1: f64) -> String {
+    let mut s = String::new();
+    let (x0, pw, ph1) = (60.0, 660.0, 170.0);
     s.push_str(&format!(
         r##"<text x="20" y="{}" font-size="16" font-weight="bold">週別受付件数（期間推移）</text>"##,
         y1 - 18.0
     ));
-    let top = nice_max(r.season.iter().map(|p| p.offered).max().unwrap_or(0));
+    let top = nice_max(season.iter().map(|p| p.offered).max().unwrap_or(0));
     s.push_str(&axis(x0, y1, pw, ph1, top));
-    let n = r.season.len().max(1);
+    let n = season.len().max(1);
     let slot = pw / n as f64;
-    for (i, p) in r.season.iter().enumerate() {
+    for (i, p) in season.iter().enumerate() {
         let bw = (slot * 0.7).max(1.0);
         let x = x0 + slot * i as f64 + (slot - bw) / 2.0;
         let bh = ph1 * f64::from(p.offered) / f64::from(top);
-        let fill = if p.week == r.week {
+        let fill = if Some(p.week.as_str()) == mark {
             "#d9822b"
         } else {
             "#7f9fc6"
@@ -430,7 +438,7 @@ pub fn weekly_svg(r: &WeeklyReport) -> String {
             o = p.offered,
             y = y1 + ph1 - bh,
         ));
-        if n <= 12 || i % 4 == 0 || p.week == r.week {
+        if n <= 12 || i % 4 == 0 || Some(p.week.as_str()) == mark {
             s.push_str(&format!(
                 r##"<text x="{cx:.1}" y="{ly:.1}" text-anchor="middle" font-size="10">{md}</text>"##,
                 cx = x + bw / 2.0,
@@ -439,17 +447,17 @@ pub fn weekly_svg(r: &WeeklyReport) -> String {
             ));
         }
     }
-    s.push_str("</svg>");
     s
 }
 
 fn axis(x0: f64, y0: f64, pw: f64, ph: f64, top: u32) -> String {
     let mut s = String::new();
     for k in 0..=4 {
-        let v = top / 4 * k;
-        let y = y0 + ph - ph * f64::from(v) / f64::from(top);
+        let v = f64::from(top) * f64::from(k) / 4.0;
+        let y = y0 + ph - ph * v / f64::from(top);
         s.push_str(&format!(
             r##"<line x1="{x0}" y1="{y:.1}" x2="{x2}" y2="{y:.1}" stroke="#dddddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end" font-size="10">{v}</text>"##,
+            v = if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") },
             x2 = x0 + pw,
             tx = x0 - 6.0,
             ty = y + 4.0,
@@ -587,6 +595,214 @@ pub fn opinions_xlsx(rows: &[OpinionRow]) -> Result<Vec<u8>, ReportsError> {
     }
     for (c, w) in [22, 12, 8, 8, 50, 50, 16, 8].iter().enumerate() {
         ws.set_column_width(c as u16, *w)?;
+    }
+    Ok(wb.save_to_buffer()?)
+}
+
+/// One line of the completion report: section, item, value.
+type Item = (&'static str, String, Cell);
+
+fn completion_items(c: &CompletionReport) -> Vec<Item> {
+    let f = &c.calls;
+    let b = &c.bookings;
+    let mut v: Vec<Item> = vec![
+        ("受電実績", "受付件数".into(), Cell::N(f.offered)),
+        ("受電実績", "応答件数".into(), Cell::N(f.answered)),
+        ("受電実績", "放棄".into(), Cell::N(f.abandoned)),
+        ("受電実績", "話中".into(), Cell::N(f.busy)),
+        ("受電実績", "応答なし".into(), Cell::N(f.no_answer)),
+        ("受電実績", "不在".into(), Cell::N(f.unstaffed)),
+        ("受電実績", "時間外".into(), Cell::N(f.closed)),
+        (
+            "受電実績",
+            "平均応答時間（秒）".into(),
+            Cell::Sec(f.asa_seconds),
+        ),
+        (
+            "受電実績",
+            "サービスレベル".into(),
+            Cell::Pct(f.service_level),
+        ),
+        ("受電実績", "放棄率".into(), Cell::Pct(f.abandonment_rate)),
+    ];
+    let o = &f.outcomes;
+    for (name, n) in [
+        (Outcome::Booking.label_ja(), o.booking),
+        (Outcome::FacilityRequest.label_ja(), o.facility_request),
+        (Outcome::Inquiry.label_ja(), o.inquiry),
+        (Outcome::Opinion.label_ja(), o.opinion),
+        (Outcome::Complaint.label_ja(), o.complaint),
+        (Outcome::WrongNumber.label_ja(), o.wrong_number),
+        (Outcome::Other.label_ja(), o.other),
+        ("未記録", o.none),
+    ] {
+        v.push(("対応区分", name.into(), Cell::N(n)));
+    }
+    for (name, n) in [
+        ("自宅訪問の予約", b.home_booked),
+        ("施設訪問の予約", b.facility_booked),
+        ("施設との事前打合せ", b.pre_meetings),
+        ("取消", b.cancelled),
+        ("自宅訪問の完了", b.home_done),
+        ("施設訪問の完了", b.facility_done),
+        ("訪問完了分の申請者数（自宅）", b.home_applicants_done),
+        ("訪問完了分の申請者数（施設）", b.facility_applicants_done),
+        ("施設申込", b.facility_requests),
+        ("訪問した施設", b.facilities_visited),
+    ] {
+        v.push(("予約・訪問", name.into(), Cell::N(n)));
+    }
+    for (name, n) in [
+        ("期限内に共有", b.shared_on_time),
+        ("期限後に共有", b.shared_late),
+        ("未共有", b.not_shared),
+    ] {
+        v.push(("受付票の市への共有", name.into(), Cell::N(n)));
+    }
+    v.push(("個人情報の削除", "削除済みの予約".into(), Cell::N(b.purged)));
+    v.push(("意見・苦情", "意見".into(), Cell::N(o.opinion)));
+    v.push(("意見・苦情", "苦情".into(), Cell::N(o.complaint)));
+    v
+}
+
+fn week_span(p: &WeekPoint) -> String {
+    format!(
+        "{} 〜 {}",
+        crate::wareki::date_with_weekday(p.monday),
+        crate::wareki::date_with_weekday(p.monday + chrono::Duration::days(6))
+    )
+}
+
+/// The completion report as a printable Japanese HTML page (A4).
+pub fn completion_html(c: &CompletionReport, inline_css: bool) -> String {
+    let mut s = String::from("<!DOCTYPE html>\n<html lang=\"ja\"><head><meta charset=\"utf-8\">");
+    s.push_str("<title>委託業務完了報告書</title>");
+    if inline_css {
+        s.push_str(&format!("<style>{REPORT_CSS}</style>"));
+    } else {
+        s.push_str(r#"<link rel="stylesheet" href="/assets/report.css">"#);
+    }
+    s.push_str("</head><body class=\"report\">");
+    s.push_str(&format!(
+        "<header><h1>委託業務完了報告書</h1><p>{} {}</p><p>受付期間：{} 〜 {}</p></header>",
+        esc(&c.city_ja),
+        esc(&c.service_ja),
+        esc(&crate::wareki::date_with_weekday(c.period_from)),
+        esc(&crate::wareki::date_with_weekday(c.period_to)),
+    ));
+    s.push_str("<table class=\"figures\" id=\"completion-figures\"><thead><tr><th>区分</th><th>項目</th><th>件数</th></tr></thead><tbody>");
+    for (section, name, cell) in completion_items(c) {
+        s.push_str(&format!(
+            "<tr><th>{}</th><th>{}</th><td>{}</td></tr>",
+            esc(section),
+            esc(&name),
+            esc(&cell.text())
+        ));
+    }
+    s.push_str("</tbody></table><h2>週別受電件数</h2><table class=\"figures\"><thead><tr><th>週</th><th>期間</th><th>受付件数</th><th>応答件数</th><th>時間外</th></tr></thead><tbody>");
+    for p in &c.weeks {
+        s.push_str(&format!(
+            "<tr><th>{}</th><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.week),
+            esc(&week_span(p)),
+            p.offered,
+            p.answered,
+            p.closed
+        ));
+    }
+    s.push_str("</tbody></table>");
+    s.push_str(&format!(
+        r##"<section class="chart"><svg xmlns="http://www.w3.org/2000/svg" width="760" height="240" viewBox="0 0 760 240" font-family="sans-serif" font-size="12"><rect x="0" y="0" width="760" height="240" fill="#ffffff"/>{}</svg></section>"##,
+        season_panel(&c.weeks, None, 40.0)
+    ));
+    s.push_str("<section class=\"formulas\"><h2>算出方法</h2><dl>");
+    for (k, v) in &c.formulas {
+        s.push_str(&format!("<dt>{}</dt><dd>{}</dd>", esc(k), esc(v)));
+    }
+    s.push_str("</dl></section>");
+    let made = c.computed_at.with_timezone(&chrono_tz::Asia::Tokyo);
+    s.push_str(&format!(
+        "<footer>集計日時：{} {}</footer></body></html>\n",
+        esc(&crate::wareki::date_with_weekday(made.date_naive())),
+        made.format("%H:%M")
+    ));
+    s
+}
+
+/// The completion report as XLSX: the figures (完了報告), the weeks (週別受電件数) with a chart.
+pub fn completion_xlsx(c: &CompletionReport) -> Result<Vec<u8>, ReportsError> {
+    let mut wb = Workbook::new();
+    let bold = Format::new().set_bold();
+    let secs = Format::new().set_num_format("0.0");
+    let pct = Format::new().set_num_format("0.0%");
+    const WEEKS: &str = "週別受電件数";
+    {
+        let ws = wb.add_worksheet();
+        ws.set_name("完了報告")?;
+        ws.write_string_with_format(0, 0, "委託業務完了報告書", &bold)?;
+        ws.write_string(
+            1,
+            0,
+            format!(
+                "{} {} 受付期間：{} 〜 {}",
+                c.city_ja,
+                c.service_ja,
+                crate::wareki::date_with_weekday(c.period_from),
+                crate::wareki::date_with_weekday(c.period_to)
+            ),
+        )?;
+        for (col, h) in ["区分", "項目", "件数"].iter().enumerate() {
+            ws.write_string_with_format(3, col as u16, *h, &bold)?;
+        }
+        for (i, (section, name, cell)) in completion_items(c).into_iter().enumerate() {
+            let row = 4 + i as u32;
+            ws.write_string(row, 0, section)?;
+            ws.write_string(row, 1, &name)?;
+            match cell {
+                Cell::N(n) => {
+                    ws.write_number(row, 2, f64::from(n))?;
+                }
+                Cell::Sec(Some(v)) => {
+                    ws.write_number_with_format(row, 2, v, &secs)?;
+                }
+                Cell::Pct(Some(v)) => {
+                    ws.write_number_with_format(row, 2, v, &pct)?;
+                }
+                _ => {}
+            }
+        }
+        ws.set_column_width(0, 20)?;
+        ws.set_column_width(1, 30)?;
+        ws.set_column_width(2, 12)?;
+    }
+    {
+        let ws = wb.add_worksheet();
+        ws.set_name(WEEKS)?;
+        for (col, h) in ["週", "期間", "月曜日", "受付件数", "応答件数", "時間外"]
+            .iter()
+            .enumerate()
+        {
+            ws.write_string_with_format(0, col as u16, *h, &bold)?;
+        }
+        for (i, p) in c.weeks.iter().enumerate() {
+            let row = 1 + i as u32;
+            ws.write_string(row, 0, &p.week)?;
+            ws.write_string(row, 1, week_span(p))?;
+            ws.write_string(row, 2, p.monday.to_string())?;
+            ws.write_number(row, 3, f64::from(p.offered))?;
+            ws.write_number(row, 4, f64::from(p.answered))?;
+            ws.write_number(row, 5, f64::from(p.closed))?;
+        }
+        ws.set_column_width(1, 44)?;
+        let last = c.weeks.len().max(1) as u32;
+        let mut chart = Chart::new(ChartType::Column);
+        chart.title().set_name("週別受付件数");
+        chart
+            .add_series()
+            .set_name("受付件数")
+            .set_categories((WEEKS, 1, 0, last, 0))
+            .set_values((WEEKS, 1, 3, last, 3));
+        ws.insert_chart(1, 7, &chart)?;
     }
     Ok(wb.save_to_buffer()?)
 }

@@ -432,6 +432,29 @@ pub async fn week_figures(
     Ok((figures, week_acc.figures(None, "週計".into(), sl, now)))
 }
 
+/// The figures of the Japanese days `first..=last` taken together (the completion report's
+/// whole-contract figures).
+pub async fn range_total(
+    db: &Db,
+    settings: &ReportSettings,
+    first: NaiveDate,
+    last: NaiveDate,
+    label_ja: &str,
+    now: DateTime<Utc>,
+) -> Result<Figures, ReportsError> {
+    let (from, to) = (day_bounds(first).0, day_bounds(last).1);
+    let sl = settings.service_level_secs;
+    let mut acc = Acc::default();
+    for (hour, t) in tally::hourly(db, from, to, i64::from(sl) * 1000).await? {
+        add_totals(&mut acc.totals, &t);
+        acc.hourly[jst(hour).hour() as usize] += count(t.offered);
+    }
+    for k in tally::kinds(db, from, to).await? {
+        acc.add_kind(&k);
+    }
+    Ok(acc.figures(None, label_ja.to_string(), sl, now))
+}
+
 /// The first week of the season.
 pub fn season_first_week(settings: &ReportSettings) -> IsoWeek {
     IsoWeek::of(settings.season_start)

@@ -343,6 +343,12 @@ pub fn api_routes() -> Vec<ApiRoute> {
         ),
         route(
             Method::GET,
+            "/api/reports/completion",
+            REPORT_READERS,
+            reports_api::completion,
+        ),
+        route(
+            Method::GET,
             "/api/reports/opinions",
             REPORT_READERS,
             reports_api::opinion_list,

@@ -186,3 +186,38 @@ pub async fn opinion_follow_up(
     opinions::set_follow_up(&state.db, &actor, id, &input, state.clock.now()).await?;
     Ok(Json(Done::OK))
 }
+
+/// The query of `GET /api/reports/completion`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionQuery {
+    /// json (default), xlsx or html.
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /api/reports/completion?format=json|xlsx|html`: the completion report (R-REP-2).
+pub async fn completion(
+    State(state): State<AppState>,
+    Staff { .. }: Staff,
+    QueryParams(q): QueryParams<CompletionQuery>,
+) -> Result<Response, ApiError> {
+    let format = q.format.as_deref().unwrap_or("json");
+    if !["json", "xlsx", "html"].contains(&format) {
+        return Err(ApiError::invalid(format!(
+            "format '{format}' is not one of json, xlsx, html"
+        )));
+    }
+    let settings = report_settings(&state.config);
+    let report = reports::completion(&state.db, &settings, state.clock.now()).await?;
+    Ok(match format {
+        "xlsx" => file(
+            reports::completion_xlsx(&report)?,
+            XLSX,
+            "completion-report.xlsx",
+            false,
+        ),
+        "html" => Html(reports::completion_html(&report, false)).into_response(),
+        _ => Json(report).into_response(),
+    })
+}

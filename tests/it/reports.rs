@@ -924,3 +924,202 @@ async fn only_managers_admins_and_the_city_read_reports_and_only_managers_send()
         app.stop().await;
     }
 }
+
+/// kind, status, visit date, position, applicants, shared at (UTC), done, purged, facility.
+type BookingRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    i64,
+    i64,
+    Option<&'a str>,
+    bool,
+    bool,
+    Option<&'a str>,
+);
+
+/// Bookings in every state the completion report tells apart, straight into the tables.
+async fn completion_bookings(db: &Db) {
+    sqlx::query(
+        "INSERT INTO facility_requests (status, created_at, facility_name, facility_type, applicants_estimate, updated_at) \
+         VALUES ('scheduled', '2026-06-10T01:00:00.000Z', 'テスト施設', 'nursing_home', 20, '2026-06-10T01:00:00.000Z')",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let fid: i64 = sqlx::query_scalar("SELECT MAX(id) FROM facility_requests")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let f = fid.to_string();
+    // kind, status, visit date, position, applicants, shared at (UTC), done, purged, facility
+    let rows: [BookingRow; 6] = [
+        // Due Tuesday 23 June; shared 23 June 10:00 JST: on time.
+        (
+            "home",
+            "booked",
+            "2026-07-01",
+            1,
+            2,
+            Some("2026-06-23T01:00:00.000Z"),
+            true,
+            true,
+            None,
+        ),
+        // Shared 24 June 00:30 JST (still the 23rd in UTC): late.
+        (
+            "home",
+            "booked",
+            "2026-07-01",
+            2,
+            1,
+            Some("2026-06-23T15:30:00.000Z"),
+            true,
+            false,
+            None,
+        ),
+        (
+            "home",
+            "booked",
+            "2026-07-02",
+            1,
+            1,
+            None,
+            false,
+            false,
+            None,
+        ),
+        (
+            "home",
+            "cancelled",
+            "2026-07-02",
+            1,
+            3,
+            None,
+            false,
+            false,
+            None,
+        ),
+        (
+            "facility",
+            "booked",
+            "2026-07-03",
+            1,
+            15,
+            Some("2026-06-20T01:00:00.000Z"),
+            true,
+            false,
+            Some(&f),
+        ),
+        (
+            "pre_meeting",
+            "booked",
+            "2026-06-26",
+            1,
+            0,
+            None,
+            false,
+            false,
+            Some(&f),
+        ),
+    ];
+    for (kind, status, visit, pos, n, shared, done, purged, facility) in rows {
+        sqlx::query(&format!(
+            "INSERT INTO bookings (kind, status, visit_date, half_day, position, booked_at, updated_at, applicant_count, \
+             shared_at, visit_done_at, purged_at, facility_request_id) VALUES ($1, $2, $3, 'am', $4, $5, $5, $6, $7, $8, $9, {})",
+            facility.unwrap_or("NULL")
+        ))
+        .bind(kind)
+        .bind(status)
+        .bind(visit)
+        .bind(pos)
+        .bind("2026-06-15T01:00:00.000Z")
+        .bind(n)
+        .bind(shared)
+        .bind(done.then_some("2026-07-03T08:00:00.000Z"))
+        .bind(purged.then_some("2026-07-10T08:00:00.000Z"))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_completion_report_counts_calls_visits_shares_and_deletions() {
+    for kind in backends() {
+        let app = TestApp::spawn(kind).await;
+        let rows = small_week(&app).await;
+        let db = app.db.open().await;
+        completion_bookings(&db).await;
+        let mut calls = Expect::default();
+        for g in &rows {
+            calls.add(g);
+        }
+        let city = app.user_with_role("city1", "city").await;
+        let res = city.get("/api/reports/completion").await;
+        assert_eq!(res.status(), 200);
+        let c: Value = res.json().await.unwrap();
+        calls.check(&c["calls"], &format!("{kind:?} completion"));
+        assert_eq!(c["period_from"], "2026-06-01");
+        assert_eq!(c["period_to"], "2026-12-24");
+        assert_eq!(c["weeks"].as_array().unwrap().len(), 30);
+        let b = &c["bookings"];
+        for (key, want) in [
+            ("home_booked", 3),
+            ("facility_booked", 1),
+            ("pre_meetings", 1),
+            ("cancelled", 1),
+            ("home_done", 2),
+            ("facility_done", 1),
+            ("home_applicants_done", 3),
+            ("facility_applicants_done", 15),
+            ("facility_requests", 1),
+            ("facilities_visited", 1),
+            ("shared_on_time", 2),
+            ("shared_late", 1),
+            ("not_shared", 1),
+            ("purged", 1),
+        ] {
+            assert_eq!(b[key], want, "{kind:?} {key}");
+        }
+
+        let xlsx = city
+            .get("/api/reports/completion?format=xlsx")
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(xlsx)).unwrap();
+        assert_eq!(book.sheet_names(), vec!["完了報告", "週別受電件数"]);
+        let sheet = book.worksheet_range("完了報告").unwrap();
+        let value = |label: &str| {
+            sheet
+                .rows()
+                .find(|r| r.get(1) == Some(&Data::String(label.into())))
+                .unwrap_or_else(|| panic!("no row {label}"))[2]
+                .clone()
+        };
+        assert_eq!(value("受付件数"), Data::Float(calls.offered as f64));
+        assert_eq!(value("期限後に共有"), Data::Float(1.0));
+        assert_eq!(value("訪問完了分の申請者数（施設）"), Data::Float(15.0));
+        assert_eq!(
+            value("苦情"),
+            Data::Float(calls.outcomes["complaint"] as f64)
+        );
+
+        let html = city
+            .get("/api/reports/completion?format=html")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("委託業務完了報告書"));
+        assert!(html.contains("受付期間：令和8年6月1日（月） 〜 令和8年12月24日（木）"));
+        assert!(html.contains(&format!("<th>受付件数</th><td>{}</td>", calls.offered)));
+        let operator = app.user_with_role("op1", "operator").await;
+        assert_eq!(operator.get("/api/reports/completion").await.status(), 403);
+        db.close().await;
+        app.stop().await;
+    }
+}

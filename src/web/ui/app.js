@@ -9,6 +9,7 @@ import * as live from "./live.js";
 import * as manager from "./manager.js";
 import * as operator from "./operator.js";
 import * as reception from "./reception.js";
+import * as reports from "./reports.js";
 import { buildNav, show } from "./shell.js";
 
 async function start() {
@@ -42,6 +43,7 @@ async function start() {
     reception.init();
     live.start();
   }
+  if (["manager", "admin", "city"].includes(me.user.role)) reports.init(me);
   show(views[0]);
 }
 

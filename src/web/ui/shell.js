@@ -10,6 +10,7 @@ const VIEWS = {
   calendar: { label: "訪問日程", roles: ["manager"] },
   reception: { label: "受付一覧表", roles: ["operator", "manager"] },
   city: { label: "市職員", roles: ["city"] },
+  reports: { label: "レポート", roles: ["manager", "admin", "city"] },
   users: { label: "職員アカウント", roles: ["admin", "manager"] },
   audit: { label: "取扱記録", roles: ["admin", "manager"] },
   password: { label: "パスワード変更", roles: ["operator", "manager", "city", "admin"] },
