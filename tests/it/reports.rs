@@ -19,9 +19,9 @@ use crate::common::{backends, manifest_dir, profile_dir, TestApp};
 
 /// One generated call, as inserted.
 #[derive(Debug, Clone)]
-struct Gen {
+pub(crate) struct Gen {
     arrived: DateTime<Utc>,
-    end_cause: Option<&'static str>,
+    pub(crate) end_cause: Option<&'static str>,
     detail: Option<&'static str>,
     answered: bool,
     ring_ms: Option<i64>,
@@ -221,8 +221,8 @@ async fn insert(db: &Db, rows: &[Gen], key_prefix: &str) {
 
 /// One day's figures counted from the generated rows.
 #[derive(Debug, Default, Clone)]
-struct Expect {
-    offered: u64,
+pub(crate) struct Expect {
+    pub(crate) offered: u64,
     answered: u64,
     abandoned: u64,
     busy: u64,
@@ -497,7 +497,7 @@ async fn weekly_counts_of_a_generated_season_equal_an_independent_count() {
 }
 
 /// A small season with a few calls in the week 2026-W48 (23–29 November).
-async fn small_week(app: &TestApp) -> Vec<Gen> {
+pub(crate) async fn small_week(app: &TestApp) -> Vec<Gen> {
     let db = app.db.open().await;
     let mut rows: Vec<Gen> = season(3_000, 7)
         .into_iter()
@@ -509,7 +509,7 @@ async fn small_week(app: &TestApp) -> Vec<Gen> {
     rows
 }
 
-fn week_expect(rows: &[Gen], week: &str) -> Expect {
+pub(crate) fn week_expect(rows: &[Gen], week: &str) -> Expect {
     let monday = monday_of(week);
     let mut e = Expect::default();
     for g in rows {
