@@ -1,6 +1,8 @@
 //! `scripts/bench-reports`: p50/p99/max of computing the weekly call counts (issue 15; goal:
 //! ≤ 50 ms for a week) on a made-up season of 100,000 calls in a fresh SQLite file. The
-//! reports domain is driven directly (no HTTP). Prints figures; never pass/fail.
+//! reports domain is driven directly (no HTTP). Prints figures; never pass/fail. The calls are
+//! stored in arrival order, as the call log writes them (`BENCH_REPORTS_ORDER=random` for a
+//! shuffled layout; `BENCH_REPORTS_DB=path` keeps the database).
 //!
 //! - one week: the week's figures (days and total, every breakdown);
 //! - one week's report: the figures and the season chart's series (what the API computes);
@@ -42,7 +44,7 @@ fn num(v: Option<i64>) -> String {
 }
 
 /// 100,000 made-up calls over the season, daytime-heavy, every cause, reason and outcome.
-async fn fill(db: &Db, first: NaiveDate, days: i64) -> anyhow::Result<()> {
+async fn fill(db: &Db, first: NaiveDate, days: i64, random_order: bool) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(15);
     let causes = [
         "completed",
@@ -76,56 +78,69 @@ async fn fill(db: &Db, first: NaiveDate, days: i64) -> anyhow::Result<()> {
         "wrong_number",
         "other",
     ];
+    let mut rows = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let day = first + Duration::days(rng.gen_range(0..days));
+        let hour = if rng.gen_bool(0.8) {
+            rng.gen_range(9..17)
+        } else {
+            rng.gen_range(0..24)
+        };
+        let at = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default())
+            - Duration::hours(9)
+            + Duration::hours(hour)
+            + Duration::milliseconds(rng.gen_range(0..3_600_000));
+        let cause = causes[rng.gen_range(0..causes.len())];
+        let answered = matches!(cause, "completed" | "expired");
+        let outcome = answered.then(|| outcomes[rng.gen_range(0..outcomes.len())]);
+        let values = [
+            lit(Some("unknown".into())),
+            lit(Some(to_db_time(at))),
+            lit(answered.then(|| to_db_time(at + Duration::seconds(8)))),
+            lit(Some(cause.into())),
+            lit((cause == "closed").then(|| reasons[rng.gen_range(0..reasons.len())].into())),
+            num((!matches!(cause, "closed" | "rejected")).then(|| rng.gen_range(0..40_000))),
+            num(answered.then(|| rng.gen_range(5_000..900_000))),
+            lit(outcome.map(String::from)),
+            lit((outcome == Some("inquiry")).then(|| "[\"fee\",\"renewal\"]".into())),
+        ];
+        rows.push((at, values.join(",")));
+    }
+    if !random_order {
+        // The call log writes a call when it arrives: rows lie in time order on disk.
+        rows.sort_by_key(|(at, _)| *at);
+    }
     let mut tx = db.pool().begin().await?;
-    for chunk in 0..CALLS / 1000 {
+    for (chunk_no, chunk) in rows.chunks(1000).enumerate() {
         let mut sql = String::from(
             "INSERT INTO calls (call_key, sip_call_id, caller_kind, arrived_at, answered_at, end_cause, end_detail, \
              ring_ms, talk_ms, outcome, outcome_topics) VALUES ",
         );
-        for i in 0..1000 {
-            let day = first + Duration::days(rng.gen_range(0..days));
-            let hour = if rng.gen_bool(0.8) {
-                rng.gen_range(9..17)
-            } else {
-                rng.gen_range(0..24)
-            };
-            let at = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default())
-                - Duration::hours(9)
-                + Duration::hours(hour)
-                + Duration::milliseconds(rng.gen_range(0..3_600_000));
-            let cause = causes[rng.gen_range(0..causes.len())];
-            let answered = matches!(cause, "completed" | "expired");
-            let outcome = answered.then(|| outcomes[rng.gen_range(0..outcomes.len())]);
-            let key = format!("b-{chunk}-{i}");
-            let values = [
-                lit(Some(key.clone())),
-                lit(Some(key)),
-                lit(Some("unknown".into())),
-                lit(Some(to_db_time(at))),
-                lit(answered.then(|| to_db_time(at + Duration::seconds(8)))),
-                lit(Some(cause.into())),
-                lit((cause == "closed").then(|| reasons[rng.gen_range(0..reasons.len())].into())),
-                num((!matches!(cause, "closed" | "rejected")).then(|| rng.gen_range(0..40_000))),
-                num(answered.then(|| rng.gen_range(5_000..900_000))),
-                lit(outcome.map(String::from)),
-                lit((outcome == Some("inquiry")).then(|| "[\"fee\",\"renewal\"]".into())),
-            ];
+        for (i, (_, values)) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("({})", values.join(",")));
+            sql.push_str(&format!("('b-{chunk_no}-{i}','b-{chunk_no}-{i}',{values})"));
         }
         sqlx::query(&sql).execute(&mut *tx).await?;
     }
     tx.commit().await?;
+    // One 100,000-row transaction leaves a WAL of the whole table; the running service
+    // checkpoints every 1000 pages, so measure on a checkpointed file as it would be.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let db =
-        Db::connect_and_migrate(&format!("sqlite://{}/bench.db", dir.path().display()), 4).await?;
+    // BENCH_REPORTS_DB=path keeps the season's database there (for EXPLAIN and the like).
+    let path = std::env::var("BENCH_REPORTS_DB")
+        .unwrap_or_else(|_| format!("{}/bench.db", dir.path().display()));
+    let _ = std::fs::remove_file(&path);
+    let db = Db::connect_and_migrate(&format!("sqlite://{path}"), 4).await?;
     let settings = ReportSettings {
         city_ja: "小樽市".into(),
         service_ja: "ベンチマーク".into(),
@@ -135,11 +150,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let t = Instant::now();
     let days = (settings.season_end - settings.season_start).num_days() + 1;
-    fill(&db, settings.season_start, days).await?;
+    // BENCH_REPORTS_ORDER=random stores the calls in random order instead of arrival order
+    // (a pessimistic layout: every row of a week on a different page).
+    let random_order = std::env::var("BENCH_REPORTS_ORDER").as_deref() == Ok("random");
+    fill(&db, settings.season_start, days, random_order).await?;
     println!(
-        "season: {CALLS} calls over {} .. {} inserted in {:.1} s",
+        "season: {CALLS} calls over {} .. {} inserted in {} order in {:.1} s",
         settings.season_start,
         settings.season_end,
+        if random_order { "random" } else { "arrival" },
         t.elapsed().as_secs_f64()
     );
     let first = weekly::season_first_week(&settings);
