@@ -11,6 +11,7 @@ pub mod config;
 pub mod hours;
 pub mod hub;
 pub mod privacy;
+pub mod reports;
 pub mod sharing;
 pub mod sip;
 pub mod store;

@@ -63,7 +63,7 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Reports for the city.
+    /// Reports for the city (R-REP, 第15).
     #[command(subcommand)]
     Report(ReportCommand),
     /// The weekly share of the slips to the city (R-PREP-1, R-PREP-2).
@@ -81,8 +81,33 @@ enum ReportCommand {
         month: String,
         /// json or xlsx.
         #[arg(long, default_value = "json")]
-        format: ReportFormat,
+        format: HandlingFormat,
         /// Write to this file (xlsx needs one).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The weekly call counts (受電件数) of one week, as `GET /api/reports/weekly-calls`.
+    WeeklyCalls {
+        /// The ISO week, e.g. 2026-W24.
+        #[arg(long)]
+        week: String,
+        /// json, csv (UTF-8 with BOM), xlsx, svg or html (printable, A4).
+        #[arg(long, default_value = "json")]
+        format: ReportFormat,
+        /// latest (the latest version sent, else live), live, or a version number.
+        #[arg(long, default_value = "latest")]
+        version: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The completion report (委託業務完了報告書) of the whole call-center period, as
+    /// `GET /api/reports/completion`.
+    Completion {
+        /// json, xlsx or html (printable, A4).
+        #[arg(long, default_value = "html")]
+        format: CompletionFormat,
+        /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -101,9 +126,25 @@ enum ShareCommand {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum ReportFormat {
+enum CompletionFormat {
     Json,
     Xlsx,
+    Html,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HandlingFormat {
+    Json,
+    Xlsx,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Json,
+    Csv,
+    Xlsx,
+    Svg,
+    Html,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -530,22 +571,58 @@ async fn purge_command(
 }
 
 async fn report_command(cmd: ReportCommand, config: Config) -> anyhow::Result<()> {
+    use madoguchi::reports;
     let db = Db::connect_and_migrate(&config.database_url, 2).await?;
     let tz = madoguchi::hours::OpeningHours::new(&config.profile.hours)?.timezone();
-    let audit = Auditor::new(db, Arc::new(SystemClock));
+    let settings = madoguchi::web::report_settings(&config);
+    let audit = Auditor::new(db.clone(), Arc::new(SystemClock));
     match cmd {
         ReportCommand::Handling { month, format, out } => {
             let report = audit.handling_report(&Actor::cli(), &month, tz).await?;
             let bytes = match format {
-                ReportFormat::Json => (serde_json::to_string_pretty(&report)? + "\n").into_bytes(),
-                ReportFormat::Xlsx => report.xlsx()?,
+                HandlingFormat::Json => {
+                    (serde_json::to_string_pretty(&report)? + "\n").into_bytes()
+                }
+                HandlingFormat::Xlsx => report.xlsx()?,
             };
             match (out, format) {
                 (Some(path), _) => std::fs::write(&path, bytes)
                     .with_context(|| format!("writing {}", path.display()))?,
-                (None, ReportFormat::Json) => std::io::stdout().write_all(&bytes)?,
-                (None, ReportFormat::Xlsx) => anyhow::bail!("--format xlsx needs --out FILE"),
+                (None, HandlingFormat::Json) => std::io::stdout().write_all(&bytes)?,
+                (None, HandlingFormat::Xlsx) => anyhow::bail!("--format xlsx needs --out FILE"),
             }
+        }
+        ReportCommand::WeeklyCalls {
+            week,
+            format,
+            version,
+            out,
+        } => {
+            let week: reports::IsoWeek = week.parse()?;
+            let choice: reports::VersionChoice = version.parse()?;
+            let view =
+                reports::weekly_view(&db, &settings, week, choice, chrono::Utc::now()).await?;
+            let bytes = match format {
+                ReportFormat::Json => (serde_json::to_string_pretty(&view)? + "\n").into_bytes(),
+                ReportFormat::Csv => reports::weekly_csv(&view.report).into_bytes(),
+                ReportFormat::Xlsx => reports::weekly_xlsx(&view.report)?,
+                ReportFormat::Svg => reports::weekly_svg(&view.report).into_bytes(),
+                ReportFormat::Html => {
+                    reports::weekly_html(&view.report, &view.note(), true).into_bytes()
+                }
+            };
+            write_out(out, &bytes)?;
+        }
+        ReportCommand::Completion { format, out } => {
+            let report = reports::completion(&db, &settings, chrono::Utc::now()).await?;
+            let bytes = match format {
+                CompletionFormat::Json => {
+                    (serde_json::to_string_pretty(&report)? + "\n").into_bytes()
+                }
+                CompletionFormat::Xlsx => reports::completion_xlsx(&report)?,
+                CompletionFormat::Html => reports::completion_html(&report, true).into_bytes(),
+            };
+            write_out(out, &bytes)?;
         }
     }
     Ok(())
@@ -632,6 +709,16 @@ async fn share_command(cmd: ShareCommand, config: Config) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Writes a report to `out`, or to standard output.
+fn write_out(out: Option<PathBuf>, bytes: &[u8]) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+        }
+        None => Ok(std::io::stdout().write_all(bytes)?),
+    }
 }
 
 fn print_problems(problems: &[calendar::Problem]) {

@@ -13,7 +13,8 @@
 //! `visit_note`; booking_applicants `name`, `name_kana`, `birth_date`, `details`;
 //! booking_history `reason`; facility_requests `address`, `phone`, `contact_person`,
 //! `details`, `applicant_list`; calls `caller_e164`, `caller_raw`, `outcome_note`, and
-//! `sip_call_id` (set to the call key: a carrier's Call-ID may carry the number); callbacks
+//! `sip_call_id` (set to the call key: a carrier's Call-ID may carry the number), and their
+//! opinion follow-ups (call_follow_ups rows, deleted); callbacks
 //! `caller_e164` (emptied), `note`; call_log_dead_letters rows (deleted: the event holds the
 //! number); shares `archive`, `password` of an unsent share holding a purged booking's slip
 //! (the share is withdrawn). The calls linked to a purged booking lose their number, and so do the other
@@ -44,6 +45,7 @@ pub const PURGED_TABLES: &[&str] = &[
     "callbacks",
     "call_log_dead_letters",
     "shares",
+    "call_follow_ups",
 ];
 
 /// What a purge deletes.
@@ -208,6 +210,11 @@ impl Bookings {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            // The manager's follow-up of an opinion or complaint may quote the caller.
+            sqlx::query("DELETE FROM call_follow_ups WHERE call_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         for id in &t.callbacks {
             // An open one (contract end only) is closed: its number is gone.

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::calls::callerid::{display_national, CallerId, WithheldReason};
 use crate::clock::{from_db_time, to_db_time};
-use crate::codes::sql_list;
 use crate::privacy::{
     append_audit, Actor, AuditAction, AuditEntry, AuditOutcome, AuditTarget, Role,
 };
@@ -667,26 +666,9 @@ impl CallLog {
         to: DateTime<Utc>,
         service_level_ms: i64,
     ) -> Result<DayTotals, CallsError> {
-        let sum = |cond: &str, value: &str| {
-            format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN {value} ELSE 0 END), 0) AS BIGINT)")
-        };
-        let is = |c: EndCode| format!("end_cause IN ({})", sql_list(&[c]));
-        let answered = "answered_at IS NOT NULL";
         let sql = format!(
-            "SELECT {offered}, {answered_n}, {abandoned}, {busy}, {closed}, {no_answer}, {unstaffed}, {ring_sum}, {ring_n}, {handle_sum}, {handle_n}, {within} \
-             FROM calls WHERE arrived_at >= $1 AND arrived_at < $2",
-            offered = sum(&format!("end_cause IS NULL OR end_cause NOT IN ({})", sql_list(EndCode::NOT_OFFERED)), "1"),
-            answered_n = sum(answered, "1"),
-            abandoned = sum(&is(EndCode::Abandoned), "1"),
-            busy = sum(&is(EndCode::Busy), "1"),
-            closed = sum(&is(EndCode::Closed), "1"),
-            no_answer = sum(&format!("end_cause IN ({})", sql_list(EndCode::NO_ANSWER)), "1"),
-            unstaffed = sum(&is(EndCode::Unstaffed), "1"),
-            ring_sum = sum(&format!("{answered} AND ring_ms IS NOT NULL"), "ring_ms"),
-            ring_n = sum(&format!("{answered} AND ring_ms IS NOT NULL"), "1"),
-            handle_sum = sum(&format!("{answered} AND talk_ms IS NOT NULL"), "talk_ms + COALESCE(wrapup_ms, 0)"),
-            handle_n = sum(&format!("{answered} AND talk_ms IS NOT NULL"), "1"),
-            within = sum(&format!("{answered} AND ring_ms <= $3"), "1"),
+            "SELECT {} FROM calls WHERE arrived_at >= $1 AND arrived_at < $2",
+            super::tally::totals_columns()
         );
         let r = sqlx::query(&sql)
             .bind(to_db_time(from))
@@ -694,21 +676,7 @@ impl CallLog {
             .bind(service_level_ms)
             .fetch_one(self.db.pool())
             .await?;
-        let n = |i: usize| -> Result<i64, sqlx::Error> { r.try_get::<i64, _>(i) };
-        Ok(DayTotals {
-            offered: n(0)?,
-            answered: n(1)?,
-            abandoned: n(2)?,
-            busy: n(3)?,
-            closed: n(4)?,
-            no_answer: n(5)?,
-            unstaffed: n(6)?,
-            ring_ms_sum: n(7)?,
-            ring_n: n(8)?,
-            handle_ms_sum: n(9)?,
-            handle_n: n(10)?,
-            within_service_level: n(11)?,
-        })
+        Ok(super::tally::totals_from_row(&r, 0)?)
     }
 
     /// Closes this instance's calls left open by its previous run as `interrupted`; returns

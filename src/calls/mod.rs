@@ -11,6 +11,7 @@ mod line;
 mod log;
 pub mod script;
 pub mod stats;
+pub mod tally;
 
 pub use codes::{
     CallPhase, CallbackResult, CallbackStatus, CallerKind, EndCode, LineState, Outcome, Party,

@@ -97,6 +97,10 @@ crate::code_enum! {
         ShareWithdraw = "share.withdraw" / "受付票共有の取下げ",
         /// A share step refused by the rules (recipient not allowed, self-approval, …).
         ShareRefused = "share.refused" / "受付票共有の拒否",
+        /// A report was recorded as sent to the city (frozen with its hash).
+        ReportSend = "report.send" / "報告書の送付記録",
+        /// The manager recorded the follow-up of an opinion or complaint.
+        CallFollowUp = "call.follow_up" / "意見・苦情の対応記録",
     }
 }
 
@@ -119,6 +123,8 @@ crate::code_enum! {
         Share = "share" / "市への共有",
         /// An address on the share recipients' allow-list.
         ShareRecipient = "share_recipient" / "送付先",
+        /// A report for the city (kind/period/version).
+        Report = "report" / "報告書",
     }
 }
 

@@ -8,6 +8,7 @@ use crate::booking::BookingError;
 use crate::calls::callbacks::CallbackError;
 use crate::calls::{CallsError, OutcomeError};
 use crate::privacy::PrivacyError;
+use crate::reports::ReportsError;
 use crate::sharing::SharingError;
 
 /// An API error: a status and the JSON body `{"error": code, "message": text}`.
@@ -242,6 +243,26 @@ impl From<SharingError> for ApiError {
             SharingError::Bundle(m) => Self::internal(m),
             SharingError::Store(e) => Self::from_db(e),
             SharingError::Audit(e) => e.into(),
+        }
+    }
+}
+
+impl From<ReportsError> for ApiError {
+    fn from(e: ReportsError) -> Self {
+        match e {
+            ReportsError::Invalid(m) => Self::invalid(m),
+            ReportsError::NotFound(what) => Self::not_found(what),
+            ReportsError::Unchanged(v) => Self::conflict(
+                "unchanged",
+                format!("第{v}版を同じ数値で送付済みです。新しい版はありません。"),
+            ),
+            ReportsError::NotAnOpinion(_) => Self::conflict(
+                "not_an_opinion",
+                "意見・苦情として記録された通話ではありません。",
+            ),
+            ReportsError::Xlsx(m) => Self::internal(m),
+            ReportsError::Calls(e) => e.into(),
+            ReportsError::Store(e) => Self::from_db(e),
         }
     }
 }

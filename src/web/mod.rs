@@ -13,6 +13,7 @@ mod console_api;
 mod error;
 mod labels;
 mod privacy_api;
+mod reports_api;
 mod serve;
 mod sharing_api;
 mod ui;
@@ -34,6 +35,7 @@ use crate::privacy::Role;
 pub use access::{Access, CurrentUser};
 pub use error::{ApiError, JsonBody, QueryParams};
 pub use labels::label_table;
+pub use reports_api::report_settings;
 pub use serve::{serve, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
 
 /// The answer of an action that has nothing else to say.
@@ -86,6 +88,8 @@ const MANAGER: Access = Access::Roles(&[Role::Manager]);
 const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager]);
 const OPERATOR_MANAGER_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, Role::Admin]);
 const CITY_MANAGER: Access = Access::Roles(&[Role::City, Role::Manager]);
+/// Who reads the reports for the city: the contractor's manager and admin, and the city.
+const REPORT_READERS: Access = Access::Roles(&[Role::Manager, Role::Admin, Role::City]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
 pub fn api_routes() -> Vec<ApiRoute> {
@@ -408,6 +412,36 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/shares/{id}/password",
             ADMIN_MANAGER,
             sharing_api::password,
+        ),
+        route(
+            Method::GET,
+            "/api/reports/weekly-calls",
+            REPORT_READERS,
+            reports_api::weekly_calls,
+        ),
+        route(
+            Method::POST,
+            "/api/reports/weekly-calls/{week}/sent",
+            MANAGER,
+            reports_api::weekly_calls_sent,
+        ),
+        route(
+            Method::GET,
+            "/api/reports/completion",
+            REPORT_READERS,
+            reports_api::completion,
+        ),
+        route(
+            Method::GET,
+            "/api/reports/opinions",
+            REPORT_READERS,
+            reports_api::opinion_list,
+        ),
+        route(
+            Method::PATCH,
+            "/api/reports/opinions/{id}",
+            MANAGER,
+            reports_api::opinion_follow_up,
         ),
     ]
 }

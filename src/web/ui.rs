@@ -38,6 +38,8 @@ const ASSETS: &[(&str, &str)] = &[
     asset!("visits.js"),
     asset!("handling.js"),
     asset!("sharing.js"),
+    asset!("reports.js"),
+    ("report.css", crate::reports::REPORT_CSS),
 ];
 
 /// Module scripts must come as JavaScript or the browser refuses them.

@@ -33,11 +33,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // The SIP side publishes the calls domain's events and asks the leaf for the hours.
     ("sip", &["clock", "codes", "calls", "hours"]),
+    // Reports read the call log and the bookings, format dates for the city and record sends.
+    (
+        "reports",
+        &[
+            "clock", "codes", "hours", "wareki", "calls", "booking", "privacy", "store",
+        ],
+    ),
 ];
 
 const MODULES: &[&str] = &[
-    "app", "booking", "calls", "clock", "codes", "config", "hours", "hub", "privacy", "sharing",
-    "sip", "store", "wareki", "web",
+    "app", "booking", "calls", "clock", "codes", "config", "hours", "hub", "privacy", "reports",
+    "sharing", "sip", "store", "wareki", "web",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

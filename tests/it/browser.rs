@@ -638,3 +638,94 @@ async fn operator_books_a_home_visit_from_a_ringing_call_and_the_next_pop_shows_
     let _ = op.close().await;
     rig.stop().await;
 }
+
+/// The reports as a manager sees them in the browser: the レポート view, the printable weekly
+/// report and the completion report (issue 15), each with a figure checked and a screenshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_opens_the_weekly_and_the_completion_report() {
+    let Some((chrome, chromedriver)) = tools() else {
+        return;
+    };
+    let app = common::TestApp::spawn(common::Kind::Sqlite).await;
+    let rows = crate::reports::small_week(&app).await;
+    let want = crate::reports::week_expect(&rows, "2026-W48");
+    let total: u64 = rows
+        .iter()
+        .filter(|g| !matches!(g.end_cause, Some("closed" | "rejected")))
+        .count() as u64;
+    app.user_with_role("mgr", "manager").await;
+    let base = app.base.clone();
+    let (_d, c) = browser(&chrome, &chromedriver).await;
+    login(&c, &base, "mgr", "password-of-mgr").await;
+
+    // The レポート view: the week picker opens on the current week (the test clock's).
+    c.execute(
+        "document.querySelector('#nav a[data-view=reports]').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "const w = document.getElementById('rep-week'); w.value = '2026-W48'; \
+         document.getElementById('rep-form').requestSubmit();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let cell = "document.querySelector('#rep-table tbody tr:first-child td.total')";
+    until(
+        &c,
+        "the week's figures",
+        &format!("{cell} && {cell}.textContent === '{}'", want.offered),
+    )
+    .await;
+    until(&c, "the chart", "document.getElementById('rep-chart').complete && document.getElementById('rep-chart').naturalWidth > 0").await;
+    // On screen, not only in the page: the view and its table are displayed.
+    until(
+        &c,
+        "the view on screen",
+        "document.getElementById('rep-table').getBoundingClientRect().height > 0",
+    )
+    .await;
+    artifact("reports-view.png", &c.screenshot().await.unwrap());
+
+    // The printable weekly report.
+    c.set_window_size(1100, 1560).await.unwrap();
+    c.goto(&format!(
+        "{base}/api/reports/weekly-calls?week=2026-W48&format=html"
+    ))
+    .await
+    .unwrap();
+    let row = "document.querySelector('tr[data-key=offered] td.total')";
+    until(
+        &c,
+        "the weekly report page",
+        &format!("{row} && {row}.textContent === '{}'", want.offered),
+    )
+    .await;
+    let head = text(&c, "document.querySelector('header').innerText").await;
+    assert!(
+        head.contains("令和8年11月23日（月） 〜 令和8年11月29日（日）"),
+        "{head}"
+    );
+    let bars = text(&c, "document.querySelectorAll('rect.day-bar').length").await;
+    assert_eq!(bars, "7");
+    artifact("weekly-report.png", &c.screenshot().await.unwrap());
+
+    // The completion report.
+    c.goto(&format!("{base}/api/reports/completion?format=html"))
+        .await
+        .unwrap();
+    let cell = "Array.from(document.querySelectorAll('#completion-figures tr')).find(r => r.cells[1].textContent === '受付件数')";
+    until(
+        &c,
+        "the completion report page",
+        &format!("{cell} && {cell}.cells[2].textContent === '{total}'"),
+    )
+    .await;
+    let title = text(&c, "document.querySelector('h1').textContent").await;
+    assert_eq!(title, "委託業務完了報告書");
+    artifact("completion-report.png", &c.screenshot().await.unwrap());
+    c.close().await.unwrap();
+    app.stop().await;
+}

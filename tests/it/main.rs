@@ -18,6 +18,7 @@ mod demo_call;
 mod http_server;
 mod hub;
 mod purge;
+mod reports;
 mod route_table;
 mod season;
 mod sharing;

@@ -186,6 +186,16 @@ async fn purged_personal_data_is_gone_from_the_files() {
         .await
         .unwrap();
 
+        // The manager's follow-up on Taro's call (an opinion's reply may quote the caller).
+        sqlx::query(
+            "INSERT INTO call_follow_ups (call_id, text, updated_at, updated_by_username) \
+             VALUES ($1, '架空の対応記録メモ', '2026-11-25T02:00:00.000Z', 'kanri')",
+        )
+        .bind(k_taro)
+        .execute(db.pool())
+        .await
+        .unwrap();
+
         let (taro, taro_no) = book(&op, &slip(("2026-12-09", "am", 1), &TARO, Some(k_taro))).await;
         let (jiro, _) = book(&op, &slip(("2026-12-10", "pm", 1), &JIRO, Some(k_jiro))).await;
         let (saburo, _) = book(&op, &slip(("2026-12-10", "am", 1), &SABURO, None)).await;
@@ -311,6 +321,7 @@ async fn purged_personal_data_is_gone_from_the_files() {
         for n in needles(&TARO, "+81134990001").into_iter().chain([
             "架空の訪問メモ".to_string(),
             "架空の折り返しメモ".to_string(),
+            "架空の対応記録メモ".to_string(),
         ]) {
             let hits = found(&files, &n);
             assert!(hits.is_empty(), "{kind:?}: '{n}' still in {hits:?}");

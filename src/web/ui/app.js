@@ -11,6 +11,7 @@ import * as manager from "./manager.js";
 import * as operator from "./operator.js";
 import * as reception from "./reception.js";
 import * as sharing from "./sharing.js";
+import * as reports from "./reports.js";
 import { buildNav, show } from "./shell.js";
 import * as visits from "./visits.js";
 
@@ -48,6 +49,7 @@ async function start() {
     reception.init();
     live.start();
   }
+  if (["manager", "admin", "city"].includes(me.user.role)) reports.init(me);
   show(views[0]);
 }
 
