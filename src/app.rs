@@ -120,7 +120,8 @@ impl AppState {
             config.sharing.clone(),
             bookings.clone(),
             tz,
-        );
+        )
+        .for_city(&config.profile.city.name_ja);
         AppState(Arc::new(AppInner {
             config,
             db,

@@ -667,7 +667,8 @@ async fn share_command(cmd: ShareCommand, config: Config) -> anyhow::Result<()> 
         config.sharing.clone(),
         bookings,
         hours.timezone(),
-    );
+    )
+    .for_city(&config.profile.city.name_ja);
     match cmd {
         ShareCommand::Due { format } => {
             let weeks = sharing.due().await?;

@@ -12,7 +12,7 @@
 //! Emptied: bookings `caller_e164`, `contact_phone`, `address`, `caller_name`, `details`,
 //! `visit_note`; booking_applicants `name`, `name_kana`, `birth_date`, `details`;
 //! booking_history `reason`; facility_requests `address`, `phone`, `contact_person`,
-//! `details`, `applicant_list`; calls `caller_e164`, `caller_raw`, `outcome_note`, and
+//! `details`, `applicant_list`, `checklist` (free text about residents); calls `caller_e164`, `caller_raw`, `outcome_note`, and
 //! `sip_call_id` (set to the call key: a carrier's Call-ID may carry the number), and their
 //! opinion follow-ups (call_follow_ups rows, deleted); callbacks
 //! `caller_e164` (emptied), `note`; call_log_dead_letters rows (deleted: the event holds the
@@ -195,7 +195,7 @@ impl Bookings {
         for id in &t.facility_requests {
             sqlx::query(
                 "UPDATE facility_requests SET address = NULL, phone = NULL, contact_person = NULL, details = NULL, \
-                 applicant_list = NULL, updated_at = $1 WHERE id = $2",
+                 applicant_list = NULL, checklist = NULL, updated_at = $1 WHERE id = $2",
             )
             .bind(&stamp)
             .bind(id)
@@ -234,6 +234,12 @@ impl Bookings {
                 .execute(&mut *tx)
                 .await?;
         }
+        if scope == PurgeScope::ContractEnd {
+            // Every follow-up goes at the end of the contract, also on calls already emptied.
+            sqlx::query("DELETE FROM call_follow_ups")
+                .execute(&mut *tx)
+                .await?;
+        }
         // An unsent share still holds slips in its archive, with the password beside it: one
         // holding a purged booking is withdrawn (archive and password emptied), and at the end
         // of the contract every unsent share is.
@@ -245,8 +251,12 @@ impl Bookings {
         .await?;
         let mut shares_withdrawn = Vec::new();
         for (share, ids) in unsent {
-            let ids: Vec<i64> = serde_json::from_str(&ids).unwrap_or_default();
-            if scope == PurgeScope::ContractEnd || ids.iter().any(|i| purged.contains(i)) {
+            // A list that cannot be read is withdrawn too: better one share prepared again than
+            // slips kept after their purge.
+            let holds_purged = serde_json::from_str::<Vec<i64>>(&ids)
+                .map(|ids| ids.iter().any(|i| purged.contains(i)))
+                .unwrap_or(true);
+            if scope == PurgeScope::ContractEnd || holds_purged {
                 sqlx::query(
                     "UPDATE shares SET archive = NULL, password = NULL, \
                      status = CASE WHEN status = 'sent' THEN status ELSE 'withdrawn' END, \
@@ -449,7 +459,8 @@ impl Bookings {
             PurgeScope::ContractEnd => {
                 let ids: Vec<i64> = sqlx::query_scalar(
                     "SELECT id FROM facility_requests WHERE address IS NOT NULL OR phone IS NOT NULL \
-                     OR contact_person IS NOT NULL OR details IS NOT NULL OR applicant_list IS NOT NULL",
+                     OR contact_person IS NOT NULL OR details IS NOT NULL OR applicant_list IS NOT NULL \
+                     OR checklist IS NOT NULL",
                 )
                 .fetch_all(&mut *conn)
                 .await?;

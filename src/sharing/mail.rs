@@ -14,6 +14,8 @@ use super::SharingError;
 /// What the two mails say.
 pub(super) struct Mails<'a> {
     pub to: &'a str,
+    /// The city addressed, e.g. 小樽市 (from the profile).
+    pub city: &'a str,
     /// The week, or the facility and its visit.
     pub title: String,
     /// What the archive holds, e.g. 自宅訪問3件の受付票.
@@ -65,12 +67,12 @@ fn addresses(cfg: &SharingConfig, to: &str) -> Result<(Mailbox, Mailbox), Sharin
 fn archive_mail(cfg: &SharingConfig, m: &Mails<'_>) -> Result<Message, SharingError> {
     let (from, to) = addresses(cfg, m.to)?;
     let body = format!(
-        "小樽市 ご担当者様\n\n{}：{}を添付のとおりお送りします。\n\
+        "{} ご担当者様\n\n{}：{}を添付のとおりお送りします。\n\
          添付ファイル（{}）はパスワード付きの暗号化ZIP（AES-256）です。\n\
          パスワードは別のメールでお知らせします。\n\
          7-Zip、Lhaplus、または最新のWindows 11のエクスプローラーで開けます。\n\n\
          本メールは個人情報を含みます。お心当たりのない場合は開封せず、送信元へご連絡のうえ削除してください。\n",
-        m.title, m.what, m.archive_name
+        m.city, m.title, m.what, m.archive_name
     );
     let attachment = Attachment::new(m.archive_name.to_string()).body(
         m.archive.clone(),
@@ -91,9 +93,9 @@ fn archive_mail(cfg: &SharingConfig, m: &Mails<'_>) -> Result<Message, SharingEr
 fn password_mail(cfg: &SharingConfig, m: &Mails<'_>) -> Result<Message, SharingError> {
     let (from, to) = addresses(cfg, m.to)?;
     let body = format!(
-        "小樽市 ご担当者様\n\n先にお送りした{}（{}、{}）のパスワードをお知らせします。\n\n\
+        "{} ご担当者様\n\n先にお送りした{}（{}、{}）のパスワードをお知らせします。\n\n\
          パスワード: {}\n\n本メールは個人情報を含むファイルのパスワードです。取扱いにご注意ください。\n",
-        m.what, m.archive_name, m.title, m.password
+        m.city, m.what, m.archive_name, m.title, m.password
     );
     Message::builder()
         .from(from)

@@ -241,6 +241,8 @@ pub struct Sharing {
     config: Arc<SharingConfig>,
     bookings: Bookings,
     tz: chrono_tz::Tz,
+    /// The city the mails are addressed to (the profile's `[city] name_ja`).
+    city: String,
 }
 
 const SHARE_COLUMNS: &str =
@@ -281,7 +283,14 @@ impl Sharing {
             config: Arc::new(config),
             bookings,
             tz,
+            city: String::new(),
         }
+    }
+
+    /// Names the city the mails are addressed to (the profile's `[city] name_ja`).
+    pub fn for_city(mut self, name_ja: &str) -> Self {
+        self.city = name_ja.to_string();
+        self
     }
 
     fn delivery(&self) -> SentVia {
@@ -833,9 +842,12 @@ impl Sharing {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
-            return Err(SharingError::Invalid(
-                "この共有は別の操作で変更されました。画面を更新してください。".into(),
-            ));
+            // Lost a race with another approval or send: a conflict (409), nothing changed.
+            return Err(SharingError::Refused {
+                code: "changed",
+                message: "この共有は別の操作で変更されました。画面を更新してください。".into(),
+                forbidden: false,
+            });
         }
         let entry = AuditEntry::new(AuditAction::ShareApprove)
             .target(AuditTarget::Share, id)
@@ -1016,11 +1028,13 @@ impl Sharing {
             return self.finish(actor, &s, SentVia::Download).await;
         }
         let now = self.clock.now();
-        // Claim the send so that two clicks (or two instances) cannot mail twice.
+        // Claim the send so that two clicks (or two instances) cannot mail twice, and only while
+        // the recipient is still on the allow-list (an admin may remove it meanwhile).
         let cutoff = to_db_time(now - chrono::Duration::minutes(SEND_CLAIM_MINUTES));
         let claimed = sqlx::query(
             "UPDATE shares SET send_started_at = $1 WHERE id = $2 AND status = $3 \
-             AND (send_started_at IS NULL OR send_started_at < $4)",
+             AND (send_started_at IS NULL OR send_started_at < $4) \
+             AND recipient IN (SELECT address FROM share_recipients)",
         )
         .bind(to_db_time(now))
         .bind(id)
@@ -1035,7 +1049,7 @@ impl Sharing {
                     Some(id),
                     "send",
                     "send_in_progress",
-                    "この共有は送信中です。しばらくしてから画面を更新してください。".into(),
+                    "この共有は送信中か、送付先が許可リストから外されました。画面を更新してください。".into(),
                     false,
                     serde_json::Value::Null,
                 )
@@ -1051,6 +1065,7 @@ impl Sharing {
         let password: String = row.try_get::<Option<String>, _>(1)?.unwrap_or_default();
         let mails = mail::Mails {
             to: &s.recipient,
+            city: &self.city,
             title: s.title.clone(),
             what: match s.kind {
                 ShareKind::HomeWeek => format!("自宅訪問{}件の受付票", s.slip_count),
@@ -1114,9 +1129,12 @@ impl Sharing {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
-            return Err(SharingError::Invalid(
-                "この共有は別の操作で変更されました。画面を更新してください。".into(),
-            ));
+            // Lost a race with another approval or send: a conflict (409), nothing changed.
+            return Err(SharingError::Refused {
+                code: "changed",
+                message: "この共有は別の操作で変更されました。画面を更新してください。".into(),
+                forbidden: false,
+            });
         }
         let mut marked = 0;
         for b in &s.booking_ids {

@@ -135,7 +135,7 @@ impl Db {
     ///
     /// `after` is what [`Db::transaction_mark`] returned inside the transaction that deleted
     /// the rows: on PostgreSQL `VACUUM FULL` must keep row versions a still-running older
-    /// transaction may see, so the scrub first waits (up to a minute) until no other session
+    /// transaction may see, so the scrub first waits (up to 15 s) until no other session
     /// of this database holds a snapshot or transaction from before that one ended.
     pub async fn scrub(
         &self,
@@ -162,7 +162,8 @@ impl Db {
                 let mut clear = true;
                 if let Some(xid) = after {
                     clear = false;
-                    for _ in 0..600 {
+                    // At most 15 s: the HTTP purge must answer inside the 30 s request limit.
+                    for _ in 0..150 {
                         // Sessions of this database whose snapshot or transaction is not newer
                         // than the purge, plus (as 1) any transaction anywhere on the server
                         // not newer than it: a snapshot taken from now on would inherit it.

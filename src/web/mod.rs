@@ -89,7 +89,9 @@ const OPERATOR_MANAGER: Access = Access::Roles(&[Role::Operator, Role::Manager])
 const OPERATOR_MANAGER_ADMIN: Access = Access::Roles(&[Role::Operator, Role::Manager, Role::Admin]);
 const CITY_MANAGER: Access = Access::Roles(&[Role::City, Role::Manager]);
 /// Who reads the reports for the city: the contractor's manager and admin, and the city.
-const REPORT_READERS: Access = Access::Roles(&[Role::Manager, Role::Admin, Role::City]);
+// The city role sees its week's visits and nothing else (issue 15 item 4): the reports reach
+// the city as the documents the contractor sends.
+const REPORT_READERS: Access = Access::Roles(&[Role::Manager, Role::Admin]);
 
 /// Every API route with its access rule. Add new routes here and nowhere else.
 pub fn api_routes() -> Vec<ApiRoute> {

@@ -528,11 +528,11 @@ async fn the_files_carry_the_figures_csv_xlsx_svg_html_and_the_cli_agrees() {
         let rows = small_week(&app).await;
         let want = week_expect(&rows, "2026-W48");
         assert!(want.offered > 0);
-        let city = app.user_with_role("city1", "city").await;
+        let reader = app.user_with_role("kanri2", "admin").await;
         let q = "/api/reports/weekly-calls?week=2026-W48";
 
         // CSV: BOM, Japanese headings, the week's offered calls in the 週計 column.
-        let res = city.get(&format!("{q}&format=csv")).await;
+        let res = reader.get(&format!("{q}&format=csv")).await;
         assert_eq!(res.status(), 200);
         assert!(res.headers()["content-type"]
             .to_str()
@@ -557,7 +557,7 @@ async fn the_files_carry_the_figures_csv_xlsx_svg_html_and_the_cli_agrees() {
         assert!(csv.contains("サービスレベル = 規定秒数以内に応答した件数 ÷ 受付件数"));
 
         // XLSX opens with calamine; the figures sheet holds the counts.
-        let res = city.get(&format!("{q}&format=xlsx")).await;
+        let res = reader.get(&format!("{q}&format=xlsx")).await;
         assert_eq!(res.status(), 200);
         let bytes = res.bytes().await.unwrap().to_vec();
         let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes)).unwrap();
@@ -584,7 +584,7 @@ async fn the_files_carry_the_figures_csv_xlsx_svg_html_and_the_cli_agrees() {
         assert_eq!(season.get((0, 0)), Some(&Data::String("週".into())));
 
         // SVG: well-formed XML, one bar per day carrying its count.
-        let res = city.get(&format!("{q}&format=svg")).await;
+        let res = reader.get(&format!("{q}&format=svg")).await;
         assert_eq!(res.headers()["content-type"], "image/svg+xml");
         let svg = res.text().await.unwrap();
         let doc = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
@@ -605,7 +605,7 @@ async fn the_files_carry_the_figures_csv_xlsx_svg_html_and_the_cli_agrees() {
         assert_eq!(weeks, 26, "2026-W23 … 2026-W48");
 
         // HTML: a printable page with 和暦 dates, the figures and the served style.
-        let res = city.get(&format!("{q}&format=html")).await;
+        let res = reader.get(&format!("{q}&format=html")).await;
         assert!(res.headers()["content-type"]
             .to_str()
             .unwrap()
@@ -614,7 +614,7 @@ async fn the_files_carry_the_figures_csv_xlsx_svg_html_and_the_cli_agrees() {
         assert!(html.contains("令和8年11月23日（月） 〜 令和8年11月29日（日）"));
         assert!(html.contains("速報値（未送付）"));
         assert!(html.contains("/assets/report.css"));
-        let css = city.get("/assets/report.css").await;
+        let css = reader.get("/assets/report.css").await;
         assert_eq!(css.status(), 200);
         assert!(css.text().await.unwrap().contains("size: A4"));
 
@@ -641,9 +641,9 @@ async fn the_files_carry_the_figures_csv_xlsx_svg_html_and_the_cli_agrees() {
         );
         assert_eq!(String::from_utf8(out.stdout).unwrap(), csv);
 
-        let bad = city.get("/api/reports/weekly-calls?week=2026-24").await;
+        let bad = reader.get("/api/reports/weekly-calls?week=2026-24").await;
         assert_eq!(bad.status(), 422);
-        let bad = city.get(&format!("{q}&format=pdf")).await;
+        let bad = reader.get(&format!("{q}&format=pdf")).await;
         assert_eq!(bad.status(), 422);
         app.stop().await;
     }
@@ -782,8 +782,8 @@ async fn opinions_list_with_follow_up_audited_and_without_numbers() {
         let app = TestApp::spawn(kind).await;
         let rows = small_week(&app).await;
         let manager = app.user_with_role("mgr", "manager").await;
-        let city = app.user_with_role("city1", "city").await;
-        let res = city
+        let reader = app.user_with_role("kanri2", "admin").await;
+        let res = reader
             .get("/api/reports/opinions?from=2026-11-01&to=2026-12-24")
             .await;
         assert_eq!(res.status(), 200);
@@ -819,7 +819,7 @@ async fn opinions_list_with_follow_up_audited_and_without_numbers() {
         };
         let res = patch(&manager, id, "担当課へ連絡済み").await.unwrap();
         assert_eq!(res.status(), 200);
-        let res = patch(&city, id, "市の記入").await.unwrap();
+        let res = patch(&reader, id, "市の記入").await.unwrap();
         assert_eq!(res.status(), 403);
         let too_long = "あ".repeat(2001);
         let res = patch(&manager, id, &too_long).await.unwrap();
@@ -872,7 +872,7 @@ async fn opinions_list_with_follow_up_audited_and_without_numbers() {
 
         // Reads of the notes and the follow-up change are in the handling record.
         let reads: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit_log WHERE action = 'call.read' AND actor_username = 'city1'",
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'call.read' AND actor_username = 'kanri2'",
         )
         .fetch_one(db.pool())
         .await
@@ -895,7 +895,7 @@ async fn opinions_list_with_follow_up_audited_and_without_numbers() {
 }
 
 #[tokio::test]
-async fn only_managers_admins_and_the_city_read_reports_and_only_managers_send() {
+async fn only_managers_and_admins_read_reports_and_only_managers_send() {
     for kind in backends() {
         let app = TestApp::spawn(kind).await;
         let operator = app.user_with_role("op1", "operator").await;
@@ -904,7 +904,10 @@ async fn only_managers_admins_and_the_city_read_reports_and_only_managers_send()
         let q = "/api/reports/weekly-calls?week=2026-W48";
         assert_eq!(operator.get(q).await.status(), 403);
         assert_eq!(operator.get("/api/reports/opinions").await.status(), 403);
-        assert_eq!(city.get(q).await.status(), 200);
+        // The city role sees its week's visits only; the reports reach it as sent documents.
+        assert_eq!(city.get(q).await.status(), 403);
+        assert_eq!(city.get("/api/reports/opinions").await.status(), 403);
+        assert_eq!(city.get("/api/reports/completion").await.status(), 403);
         assert_eq!(admin.get(q).await.status(), 200);
         assert_eq!(admin.get("/api/reports/opinions").await.status(), 200);
         for who in [&operator, &city, &admin] {
@@ -914,7 +917,7 @@ async fn only_managers_admins_and_the_city_read_reports_and_only_managers_send()
             assert_eq!(res.status(), 403);
         }
         // Without a week: the current one (the test clock: 2026-11-25).
-        let now: Value = city
+        let now: Value = admin
             .get("/api/reports/weekly-calls")
             .await
             .json()
@@ -1055,8 +1058,8 @@ async fn the_completion_report_counts_calls_visits_shares_and_deletions() {
         for g in &rows {
             calls.add(g);
         }
-        let city = app.user_with_role("city1", "city").await;
-        let res = city.get("/api/reports/completion").await;
+        let reader = app.user_with_role("kanri2", "admin").await;
+        let res = reader.get("/api/reports/completion").await;
         assert_eq!(res.status(), 200);
         let c: Value = res.json().await.unwrap();
         calls.check(&c["calls"], &format!("{kind:?} completion"));
@@ -1083,7 +1086,7 @@ async fn the_completion_report_counts_calls_visits_shares_and_deletions() {
             assert_eq!(b[key], want, "{kind:?} {key}");
         }
 
-        let xlsx = city
+        let xlsx = reader
             .get("/api/reports/completion?format=xlsx")
             .await
             .bytes()
@@ -1108,7 +1111,7 @@ async fn the_completion_report_counts_calls_visits_shares_and_deletions() {
             Data::Float(calls.outcomes["complaint"] as f64)
         );
 
-        let html = city
+        let html = reader
             .get("/api/reports/completion?format=html")
             .await
             .text()

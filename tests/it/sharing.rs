@@ -692,6 +692,9 @@ async fn the_weekly_share_goes_out_in_two_mails_after_a_second_persons_approval(
             .expect("the password line")
             .trim();
         assert_eq!(mailed, password);
+        // Both mails are addressed to the profile's city.
+        assert!(text.starts_with("小樽市 ご担当者様"), "{text}");
+        assert!(String::from_utf8_lossy(&first[0].body).starts_with("小樽市 ご担当者様"));
         assert!(second.iter().all(|p| p
             .header("content-type")
             .is_some_and(|c| c.starts_with("text/plain"))));

@@ -49,7 +49,7 @@ async function start() {
     reception.init();
     live.start();
   }
-  if (["manager", "admin", "city"].includes(me.user.role)) reports.init(me);
+  if (["manager", "admin"].includes(me.user.role)) reports.init(me);
   show(views[0]);
 }
 

@@ -11,7 +11,7 @@ const VIEWS = {
   reception: { label: "受付一覧表", roles: ["operator", "manager"] },
   visits: { label: "訪問予定", roles: ["city", "manager"] },
   share: { label: "市への共有", roles: ["manager", "admin"] },
-  reports: { label: "レポート", roles: ["manager", "admin", "city"] },
+  reports: { label: "レポート", roles: ["manager", "admin"] },
   users: { label: "職員アカウント", roles: ["admin", "manager"] },
   audit: { label: "取扱記録", roles: ["admin", "manager"] },
   handling: { label: "取扱照会", roles: ["admin", "manager"] },
