@@ -6,24 +6,11 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::common::{backends, manifest_dir, profile_dir, Session, TestApp};
+use crate::common::{backends, cli_ok, Session, TestApp};
 
 /// What `madoguchi bookings export --format FORMAT` prints for a test database.
 fn bookings_export(database_url: &str, format: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
-        .env("DATABASE_URL", database_url)
-        .env("MADOGUCHI_PROFILE", profile_dir())
-        .env("RUST_LOG", "warn")
-        .current_dir(manifest_dir())
-        .args(["bookings", "export", "--format", format])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    cli_ok(database_url, &["bookings", "export", "--format", format])
 }
 
 /// Visit days straight into the calendar (the calendar's own tests cover proposing them).

@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::common::{backends, manifest_dir, profile_dir, Kind, TestApp};
+use crate::common::{backends, cli, Kind, TestApp};
 use crate::visits::{book, evening_of, home_days, slip, Household, JIRO, TARO};
 
 const SABURO: Household = Household {
@@ -450,17 +450,7 @@ async fn purged_personal_data_is_gone_from_the_files() {
         db.close().await;
 
         // The contract's end: a dry run lists the rest, then everything goes.
-        let run = |args: &[&str]| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
-                .env("DATABASE_URL", &app.db.url)
-                .env("MADOGUCHI_PROFILE", profile_dir())
-                .env("RUST_LOG", "warn")
-                .current_dir(manifest_dir())
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .unwrap()
-        };
+        let run = |args: &[&str]| cli(&app.db.url, args);
         let out = run(&["purge", "--contract-end", "--dry-run"]);
         assert!(
             out.status.success(),

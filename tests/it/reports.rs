@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::common::{backends, manifest_dir, profile_dir, TestApp};
+use crate::common::{backends, cli_ok, TestApp};
 
 /// One generated call, as inserted.
 #[derive(Debug, Clone)]
@@ -619,27 +619,18 @@ async fn the_files_carry_the_figures_csv_xlsx_svg_html_and_the_cli_agrees() {
         assert!(css.text().await.unwrap().contains("size: A4"));
 
         // The command line prints the same CSV.
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
-            .env("DATABASE_URL", &app.db.url)
-            .env("MADOGUCHI_PROFILE", profile_dir())
-            .env("RUST_LOG", "warn")
-            .current_dir(manifest_dir())
-            .args([
+        let out = cli_ok(
+            &app.db.url,
+            &[
                 "report",
                 "weekly-calls",
                 "--week",
                 "2026-W48",
                 "--format",
                 "csv",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), csv);
+        assert_eq!(out, csv);
 
         let bad = reader.get("/api/reports/weekly-calls?week=2026-24").await;
         assert_eq!(bad.status(), 422);

@@ -16,24 +16,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::common::{backends, manifest_dir, profile_dir, Session, TestApp};
+use crate::common::{backends, cli_ok, Session, TestApp};
 
 /// What `madoguchi share due --format FORMAT` prints for a test database.
 fn share_due_cli(database_url: &str, format: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
-        .env("DATABASE_URL", database_url)
-        .env("MADOGUCHI_PROFILE", profile_dir())
-        .env("RUST_LOG", "warn")
-        .current_dir(manifest_dir())
-        .args(["share", "due", "--format", format])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    cli_ok(database_url, &["share", "due", "--format", format])
 }
 
 const CITY: &str = "koseki@city.example.jp";
@@ -1392,19 +1379,7 @@ async fn the_purge_withdraws_unsent_shares_that_hold_purged_slips() {
         assert!(held(&app, ids[1]).await.0.is_some());
 
         // At the end of the contract every unsent share goes.
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
-            .env("DATABASE_URL", &app.db.url)
-            .env("MADOGUCHI_PROFILE", profile_dir())
-            .env("RUST_LOG", "warn")
-            .current_dir(manifest_dir())
-            .args(["purge", "--contract-end", "--yes"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cli_ok(&app.db.url, &["purge", "--contract-end", "--yes"]);
         assert_eq!(held(&app, ids[1]).await, (None, None), "{kind:?}");
         app.stop().await;
     }

@@ -7,7 +7,7 @@
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
-use crate::common::{backends, manifest_dir, profile_dir, Session, TestApp};
+use crate::common::{backends, cli, Session, TestApp};
 
 /// Visit days straight into the calendar.
 pub async fn home_days(app: &TestApp, days: &[&str]) {
@@ -117,17 +117,6 @@ pub fn xlsx_cells(bytes: &[u8], sheet: &str) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
-}
-
-fn cli(database_url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
-        .env("DATABASE_URL", database_url)
-        .env("MADOGUCHI_PROFILE", profile_dir())
-        .env("RUST_LOG", "warn")
-        .current_dir(manifest_dir())
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[tokio::test]

@@ -195,6 +195,29 @@ pub fn profile_dir() -> PathBuf {
     manifest_dir().join("profiles/otaru-2026")
 }
 
+/// Runs `madoguchi ARGS` against a test database with the shipped profile.
+pub fn cli(database_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))
+        .env("DATABASE_URL", database_url)
+        .env("MADOGUCHI_PROFILE", profile_dir())
+        .env("RUST_LOG", "warn")
+        .current_dir(manifest_dir())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// What `madoguchi ARGS` prints on standard output; fails the test when the command fails.
+pub fn cli_ok(database_url: &str, args: &[&str]) -> String {
+    let out = cli(database_url, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A configuration for tests: loopback, port 0, the shipped profile, the given database.
 pub fn test_config(database_url: &str) -> Config {
     let dir = profile_dir();
