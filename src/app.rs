@@ -512,6 +512,20 @@ pub async fn start(
     let counters = Arc::new(SipCounters::default());
     let advertised = config.sip_advertised;
     let proxy_counters = counters.clone();
+    // The announcements' RTP goes out from the SIP address (the SDP names the advertised one).
+    let rtp = sip::rtp::RtpPool::bind(
+        config.sip_addr.ip(),
+        config.profile.line.max_announcements as usize,
+        config.profile.announcements.clone(),
+    )
+    .await
+    .map_err(|e| StartError::Bind {
+        addr: config.sip_addr,
+        reason: format!("RTP for the announcement: {e}"),
+    })?;
+    let announce_plan = rtp.plan(Duration::from_secs(u64::from(
+        config.profile.line.announcement_max_secs,
+    )));
     let sip = sip::transport::start(
         config.sip_addr,
         move |bound| {
@@ -522,6 +536,7 @@ pub async fn start(
                 advertised.unwrap_or(bound),
                 proxy_counters,
             )?;
+            proxy.set_announcements(announce_plan);
             proxy.handle_input(Input::DisableOperators(disabled_operators));
             Ok(proxy)
         },
@@ -533,6 +548,7 @@ pub async fn start(
             trunk: config.sip.trunk_nets.clone(),
         },
         signals.intake.clone(),
+        rtp,
     )
     .await
     .map_err(|e| StartError::Bind {

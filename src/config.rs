@@ -632,6 +632,9 @@ pub struct Profile {
     /// The talk script (`talk-script.md` beside `profile.toml`; Japanese Markdown, R-LINE-6).
     #[serde(skip)]
     pub talk_script: String,
+    /// The closed-hours announcements `[line]` names, read and checked at load.
+    #[serde(skip)]
+    pub announcements: crate::sip::media::Announcements,
 }
 
 /// `[city]` of the profile.
@@ -679,6 +682,10 @@ impl Profile {
                 }
             })?;
         profile.gazetteer = Arc::new(gazetteer);
+        profile.announcements = crate::sip::media::Announcements::load(dir, &profile.line)
+            .map_err(|(key, problem)| {
+                ConfigError::value(path.display().to_string(), key, problem)
+            })?;
         let script = dir.join("talk-script.md");
         if script.exists() {
             profile.talk_script =
@@ -747,6 +754,20 @@ impl Profile {
                 "must be one of 403, 480, 486, 503, 603",
             ));
         }
+        if !(1..=600).contains(&self.line.announcement_max_secs) {
+            return Err(ConfigError::value(
+                file,
+                "line.announcement_max_secs",
+                "must be between 1 and 600",
+            ));
+        }
+        if !(1..=1000).contains(&self.line.max_announcements) {
+            return Err(ConfigError::value(
+                file,
+                "line.max_announcements",
+                "must be between 1 and 1000",
+            ));
+        }
         if self.city.id.trim().is_empty() {
             return Err(ConfigError::value(file, "city.id", "must not be empty"));
         }
@@ -788,6 +809,39 @@ mod tests {
         assert_eq!(p.period.contract_end.to_string(), "2027-01-08");
     }
 
+    /// Issue 16 item 4: the shipped profile plays its demo announcements; a WAV the line
+    /// cannot play stops the load with the option, the file and what is wrong.
+    #[test]
+    fn shipped_announcements_load_and_a_wrong_wav_is_named() {
+        use crate::sip::media::AnnouncementKind;
+        let p = Profile::load(Path::new(&profile_dir())).unwrap();
+        for kind in AnnouncementKind::ALL {
+            let a = p.announcements.get(kind).expect("shipped announcement");
+            assert!(a.duration() > Duration::from_secs(2), "{kind:?}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(Path::new(&profile_dir()).join("profile.toml"))
+            .unwrap()
+            .replace("announcements/holiday.wav", "holiday.mp3");
+        std::fs::write(d.path().join("profile.toml"), text).unwrap();
+        for f in ["towns.csv", "postcodes.csv"] {
+            std::fs::copy(Path::new(&profile_dir()).join(f), d.path().join(f)).unwrap();
+        }
+        std::fs::create_dir(d.path().join("announcements")).unwrap();
+        for f in ["closed.wav", "period-ended.wav"] {
+            let a = Path::new("announcements").join(f);
+            std::fs::copy(Path::new(&profile_dir()).join(&a), d.path().join(&a)).unwrap();
+        }
+        let e = Profile::load(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("line.holiday_announcement") && e.contains("holiday.mp3: cannot be read"),
+            "{e}"
+        );
+        std::fs::write(d.path().join("holiday.mp3"), b"ID3\x04not a wav").unwrap();
+        let e = Profile::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("holiday.mp3: is not a WAV file"), "{e}");
+    }
+
     /// R-BOOK-3 a: the reference data ships in the profile; a broken file stops start-up
     /// with its name and line.
     #[test]
@@ -799,6 +853,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         for f in ["profile.toml", "towns.csv", "postcodes.csv"] {
             std::fs::copy(Path::new(&profile_dir()).join(f), d.path().join(f)).unwrap();
+        }
+        std::fs::create_dir(d.path().join("announcements")).unwrap();
+        for f in ["closed.wav", "holiday.wav", "period-ended.wav"] {
+            let a = Path::new("announcements").join(f);
+            std::fs::copy(Path::new(&profile_dir()).join(&a), d.path().join(&a)).unwrap();
         }
         let towns = d.path().join("towns.csv");
         let text = std::fs::read_to_string(&towns).unwrap();

@@ -18,6 +18,17 @@ pub struct LineProfile {
     pub service_level_secs: u32,
     /// An answered call with no BYE after this long is ended in the log, freeing the line.
     pub max_call_minutes: u32,
+    /// WAV played as early media to a call outside the hours or on a weekend, relative to
+    /// the profile directory; empty: a bare final response.
+    pub closed_announcement: String,
+    /// WAV for a national holiday, the year-end closure or a day the city closed.
+    pub holiday_announcement: String,
+    /// WAV for a call outside the call-center period (before it starts or after it ended).
+    pub period_ended_announcement: String,
+    /// Longest an announcement plays before the final response goes out.
+    pub announcement_max_secs: u32,
+    /// Announcements playing at once; a closed call beyond it gets the bare final response.
+    pub max_announcements: u32,
 }
 
 impl Default for LineProfile {
@@ -29,6 +40,11 @@ impl Default for LineProfile {
             closed_status: 480,
             service_level_secs: 20,
             max_call_minutes: 120,
+            closed_announcement: String::new(),
+            holiday_announcement: String::new(),
+            period_ended_announcement: String::new(),
+            announcement_max_secs: 30,
+            max_announcements: 8,
         }
     }
 }

@@ -5,9 +5,11 @@
 
 pub mod digest;
 pub mod limits;
+pub mod media;
 pub mod policy;
 pub mod proxy;
 pub mod registrar;
+pub mod rtp;
 pub mod settings;
 pub mod transport;
 pub mod txn;

@@ -25,6 +25,7 @@ use crate::calls::{CallEvent, CallEvents};
 
 use super::limits::{accept_backoff, overload_response, Admission, RateLimiter};
 use super::proxy::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
+use super::rtp::RtpPool;
 use super::settings::SipLimits;
 use super::wire::{SipMessage, StreamFramer, MAX_DATAGRAM_BYTES};
 
@@ -400,6 +401,7 @@ pub async fn start<F>(
     counters: Arc<SipCounters>,
     limits: TransportLimits,
     stop: CancellationToken,
+    rtp: RtpPool,
 ) -> std::io::Result<SipHandle>
 where
     F: FnOnce(SocketAddr) -> Result<Proxy, String>,
@@ -456,6 +458,8 @@ where
         timer_index: HashMap::new(),
         timer_seq: 0,
         local,
+        rtp,
+        announcing: HashMap::new(),
     };
     tasks.push(("SIP core", tracker.spawn(core.run(rx, shutdown_rx, stored))));
     tracing::info!(%local, max_tcp, "SIP adapter listening (UDP and TCP)");
@@ -841,6 +845,10 @@ struct CoreLoop {
     timer_index: HashMap<TimerKey, (Instant, u64)>,
     timer_seq: u64,
     local: SocketAddr,
+    /// The announcements' sockets and audio.
+    rtp: RtpPool,
+    /// Announcements streaming, by call key: cancelled when the core says stop.
+    announcing: HashMap<String, CancellationToken>,
 }
 
 impl CoreLoop {
@@ -1017,6 +1025,12 @@ impl CoreLoop {
                     }
                 }
                 Output::Event(e) => self.events.publish(e),
+                Output::Announce(order) => self.announce(order),
+                Output::StopAnnouncement { call, .. } => {
+                    if let Some(t) = self.announcing.remove(&call) {
+                        t.cancel();
+                    }
+                }
                 Output::SendWhenStored { call, peer, bytes } => {
                     if self.held.no_writer || self.held.stored.contains(&call) {
                         self.send(peer, bytes);
@@ -1027,6 +1041,30 @@ impl CoreLoop {
                 }
             }
         }
+    }
+
+    /// Streams an announcement in a task of its own (ended by the core, or by the one stop
+    /// signal); the core hears when it has played to its end.
+    fn announce(&mut self, order: super::proxy::AnnounceOrder) {
+        let stop = self.shared.stop.child_token();
+        let call = order.call.clone();
+        let tx = self.shared.tx.clone();
+        let Some(stream) = self.rtp.stream(&order, stop.clone()) else {
+            // Cannot happen with the plan the core was given; end it rather than wait.
+            let _ = tx.try_send(CoreMsg::Input(Input::AnnouncementEnded(call), None));
+            return;
+        };
+        if let Some(old) = self.announcing.insert(call.clone(), stop.clone()) {
+            old.cancel();
+        }
+        self.shared.tasks.spawn(async move {
+            stream.await;
+            if !stop.is_cancelled() {
+                let _ = tx
+                    .send(CoreMsg::Input(Input::AnnouncementEnded(call), None))
+                    .await;
+            }
+        });
     }
 
     /// The end of `key` is in the call log: its held answers go out.

@@ -23,6 +23,7 @@ mod route_table;
 mod season;
 mod sharing;
 mod shutdown;
+mod sip_announcement;
 mod sip_digest;
 mod sip_flood;
 mod sip_hardening;

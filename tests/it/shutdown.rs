@@ -12,9 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::manifest_dir;
 use common::rig::{expect_final, wait, CALLER, LINE};
 use common::sipp::{self, Sipp};
-use common::{manifest_dir, profile_dir};
 use serde_json::{json, Value};
 
 const CALLS: usize = 50;
@@ -164,10 +164,7 @@ impl Served {
 /// The shipped profile with a line that takes more calls at once than the test places.
 fn wide_profile(dir: &Path) -> PathBuf {
     let out = dir.join("profile");
-    std::fs::create_dir_all(&out).unwrap();
-    for e in std::fs::read_dir(profile_dir()).unwrap().flatten() {
-        std::fs::copy(e.path(), out.join(e.file_name())).unwrap();
-    }
+    crate::common::copy_profile(&out);
     let p = out.join("profile.toml");
     let text = std::fs::read_to_string(&p).unwrap();
     assert!(text.contains("max_concurrent_calls = 1\n"));

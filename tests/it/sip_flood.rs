@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::manifest_dir;
 use common::rig::{wait, CALLER, LINE};
 use common::sipp::{self, Sipp};
-use common::{manifest_dir, profile_dir};
 use serde_json::{json, Value};
 
 const CALLS: usize = 100;
@@ -148,10 +148,7 @@ impl Served {
 /// The shipped profile with a line that takes every call of the test at once.
 fn wide_profile(dir: &Path) -> PathBuf {
     let out = dir.join("profile");
-    std::fs::create_dir_all(&out).unwrap();
-    for e in std::fs::read_dir(profile_dir()).unwrap().flatten() {
-        std::fs::copy(e.path(), out.join(e.file_name())).unwrap();
-    }
+    crate::common::copy_profile(&out);
     let p = out.join("profile.toml");
     let text = std::fs::read_to_string(&p).unwrap();
     assert!(text.contains("max_concurrent_calls = 1\n"));

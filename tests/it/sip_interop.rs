@@ -157,13 +157,20 @@ async fn closed_case(at: DateTime<Utc>, reason: &str, tweak: impl FnOnce(&mut Co
         return;
     };
     let phone = rig.sipp_phone("ph1", "phone-answer", &[]).await;
+    // sipp's INVITE offers PCMU: the closed-hours message plays first (issue 16 item 4).
     let mut trunk = rig.trunk(&expect_final(rig.dir.path(), 480, true), "127.0.0.1", &[]);
     assert_eq!(
-        wait(&mut trunk, 10).await,
+        wait(&mut trunk, 40).await,
         0,
-        "closed → 480 with Retry-After: {}",
+        "closed → 183 with the message, then 480 with Retry-After: {}",
         trunk.errors()
     );
+    let seen = trunk.messages();
+    assert!(
+        seen.contains("SIP/2.0 183 Session Progress") && seen.contains("a=sendonly"),
+        "early media before the 480: {seen}"
+    );
+    assert!(!seen.contains("SIP/2.0 200"), "never answered: {seen}");
     let c = &rig.ended_calls(1).await[0];
     assert_eq!(c["end_cause"], "closed");
     assert_eq!(c["end_detail"], reason);

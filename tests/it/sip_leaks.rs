@@ -109,6 +109,8 @@ impl Sim {
                     }
                 }
                 Output::Event(e) => self.events.push(e),
+                // No announcement is configured in the simulation.
+                Output::Announce(_) | Output::StopAnnouncement { .. } => {}
             }
         }
     }

@@ -224,6 +224,13 @@ impl Proxy {
         let ring_for = match answer {
             Ok(ring_for) => ring_for,
             Err(refusal) => {
+                if let EndCause::Closed(reason) = refusal.cause {
+                    let (status, phrase, retry) =
+                        (refusal.status, refusal.phrase, refusal.retry_after_secs);
+                    if self.try_announce(id, &req, peer, &info, reason, status, phrase, retry) {
+                        return;
+                    }
+                }
                 self.refuse(id, &req, &info, refusal, now);
                 return;
             }

@@ -18,6 +18,9 @@ impl Proxy {
             return;
         };
         self.respond(id, &req, 200, "OK", &[]);
+        if self.cancel_announcement(invite) {
+            return;
+        }
         let Some(key) = self.server_to_call.get(&invite).cloned() else {
             // A re-INVITE being relayed: pass the CANCEL on.
             if let Some((client, _)) = self

@@ -16,6 +16,7 @@
 //! OPTIONS), `forward` (steps every forwarded request takes), `call` (a new call and its
 //! branches), `cancel`, `dialog` (in-dialog requests and stateless relays), `timers`.
 
+mod announce;
 mod call;
 mod cancel;
 mod dialog;
@@ -47,6 +48,8 @@ use super::txn::{TxnAction, TxnEvent, TxnId, TxnTimer, Txns};
 use super::wire::{self, branch, SipMessage, WireError};
 
 use call::Call;
+
+pub use announce::{AnnounceOrder, AnnouncePlan};
 
 /// The transport a peer is reached over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -107,6 +110,8 @@ pub enum TimerKey {
     CallGuard(String),
     /// A registration's expiry (aor, contact).
     Binding(String, String),
+    /// The latest a closed call's announcement may end before its final response goes out.
+    Announcement(String),
 }
 
 /// What goes into the core.
@@ -132,6 +137,8 @@ pub enum Input {
     Drain,
     /// The call log is (`true`) or is no longer (`false`) too far behind to take new calls.
     LogBacklog(bool),
+    /// The announcement of this call has played to its end (or could not be sent).
+    AnnouncementEnded(String),
 }
 
 /// What the driver must do.
@@ -155,6 +162,17 @@ pub enum Output {
         peer: Peer,
         /// What.
         bytes: Bytes,
+    },
+    /// Play an announcement to a closed call (the driver streams the RTP and reports
+    /// [`Input::AnnouncementEnded`]).
+    Announce(AnnounceOrder),
+    /// Stop the announcement of `call` now (it ended, or the caller cancelled); its port is
+    /// free for another.
+    StopAnnouncement {
+        /// Our call key.
+        call: String,
+        /// The RTP port it played from.
+        port: u16,
     },
 }
 
@@ -200,7 +218,8 @@ pub struct TableSizes {
     pub server_txns: usize,
     /// Client transactions.
     pub client_txns: usize,
-    /// Calls in progress (incl. ones waiting for their last branch).
+    /// Calls in progress (incl. ones waiting for their last branch, and closed calls hearing
+    /// the announcement).
     pub calls: usize,
     /// In-dialog requests being relayed.
     pub relays: usize,
@@ -237,6 +256,8 @@ pub struct Proxy {
     draining: bool,
     /// The call log is far behind: new calls get 503 until it catches up.
     log_backlogged: bool,
+    /// Closed calls hearing the announcement.
+    announcer: announce::Announcer,
     /// Work produced by the current input, not yet carried out.
     queue: WorkQueue,
     /// Outputs waiting for the driver.
@@ -333,6 +354,7 @@ impl Proxy {
             rejected_logged: (0, 0),
             draining: false,
             log_backlogged: false,
+            announcer: announce::Announcer::default(),
             queue: WorkQueue::default(),
             output: VecDeque::new(),
         })
@@ -344,7 +366,7 @@ impl Proxy {
         TableSizes {
             server_txns,
             client_txns,
-            calls: self.calls.len(),
+            calls: self.calls.len() + self.announcer.len(),
             relays: self.relays.len() + self.bye_ends.len(),
             bindings: self.registrar.len(),
         }
@@ -381,6 +403,7 @@ impl Proxy {
             Input::ConnectFailed(addr) => self.on_connect_failed(addr),
             Input::Drain => self.draining = true,
             Input::LogBacklog(behind) => self.log_backlogged = behind,
+            Input::AnnouncementEnded(key) => self.announcement_ended(&key),
         }
         self.work_off();
     }

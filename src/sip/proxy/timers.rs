@@ -61,6 +61,7 @@ impl Proxy {
                 }
                 self.forget(&k);
             }
+            TimerKey::Announcement(k) => self.announcement_ended(&k),
             TimerKey::Binding(aor, contact) => {
                 self.registrar.expire(&aor, &contact, self.clock.now());
             }

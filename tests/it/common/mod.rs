@@ -195,6 +195,22 @@ pub fn profile_dir() -> PathBuf {
     manifest_dir().join("profiles/otaru-2026")
 }
 
+/// Copies the shipped profile into `out`: its files and its folders (the announcements).
+pub fn copy_profile(out: &std::path::Path) {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(e.file_name());
+            if e.path().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+    copy(&profile_dir(), out);
+}
+
 /// Runs `madoguchi ARGS` against a test database with the shipped profile.
 pub fn cli(database_url: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_madoguchi"))

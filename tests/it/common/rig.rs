@@ -209,6 +209,7 @@ pub fn expect_final(dir: &Path, status: u16, check_retry_after: bool) -> std::pa
 <scenario name="trunk call expecting {status}">
 {invite}  <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
   <recv response="{status}">{action}</recv>
   <send>
     <![CDATA[
