@@ -147,3 +147,97 @@ fn only_the_trunk_may_start_a_call() {
         ingress::Source::Stranger
     );
 }
+
+fn invite_with_sdp(call_id: &str, sdp: &str) -> Input {
+    let text = format!(
+        "INVITE sip:0120000000@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-{call_id}\r\nFrom: <sip:0134220001@{TRUNK}>;tag=a\r\nTo: <sip:0120000000@127.0.0.1:5060>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let peer = Peer {
+        transport: Transport::Udp,
+        addr: TRUNK.parse().unwrap(),
+        flow: None,
+    };
+    Input::Datagram(Bytes::from(text), peer)
+}
+
+/// Issue 16 item 4, Sans-IO: a closed call with a G.711 offer gets 183 with our SDP answer,
+/// an order to play from a free port and a guard timer, no I/O; the driver's "ended" brings
+/// the 480 with Retry-After in the same early dialog, and frees the port. With every port in
+/// use the next closed call gets the bare 480. Never a 2xx.
+#[test]
+fn a_closed_call_plays_the_announcement_then_gets_its_final() {
+    use crate::sip::media::{AnnouncementKind, Codec};
+    let mut p = proxy(Route::Closed {
+        status: 480,
+        reason: ClosedReason::Weekend,
+        retry_after_secs: Some(3600),
+    });
+    p.set_announcements(AnnouncePlan {
+        lengths: [(AnnouncementKind::Closed, Duration::from_secs(9))].into(),
+        ports: vec![40000],
+        max: Duration::from_secs(5),
+    });
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+    let out = step(&mut p, invite_with_sdp("c1", sdp));
+    assert_eq!(answers(&out), [(100, None), (183, None)]);
+    let progress = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send(_, b) => SipMessage::parse_datagram(b).ok(),
+            _ => None,
+        })
+        .find(|m| m.status() == Some(183))
+        .unwrap();
+    let body = String::from_utf8(progress.body().to_vec()).unwrap();
+    assert!(body.contains("m=audio 40000 RTP/AVP 0\r\n"), "{body}");
+    assert!(body.contains("c=IN IP4 127.0.0.1\r\n"), "{body}");
+    let order = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Announce(a) => Some(a.clone()),
+            _ => None,
+        })
+        .expect("an order to play");
+    assert_eq!(order.port, 40000);
+    assert_eq!(order.to, "192.0.2.5:7000".parse().unwrap());
+    assert_eq!(order.codec, Codec::Pcmu);
+    assert_eq!(order.kind, AnnouncementKind::Closed);
+    assert_eq!(order.limit, Duration::from_secs(5), "capped at the maximum");
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Arm(TimerKey::Announcement(k), _) if *k == order.call)));
+    assert_eq!(causes(&out), [EndCause::Closed(ClosedReason::Weekend)]);
+    assert_eq!(p.table_sizes().calls, 1);
+
+    // The only port is in use: the next closed call gets the bare 480.
+    let out = step(&mut p, invite_with_sdp("c2", sdp));
+    assert_eq!(
+        answers(&out),
+        [(100, None), (480, Some("3600".to_string()))]
+    );
+
+    let out = step(&mut p, Input::AnnouncementEnded(order.call.clone()));
+    assert_eq!(answers(&out), [(480, Some("3600".to_string()))]);
+    let fin = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send(_, b) => SipMessage::parse_datagram(b).ok(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(fin.to_tag(), progress.to_tag());
+    assert!(out.iter().any(
+        |o| matches!(o, Output::StopAnnouncement { call, port: 40000 } if *call == order.call)
+    ));
+    assert!(causes(&out).is_empty(), "logged once, when it came");
+    assert_eq!(p.table_sizes().calls, 0);
+    // The port is free again: the guard of a finished call does nothing.
+    assert!(answers(&step(
+        &mut p,
+        Input::Timer(TimerKey::Announcement(order.call))
+    ))
+    .is_empty());
+    let out = step(&mut p, invite_with_sdp("c3", sdp));
+    assert_eq!(answers(&out), [(100, None), (183, None)]);
+}
