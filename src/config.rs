@@ -840,6 +840,15 @@ mod tests {
         std::fs::write(d.path().join("holiday.mp3"), b"ID3\x04not a wav").unwrap();
         let e = Profile::load(d.path()).unwrap_err().to_string();
         assert!(e.contains("holiday.mp3: is not a WAV file"), "{e}");
+        let text = std::fs::read_to_string(d.path().join("profile.toml"))
+            .unwrap()
+            .replace("max_announcements = 8", "max_announcements = 0");
+        std::fs::write(d.path().join("profile.toml"), text).unwrap();
+        let e = Profile::load(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("line.max_announcements: must be between 1 and 1000"),
+            "{e}"
+        );
     }
 
     /// R-BOOK-3 a: the reference data ships in the profile; a broken file stops start-up

@@ -13,11 +13,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::calls::{CallEvent, CallInfo, EndCause};
-use crate::hours::ClosedReason;
 use crate::sip::media::{AnnouncementKind, Codec, Offer};
 use crate::sip::txn::TxnId;
 use crate::sip::wire::{self, SipMessage};
 
+use super::call::Refusal;
 use super::{Output, Peer, Proxy, TimerKey};
 
 /// Slack after the audio's own length before the guard gives the final response anyway.
@@ -87,21 +87,20 @@ impl Proxy {
         self.announcer.playing.clear();
     }
 
-    /// A closed call: plays its announcement when one is configured, a port is free and the
-    /// INVITE offers G.711 we can send to; `false` (nothing done) otherwise, and the caller
-    /// gets the bare final response.
-    #[allow(clippy::too_many_arguments)]
+    /// A call refused because the line is closed: plays its announcement when one is
+    /// configured, a port is free and the INVITE offers G.711 we can send to; `false` (nothing
+    /// done) otherwise, and the caller gets the bare final response.
     pub(super) fn try_announce(
         &mut self,
         id: TxnId,
         req: &SipMessage,
         peer: Peer,
         info: &CallInfo,
-        reason: ClosedReason,
-        status: u16,
-        phrase: &'static str,
-        retry_after_secs: Option<u64>,
+        refusal: &Refusal,
     ) -> bool {
+        let EndCause::Closed(reason) = refusal.cause else {
+            return false;
+        };
         let kind = AnnouncementKind::for_reason(reason);
         let Some(length) = self.announcer.plan.lengths.get(&kind).copied() else {
             return false;
@@ -115,7 +114,11 @@ impl Proxy {
         let Some(offer) = Offer::parse(req.body()) else {
             return false;
         };
-        let Some(choice) = offer.choose() else {
+        // Our RTP socket has the address family of our SIP address.
+        let Some(choice) = offer
+            .choose()
+            .filter(|c| c.remote.is_ipv4() == self.local.is_ipv4())
+        else {
             return false;
         };
         let Some(port) = self.announcer.free.pop() else {
@@ -167,9 +170,9 @@ impl Proxy {
                 server: id,
                 tag,
                 port,
-                status,
-                phrase,
-                retry_after_secs,
+                status: refusal.status,
+                phrase: refusal.phrase,
+                retry_after_secs: refusal.retry_after_secs,
             },
         );
         true

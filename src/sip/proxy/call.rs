@@ -87,11 +87,11 @@ fn rank(status: u16) -> u32 {
 }
 
 /// The final answer to a call the line does not ring, and how it ends in the log.
-struct Refusal {
-    status: u16,
-    phrase: &'static str,
-    retry_after_secs: Option<u64>,
-    cause: EndCause,
+pub(super) struct Refusal {
+    pub(super) status: u16,
+    pub(super) phrase: &'static str,
+    pub(super) retry_after_secs: Option<u64>,
+    pub(super) cause: EndCause,
 }
 
 impl Refusal {
@@ -224,12 +224,8 @@ impl Proxy {
         let ring_for = match answer {
             Ok(ring_for) => ring_for,
             Err(refusal) => {
-                if let EndCause::Closed(reason) = refusal.cause {
-                    let (status, phrase, retry) =
-                        (refusal.status, refusal.phrase, refusal.retry_after_secs);
-                    if self.try_announce(id, &req, peer, &info, reason, status, phrase, retry) {
-                        return;
-                    }
+                if self.try_announce(id, &req, peer, &info, &refusal) {
+                    return;
                 }
                 self.refuse(id, &req, &info, refusal, now);
                 return;

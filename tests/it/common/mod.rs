@@ -235,6 +235,8 @@ pub fn cli_ok(database_url: &str, args: &[&str]) -> String {
 }
 
 /// A configuration for tests: loopback, port 0, the shipped profile, the given database.
+/// The shipped profile plays its closed-hours announcement: a closed call whose INVITE offers
+/// G.711 (sipp's trunk scenarios do) hears it (183, RTP) before its 480.
 pub fn test_config(database_url: &str) -> Config {
     let dir = profile_dir();
     Config {
