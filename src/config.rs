@@ -818,6 +818,8 @@ mod tests {
         for kind in AnnouncementKind::ALL {
             let a = p.announcements.get(kind).expect("shipped announcement");
             assert!(a.duration() > Duration::from_secs(2), "{kind:?}");
+            let loudest = a.samples().iter().map(|s| s.unsigned_abs()).max();
+            assert!(loudest > Some(8000), "{kind:?} is speech, not silence");
         }
         let d = tempfile::tempdir().unwrap();
         let text = std::fs::read_to_string(Path::new(&profile_dir()).join("profile.toml"))
