@@ -603,3 +603,69 @@ async fn json_logs_are_one_object_per_line() {
         );
     }
 }
+
+/// The names of the failed checks of a `/readyz` answer (503), or None when ready (200).
+async fn failed_checks(base: &str) -> Option<Vec<String>> {
+    let res = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    if status == 200 {
+        assert_eq!(body["status"], "ready");
+        return None;
+    }
+    assert_eq!(status, 503, "{body}");
+    Some(
+        body["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["check"].as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_a_call_log_writer_that_falls_behind() {
+    // The call log cannot write (its database is gone) while calls keep arriving: once the
+    // queue reaches `log_backlog_max`, the writer is not keeping up.
+    let Some(rig) = Rig::new(jst(2026, 11, 25, 10, 0), |c| c.log_backlog_max = 4).await else {
+        return;
+    };
+    let base = rig.app.base.clone();
+    assert_eq!(failed_checks(&base).await, None);
+    rig.app.server.state.db.close().await;
+    // Strangers' INVITEs: each is refused at once and logged as a rejected call (an event
+    // each) without any phone.
+    let mut scanner = rig.trunk(
+        &expect_final(rig.dir.path(), 403, false),
+        "127.0.0.2",
+        &["-m", "6", "-r", "20"],
+    );
+    wait(&mut scanner, 20).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let failed = failed_checks(&base).await.unwrap_or_default();
+        if failed.iter().any(|c| c == "call_log_writer") || Instant::now() > deadline {
+            break failed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        failed.contains(&"call_log_writer".to_string()),
+        "{failed:?}"
+    );
+    assert!(failed.contains(&"database".to_string()), "{failed:?}");
+    let s = scrape(&base).await;
+    assert!(value(&s, "madoguchi_call_log_queue_depth", &[]) >= 4.0);
+    assert_eq!(value(&s, "madoguchi_call_log_backlog_max", &[]), 4.0);
+
+    // Alive all the same. The server is left to the end of the test: its writer could not
+    // finish an orderly stop without a database.
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
