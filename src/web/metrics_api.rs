@@ -25,8 +25,10 @@ pub async fn metrics(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     let by_token = match (&cfg.token, presented) {
         (Some(token), Some(given)) => bool::from(token.as_bytes().ct_eq(given.as_bytes())),
         _ => false,

@@ -423,6 +423,14 @@ async fn metrics_answer_the_allowed_networks_and_the_token_holder() {
         .await
         .unwrap()
         .contains("madoguchi_calls_ended_total"));
+    // The scheme is case-insensitive.
+    let res = client
+        .get(app.url("/metrics"))
+        .header("Authorization", format!("bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
     // The health checks stay open to anyone.
     assert_eq!(
         reqwest::get(app.url("/healthz")).await.unwrap().status(),
