@@ -78,7 +78,7 @@ impl Metrics {
             .extensions()
             .get::<MatchedPath>()
             .map_or_else(|| "unmatched".to_string(), |p| route_label(p.as_str()));
-        let method = req.method().as_str().to_string();
+        let method = method_label(req.method()).to_string();
         let started = Instant::now();
         let res = next.run(req).await;
         let labels = HttpLabels {
@@ -98,6 +98,21 @@ impl Metrics {
 /// are valid, but trip up simple text parsers and PromQL regexes).
 fn route_label(pattern: &str) -> String {
     pattern.replace('{', ":").replace('}', "")
+}
+
+/// A request method as a label: the standard ones by name, anything else `other`, so a
+/// client inventing methods cannot grow the label set.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Labels of one value.
@@ -363,4 +378,17 @@ pub async fn readiness(state: &AppState) -> Vec<FailedCheck> {
         });
     }
     failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded_and_patterns_not_paths() {
+        assert_eq!(route_label("/api/calls/{id}"), "/api/calls/:id");
+        assert_eq!(method_label(&axum::http::Method::PATCH), "PATCH");
+        let invented = axum::http::Method::from_bytes(b"FOO123").unwrap();
+        assert_eq!(method_label(&invented), "other");
+    }
 }
