@@ -79,6 +79,8 @@ pub struct AppInner {
     pub places: Places,
     /// The weekly share to the city (R-PREP-1, R-PREP-2).
     pub sharing: Sharing,
+    /// What `/metrics` records as it happens (HTTP latencies).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Deref for AppState {
@@ -136,6 +138,7 @@ impl AppState {
             sip,
             places,
             sharing,
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 }

@@ -100,6 +100,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// How the weekly share reaches the city (`[sharing]`).
     pub sharing: SharingConfig,
+    /// Who may read `/metrics` (`[metrics]`).
+    pub metrics: crate::metrics::MetricsConfig,
     /// Directory of the city profile.
     pub profile_dir: PathBuf,
     /// The loaded city profile.
@@ -115,6 +117,7 @@ struct FileConfig {
     profile: ProfileSection,
     auth: AuthConfig,
     sharing: SharingConfig,
+    metrics: crate::metrics::MetricsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,6 +327,9 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
     if let Err((key, problem)) = file.sharing.validate() {
         return Err(ConfigError::value(&file_name, key, problem));
     }
+    if let Err((key, problem)) = file.metrics.validate() {
+        return Err(ConfigError::value(&file_name, key, problem));
+    }
 
     let (src, profile_raw) = pick(
         &env.profile,
@@ -438,6 +444,7 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         log_backlog_max,
         auth: file.auth,
         sharing: file.sharing,
+        metrics: file.metrics,
         profile_dir,
         profile,
     })

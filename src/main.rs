@@ -37,6 +37,10 @@ enum Command {
         /// hours and holidays are decided on this clock.
         #[arg(long, value_name = "RFC3339")]
         clock_start: Option<String>,
+        /// Log format: `text` (default) or `json` (one JSON object per line, for a log
+        /// collector). The start-up lines on stdout follow the same format.
+        #[arg(long, value_enum, env = "MADOGUCHI_LOG_FORMAT", default_value = "text")]
+        log_format: LogFormat,
     },
     /// Create or update the database schema, then exit.
     Migrate,
@@ -69,6 +73,15 @@ enum Command {
     /// The weekly share of the slips to the city (R-PREP-1, R-PREP-2).
     #[command(subcommand)]
     Share(ShareCommand),
+}
+
+/// How the service writes its log.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -239,9 +252,18 @@ enum UserCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let format = match &cli.command {
+        Command::Serve { log_format, .. } => *log_format,
+        _ => LogFormat::Text,
+    };
+    init_tracing(format);
     let config = match config::load(cli.config.as_deref(), &EnvOverrides::from_env()) {
         Ok(c) => c,
+        Err(e) if format == LogFormat::Json => {
+            let line = serde_json::json!({"level": "ERROR", "message": e.to_string()});
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -256,6 +278,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if format == LogFormat::Json => {
+            let line = serde_json::json!({"level": "ERROR", "message": format!("{e:#}")});
+            eprintln!("{line}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -263,19 +290,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Spans flattened into each line: `request_id`, `method`, `path` sit beside the event.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve { clock_start } => {
+        Command::Serve {
+            clock_start,
+            log_format,
+        } => {
             let clock: madoguchi::clock::SharedClock = match clock_start {
                 None => Arc::new(SystemClock),
                 Some(s) => {
@@ -287,7 +325,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     ))
                 }
             };
-            serve(config, clock).await
+            serve(config, clock, log_format).await
         }
         Command::Migrate => {
             Db::connect_and_migrate(&config.database_url, 1).await?;
@@ -310,7 +348,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config, clock: madoguchi::clock::SharedClock) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    clock: madoguchi::clock::SharedClock,
+    format: LogFormat,
+) -> anyhow::Result<()> {
     let preset = std::env::var("MADOGUCHI_BOOTSTRAP_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
@@ -320,22 +362,44 @@ async fn serve(config: Config, clock: madoguchi::clock::SharedClock) -> anyhow::
     // A closed stdout (a supervisor that stopped reading) must not stop the service, so
     // these writes ignore errors where println! would panic.
     let mut out = std::io::stdout();
-    let _ = writeln!(
-        out,
-        "madoguchi is running: http://{}/  ({profile})",
-        server.http_addr
-    );
-    let _ = writeln!(out, "SIP adapter (UDP and TCP): {}", server.sip_addr);
-    if let Some((user, password)) = &server.bootstrap {
+    if format == LogFormat::Json {
+        // The same facts as the text lines, one JSON object per line like the log.
+        let mut lines = vec![serde_json::json!({
+            "level": "INFO",
+            "message": "madoguchi is running",
+            "http": format!("http://{}/", server.http_addr),
+            "sip": server.sip_addr.to_string(),
+            "service": profile,
+        })];
+        if let Some((user, password)) = &server.bootstrap {
+            lines.push(serde_json::json!({
+                "level": "WARN",
+                "message": "first start: created the admin account; log in and change its password under パスワード変更; it is not shown again",
+                "username": user.username,
+                "password": password,
+            }));
+        }
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    } else {
         let _ = writeln!(
             out,
-            "first start: created the account '{}' (admin) with the password: {password}",
-            user.username
+            "madoguchi is running: http://{}/  ({profile})",
+            server.http_addr
         );
-        let _ = writeln!(
-            out,
-            "  log in and change it under パスワード変更; it is not shown again."
-        );
+        let _ = writeln!(out, "SIP adapter (UDP and TCP): {}", server.sip_addr);
+        if let Some((user, password)) = &server.bootstrap {
+            let _ = writeln!(
+                out,
+                "first start: created the account '{}' (admin) with the password: {password}",
+                user.username
+            );
+            let _ = writeln!(
+                out,
+                "  log in and change it under パスワード変更; it is not shown again."
+            );
+        }
     }
     let _ = out.flush();
     // A task that fails (a panic in the SIP core, the call log writer, the hub, the HTTP

@@ -351,6 +351,7 @@ pub struct Bookings {
     rules: Arc<BookingRules>,
     model: Arc<dyn TravelModel>,
     tz: chrono_tz::Tz,
+    conflicts: Arc<super::conflicts::ConflictCounts>,
 }
 
 /// Why a slot could not be booked, with fresh alternatives for the caller.
@@ -380,7 +381,13 @@ impl Bookings {
             rules: Arc::new(rules),
             model,
             tz,
+            conflicts: Arc::default(),
         }
+    }
+
+    /// Conflicts (409s) since the start, by operation and kind (for `/metrics`).
+    pub fn conflicts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.conflicts.snapshot()
     }
 
     /// The rules in force.
@@ -424,6 +431,17 @@ impl Bookings {
     /// Books a home visit (R-BOOK-3, R-BOOK-6): validates, locks the half-day, re-checks
     /// every rule, numbers it, links the call, records the audit row, all in one transaction.
     pub async fn create_home(
+        &self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        input: &HomeBookingInput,
+        at: &Located,
+    ) -> Result<BookingSummary, BookingError> {
+        let result = self.create_home_counted(actor, now, input, at).await;
+        self.conflicts.seen(0, result)
+    }
+
+    async fn create_home_counted(
         &self,
         actor: &Actor,
         now: DateTime<Utc>,
@@ -577,6 +595,18 @@ impl Bookings {
         to: SlotRef,
         reason: &str,
     ) -> Result<BookingSummary, BookingError> {
+        let result = self.reschedule_counted(actor, now, id, to, reason).await;
+        self.conflicts.seen(1, result)
+    }
+
+    async fn reschedule_counted(
+        &self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        id: i64,
+        to: SlotRef,
+        reason: &str,
+    ) -> Result<BookingSummary, BookingError> {
         if reason.chars().count() > TEXT_MAX {
             return Err(BookingError::Invalid("理由が長すぎます。".into()));
         }
@@ -636,6 +666,17 @@ impl Bookings {
 
     /// Cancels a booking: the slot is free again; the reception number stays with it.
     pub async fn cancel(
+        &self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        id: i64,
+        reason: &str,
+    ) -> Result<BookingSummary, BookingError> {
+        let result = self.cancel_counted(actor, now, id, reason).await;
+        self.conflicts.seen(2, result)
+    }
+
+    async fn cancel_counted(
         &self,
         actor: &Actor,
         now: DateTime<Utc>,

@@ -10,6 +10,7 @@ pub mod bookings;
 pub mod calendar;
 pub mod capacity;
 mod codes;
+pub mod conflicts;
 pub mod facility;
 pub mod places;
 pub mod purge;

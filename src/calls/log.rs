@@ -29,12 +29,40 @@ pub struct CallLog {
     counters: Arc<Counters>,
 }
 
-#[derive(Default)]
 struct Counters {
     written: AtomicU64,
     batches: AtomicU64,
     retries: AtomicU64,
     dead_letters: AtomicU64,
+    /// Calls whose end was written, by [`EndCode::ALL`] index.
+    ended: Vec<AtomicU64>,
+    /// Seconds each batch took to write, retries included (for `/metrics`).
+    write_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// When the write in progress began, in ms after [`writer_epoch`] plus one; 0 = idle.
+    busy_since: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            written: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            ended: EndCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            // 1 ms … about 16 s: a healthy batch takes milliseconds, a database away seconds.
+            write_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+            ),
+            busy_since: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The instant the writer's busy clock counts from.
+fn writer_epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 /// What the call-log writer has done since the start.
@@ -396,6 +424,55 @@ impl CallLog {
             batches: c.batches.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
             dead_letters: c.dead_letters.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Calls whose end the writer has written since the start, by end cause (every cause,
+    /// zero included).
+    pub fn ended_by_cause(&self) -> Vec<(EndCode, u64)> {
+        EndCode::ALL
+            .iter()
+            .copied()
+            .zip(&self.counters.ended)
+            .map(|(code, n)| (code, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The histogram of batch write durations in seconds (a handle on the live one).
+    pub fn write_seconds(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.counters.write_seconds.clone()
+    }
+
+    /// How long the write in progress has been going (retries included); `None` when the
+    /// writer is idle.
+    pub fn busy_for(&self) -> Option<Duration> {
+        let since = self.counters.busy_since.load(Ordering::Relaxed);
+        let since = writer_epoch() + Duration::from_millis(since.checked_sub(1)?);
+        Some(since.elapsed())
+    }
+
+    fn write_started(&self) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        let ms = now.duration_since(writer_epoch()).as_millis();
+        self.counters.busy_since.store(
+            u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1,
+            Ordering::Relaxed,
+        );
+        now
+    }
+
+    fn write_done(&self, started: std::time::Instant, batch: &[Arc<CallEvent>]) {
+        self.counters.busy_since.store(0, Ordering::Relaxed);
+        self.counters
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for event in batch {
+            if let CallEvent::Ended { cause, .. } = event.as_ref() {
+                let code = cause.code();
+                if let Some(i) = EndCode::ALL.iter().position(|c| *c == code) {
+                    self.counters.ended[i].fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 }
@@ -881,6 +958,11 @@ impl StoredEvents {
         now
     }
 
+    /// The waiting events from which the writer counts as far behind.
+    pub fn backlog_max(&self) -> u64 {
+        self.1.high
+    }
+
     /// Events published and not yet written.
     pub fn waiting(&self) -> u64 {
         self.1.events.load(Ordering::Relaxed)
@@ -981,6 +1063,7 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
 }
 
 async fn write_batch(log: &CallLog, stored: &StoredEvents, batch: &mut Vec<Arc<CallEvent>>) {
+    let started = log.write_started();
     let mut backoff = Duration::from_millis(100);
     loop {
         match log.apply_batch(batch).await {
@@ -1005,6 +1088,7 @@ async fn write_batch(log: &CallLog, stored: &StoredEvents, batch: &mut Vec<Arc<C
             }
         }
     }
+    log.write_done(started, batch);
     log.counters
         .written
         .fetch_add(batch.len() as u64, Ordering::Relaxed);

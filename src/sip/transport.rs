@@ -129,6 +129,8 @@ pub struct CounterSnapshot {
     pub tcp_timed_out: u64,
     /// REGISTERs refused because their source or phone was locked out after failures.
     pub register_locked_out: u64,
+    /// Messages re-sent by transaction timers (not first sends).
+    pub retransmissions: u64,
 }
 
 /// What the transport enforces: the `[sip]` limits, the TCP cap, and who the trunk is.
@@ -167,6 +169,9 @@ enum CoreMsg {
 pub struct SipHandle {
     /// The bound address (port 0 resolved).
     pub local: SocketAddr,
+    /// The core's counters (messages in and out, retransmissions …), readable without
+    /// asking the core.
+    pub counters: Arc<SipCounters>,
     tx: mpsc::Sender<CoreMsg>,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -453,7 +458,7 @@ where
         proxy,
         shared,
         events,
-        counters,
+        counters: counters.clone(),
         timers: BTreeMap::new(),
         timer_index: HashMap::new(),
         timer_seq: 0,
@@ -465,6 +470,7 @@ where
     tracing::info!(%local, max_tcp, "SIP adapter listening (UDP and TCP)");
     Ok(SipHandle {
         local,
+        counters,
         tx,
         stop,
         tasks: tracker,
@@ -999,6 +1005,7 @@ impl CoreLoop {
                 tcp_refused_per_address: load(&t.tcp_refused_per_address),
                 tcp_timed_out: load(&t.tcp_timed_out),
                 register_locked_out: load(&c.register_locked_out),
+                retransmissions: load(&c.retransmissions),
             },
             limits: self.shared.limits.limits.clone(),
             max_tcp_connections: self.shared.limits.max_tcp,

@@ -1,4 +1,4 @@
-//! Health, login/logout, the current account, staff accounts and the audit log.
+//! Login/logout, the current account, staff accounts and the audit log.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -12,29 +12,6 @@ use crate::privacy::{AuditAction, AuditFilter, AuditRow, LoginFailure, NewUser, 
 
 use super::access::{ClientIp, Staff, SESSION_COOKIE};
 use super::{parse_id, ApiError, CurrentUser, Done, JsonBody, QueryParams};
-
-/// The health check's answer.
-#[derive(Serialize)]
-pub struct Health {
-    status: &'static str,
-}
-
-/// `GET /healthz`: 200 when the database answers.
-pub async fn healthz(State(state): State<AppState>) -> Response {
-    match state.db.ping().await {
-        Ok(()) => Json(Health { status: "ok" }).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: "database_unavailable",
-                }),
-            )
-                .into_response()
-        }
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,6 +12,7 @@ mod calls_api;
 mod console_api;
 mod error;
 mod labels;
+mod metrics_api;
 mod privacy_api;
 mod reports_api;
 mod serve;
@@ -97,7 +98,20 @@ const REPORT_READERS: Access = Access::Roles(&[Role::Manager, Role::Admin]);
 pub fn api_routes() -> Vec<ApiRoute> {
     use account_api as a;
     vec![
-        route(Method::GET, "/healthz", Access::Public, a::healthz),
+        route(
+            Method::GET,
+            "/healthz",
+            Access::Public,
+            metrics_api::healthz,
+        ),
+        route(Method::GET, "/readyz", Access::Public, metrics_api::readyz),
+        // Guarded by the `[metrics]` allow-list and token in the handler, not by a session.
+        route(
+            Method::GET,
+            "/metrics",
+            Access::Public,
+            metrics_api::metrics,
+        ),
         route(Method::POST, "/api/login", Access::Public, a::login),
         route(Method::POST, "/api/logout", Access::STAFF, a::logout),
         route(Method::GET, "/api/me", Access::STAFF, a::me),
@@ -471,6 +485,10 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .merge(api)
         .layer(middleware::from_fn(serve::request_timeout))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::Metrics::track_http,
+        ))
         .layer(middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             static NEXT_ID: AtomicU64 = AtomicU64::new(1);

@@ -11,7 +11,13 @@ use madoguchi::web::{route_table, Access};
 use reqwest::Method;
 
 /// The only routes allowed to be public. A new public route must be added here on purpose.
-const PUBLIC: &[(&str, &str)] = &[("GET", "/healthz"), ("POST", "/api/login")];
+// `/metrics` has its own guard (the `[metrics]` allow-list and token, tests/it/metrics.rs).
+const PUBLIC: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("POST", "/api/login"),
+];
 
 fn concrete(path: &str) -> String {
     // Path parameters get an id that does not exist, so an admitted request changes nothing.

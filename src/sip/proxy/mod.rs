@@ -209,6 +209,12 @@ pub struct SipCounters {
     pub txn_table_full: AtomicU64,
     /// REGISTERs refused unread because their source or phone is locked out.
     pub register_locked_out: AtomicU64,
+    /// Messages re-sent by a transaction timer (A, E, G over UDP); first sends not counted.
+    pub retransmissions: AtomicU64,
+    /// Messages that reached the core (datagrams and framed TCP messages), by start line.
+    pub messages_in: crate::sip::counts::MessageCounts,
+    /// Messages the core sent (or handed to the transport), by start line.
+    pub messages_out: crate::sip::counts::MessageCounts,
 }
 
 /// A snapshot of the core's tables, for the status API and the leak test.
@@ -387,8 +393,18 @@ impl Proxy {
     /// Takes one input and does everything it causes; the outputs wait for [`Self::poll_output`].
     pub fn handle_input(&mut self, input: Input) {
         match input {
-            Input::Datagram(bytes, peer) => self.on_datagram(bytes, peer),
-            Input::Message(msg, peer) => self.on_message(*msg, peer),
+            Input::Datagram(bytes, peer) => {
+                self.counters.messages_in.count_bytes(&bytes);
+                self.on_datagram(bytes, peer)
+            }
+            Input::Message(msg, peer) => {
+                match (msg.method(), msg.status()) {
+                    (Some(m), _) => self.counters.messages_in.count_request(m),
+                    (None, Some(s)) => self.counters.messages_in.count_response(s),
+                    (None, None) => {}
+                }
+                self.on_message(*msg, peer)
+            }
             Input::StreamError(err, peer) => {
                 if let Some(resp) = err.response() {
                     self.counters
@@ -410,7 +426,11 @@ impl Proxy {
 
     /// The next thing the driver must do; drain it until `None` after every input.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.output.pop_front()
+        let out = self.output.pop_front();
+        if let Some(Output::Send(_, bytes) | Output::SendWhenStored { bytes, .. }) = &out {
+            self.counters.messages_out.count_bytes(bytes);
+        }
+        out
     }
 
     /// Carries out the queued work in the order it was produced, until none is left. A

@@ -3,9 +3,11 @@
 //! expiry, and a TCP connection that closed (RFC 5626-style flows).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use crate::calls::{CallEvent, EndCause};
 use crate::sip::registrar::BindingTimer;
+use crate::sip::txn::TxnAction;
 use crate::sip::wire::uri;
 
 use super::call::Phase;
@@ -17,6 +19,14 @@ impl Proxy {
         match key {
             TimerKey::Txn(t) => {
                 let actions = self.txns.on_timer(t);
+                // A send caused by a transaction timer is a retransmission (A, E, G).
+                let resent = actions
+                    .iter()
+                    .filter(|a| matches!(a, TxnAction::Send { .. }))
+                    .count();
+                self.counters
+                    .retransmissions
+                    .fetch_add(resent as u64, Ordering::Relaxed);
                 self.queue.txn(actions);
             }
             TimerKey::Ring(k) => {

@@ -261,6 +261,7 @@ pub fn test_config(database_url: &str) -> Config {
             ..AuthConfig::default()
         },
         sharing: Default::default(),
+        metrics: Default::default(),
         profile: Profile::load(&dir).expect("profile"),
         profile_dir: dir,
     }
