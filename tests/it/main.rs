@@ -7,6 +7,7 @@ mod common;
 mod addresses;
 mod architecture;
 mod auth_api;
+mod backup;
 mod booking;
 mod browser;
 mod calendar;
