@@ -1096,4 +1096,20 @@ mod tests {
             .trusted_proxies
             .is_empty());
     }
+
+    /// The production example in deploy/ has only known keys and valid proxy entries (its
+    /// paths are the installed ones, so it is not loaded whole here).
+    #[test]
+    fn the_deploy_example_config_parses() {
+        let p = format!("{}/deploy/madoguchi.toml", env!("CARGO_MANIFEST_DIR"));
+        let file: FileConfig = read_toml(Path::new(&p)).unwrap();
+        assert!(file.http.secure_cookies);
+        assert_eq!(
+            parse_trusted_proxies(&file.http.trusted_proxies, &p)
+                .unwrap()
+                .len(),
+            2
+        );
+        validate_auth(&file.auth, &p).unwrap();
+    }
 }

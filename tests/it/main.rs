@@ -16,6 +16,7 @@ mod cli;
 mod codes;
 mod console;
 mod demo_call;
+mod deploy;
 mod http_server;
 mod hub;
 mod purge;
