@@ -424,3 +424,81 @@ async fn a_forged_forwarded_for_from_an_untrusted_peer_is_ignored() {
         app.stop().await;
     }
 }
+
+/// The nightly backup service's own command (unescaped as systemd does) writes a backup and
+/// keeps only the newest KEEP: run four times with KEEP=2 against a real database.
+#[test]
+fn the_backup_service_keeps_the_newest_copies() {
+    let unit = deploy("madoguchi-backup.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/bin/sh -euc '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("ExecStart=/bin/sh -euc '…'")
+        .replace("$$", "$")
+        .replace("%%", "%");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = data.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let db_url = format!("sqlite://{}/madoguchi.db", data.display());
+    crate::common::cli_ok(&db_url, &["migrate"]);
+    let config = dir.path().join("madoguchi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{db_url}\"\n[profile]\npath = \"{}\"\n[sip]\nconfig_dir = \"{}\"\n",
+            crate::common::profile_dir().display(),
+            manifest_dir().join("sip-config").display()
+        ),
+    )
+    .unwrap();
+    // A `date` that counts, so four runs within a second get four names.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let counter = dir.path().join("n");
+    std::fs::write(
+        bin.join("date"),
+        format!(
+            "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {c}; echo 20261124T18300${{n}}Z\n",
+            c = counter.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("date"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = exec
+        .replace("/usr/local/bin/madoguchi", env!("CARGO_BIN_EXE_madoguchi"))
+        .replace("/etc/madoguchi/madoguchi.toml", config.to_str().unwrap())
+        .replace("/var/lib/madoguchi/backups", backups.to_str().unwrap());
+    for _ in 0..4 {
+        let mut sh = Command::new("/bin/sh");
+        sh.args(["-euc", &script])
+            .env("KEEP", "2")
+            .env("RUST_LOG", "warn")
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env_remove("DATABASE_URL")
+            .current_dir(&data);
+        let out = run_bounded(sh, 60);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "madoguchi-20261124T183003Z.backup",
+            "madoguchi-20261124T183004Z.backup"
+        ]
+    );
+}
