@@ -299,14 +299,20 @@ impl Partial {
     /// appeared meanwhile is not replaced either); returns its size.
     fn commit(mut self, target: &Path) -> Result<u64, BackupError> {
         let bytes = self.sync()?;
-        std::fs::hard_link(&self.path, target).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                BackupError::Exists(target.to_path_buf())
-            } else {
-                io_err(target, e)
+        match std::fs::hard_link(&self.path, target) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&self.path);
             }
-        })?;
-        let _ = std::fs::remove_file(&self.path);
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(BackupError::Exists(target.to_path_buf()));
+            }
+            // A file system without hard links (vfat, some network mounts): check, then
+            // rename — a file created in between would be replaced, which link never does.
+            Err(_) if target.symlink_metadata().is_err() => {
+                std::fs::rename(&self.path, target).map_err(|e| io_err(target, e))?;
+            }
+            Err(e) => return Err(io_err(target, e)),
+        }
         self.done = true;
         sync_dir(target);
         Ok(bytes)
