@@ -78,6 +78,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Mark the session cookie `Secure` (set when served over TLS).
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (`[http] trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where the SIP adapter listens (UDP and TCP).
     pub sip_addr: SocketAddr,
     /// The address put in Via and Record-Route when `sip_addr` is a wildcard (0.0.0.0).
@@ -125,6 +127,7 @@ struct FileConfig {
 struct HttpSection {
     addr: Option<String>,
     secure_cookies: bool,
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,6 +327,7 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         ));
     }
     validate_auth(&file.auth, &file_name)?;
+    let trusted_proxies = parse_trusted_proxies(&file.http.trusted_proxies, &file_name)?;
     if let Err((key, problem)) = file.sharing.validate() {
         return Err(ConfigError::value(&file_name, key, problem));
     }
@@ -433,6 +437,7 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
     Ok(Config {
         http_addr,
         secure_cookies: file.http.secure_cookies,
+        trusted_proxies,
         sip_addr,
         sip_advertised,
         sip,
@@ -489,6 +494,34 @@ fn parse_addr(source_name: &str, key: &str, raw: &str) -> Result<SocketAddr, Con
             format!("'{raw}' is not a socket address (expected host:port, e.g. 127.0.0.1:8080)"),
         )
     })
+}
+
+/// `[http] trusted_proxies`: addresses (`127.0.0.1`) or networks (`10.0.0.0/8`).
+fn parse_trusted_proxies(raw: &[String], file: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    if raw.len() > 64 {
+        return Err(ConfigError::value(
+            file,
+            "http.trusted_proxies",
+            "at most 64 entries",
+        ));
+    }
+    raw.iter()
+        .map(|a| {
+            let a = a.trim();
+            a.parse::<ipnet::IpNet>()
+                .map(|n| n.trunc())
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::value(
+                        file,
+                        "http.trusted_proxies",
+                        format!(
+                            "'{a}' is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)"
+                        ),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn validate_auth(a: &AuthConfig, file: &str) -> Result<(), ConfigError> {
@@ -1114,5 +1147,46 @@ mod tests {
         let p = write(&d, "");
         let e = load(Some(&p), &env).unwrap_err().to_string();
         assert!(!e.contains("secret") && e.contains("DATABASE_URL"), "{e}");
+    }
+
+    /// Issue 16 item 6: `[http] trusted_proxies` takes addresses and networks; anything
+    /// else stops start-up with the key named.
+    #[test]
+    fn trusted_proxies_parse_and_a_bad_entry_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            &d,
+            "[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.1.2.3/8\", \"::1\"]\n",
+        );
+        let c = load(Some(&p), &env_with_profile()).unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let p = write(&d, "[http]\ntrusted_proxies = [\"nginx.local\"]\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("http.trusted_proxies") && e.contains("'nginx.local'"),
+            "{e}"
+        );
+        let p = write(&d, "");
+        assert!(load(Some(&p), &env_with_profile())
+            .unwrap()
+            .trusted_proxies
+            .is_empty());
+    }
+
+    /// The production example in deploy/ has only known keys and valid proxy entries (its
+    /// paths are the installed ones, so it is not loaded whole here).
+    #[test]
+    fn the_deploy_example_config_parses() {
+        let p = format!("{}/deploy/madoguchi.toml", env!("CARGO_MANIFEST_DIR"));
+        let file: FileConfig = read_toml(Path::new(&p)).unwrap();
+        assert!(file.http.secure_cookies);
+        assert_eq!(
+            parse_trusted_proxies(&file.http.trusted_proxies, &p)
+                .unwrap()
+                .len(),
+            2
+        );
+        validate_auth(&file.auth, &p).unwrap();
     }
 }

@@ -101,6 +101,10 @@ crate::code_enum! {
         ReportSend = "report.send" / "報告書の送付記録",
         /// The manager recorded the follow-up of an opinion or complaint.
         CallFollowUp = "call.follow_up" / "意見・苦情の対応記録",
+        /// A backup of the whole database was written (`madoguchi backup`).
+        Backup = "backup" / "バックアップの作成",
+        /// The database was restored from a backup (`madoguchi restore`).
+        Restore = "restore" / "バックアップからの復元",
     }
 }
 

@@ -5,6 +5,8 @@
 //! [`crate::clock::to_db_time`]) so the same text compares and sorts the same on both.
 //! Where the dialects differ (DDL, triggers), both forms live side by side in `migrations/`.
 
+pub mod backup;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;

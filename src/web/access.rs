@@ -82,7 +82,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Staff {
     }
 }
 
-/// The client's IP address as the socket tells it, for audit rows; never rejects.
+/// The client's IP address (see [`super::client_addr`]), for audit rows; never rejects.
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub Option<String>);
 
@@ -94,8 +94,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// The client's address, as far as the socket tells.
+/// The client's address: the one [`super::client_addr`] decided (the peer, or the client
+/// behind a trusted proxy), else the socket's.
 pub fn client_ip(parts_ext: &axum::http::Extensions) -> Option<String> {
+    if let Some(super::client_addr::ClientAddr(ip)) = parts_ext.get() {
+        return Some(ip.to_string());
+    }
     parts_ext
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())

@@ -9,6 +9,7 @@ mod address_api;
 mod booking_api;
 mod calendar_api;
 mod calls_api;
+pub mod client_addr;
 mod console_api;
 mod error;
 mod labels;
@@ -484,6 +485,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ui::routes())
         .merge(api)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client_addr::client_addr,
+        ))
         .layer(middleware::from_fn(serve::request_timeout))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),

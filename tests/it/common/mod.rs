@@ -242,6 +242,7 @@ pub fn test_config(database_url: &str) -> Config {
     Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         secure_cookies: false,
+        trusted_proxies: Vec::new(),
         sip_addr: "127.0.0.1:0".parse().unwrap(),
         sip_advertised: None,
         sip: madoguchi::config::load_sip(
