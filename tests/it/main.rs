@@ -34,4 +34,5 @@ mod sip_malformed;
 mod sip_reach;
 mod storage;
 mod test_databases;
+mod trunk_registration;
 mod visits;

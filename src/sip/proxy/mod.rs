@@ -22,6 +22,11 @@ mod dialog;
 mod forward;
 mod ingress;
 mod timers;
+mod uac;
+
+pub use uac::{
+    KeepaliveState, KeepaliveStatus, RegState, RegistrationStatus, TrunkStatus, UacTimer,
+};
 
 #[cfg(test)]
 mod tests;
@@ -107,6 +112,8 @@ pub enum TimerKey {
     CallGuard(String),
     /// A registration's expiry (aor, contact).
     Binding(String, String),
+    /// Our own requests to the carrier: registration and keep-alive.
+    Uac(UacTimer),
 }
 
 /// What goes into the core.
@@ -241,6 +248,8 @@ pub struct Proxy {
     queue: WorkQueue,
     /// Outputs waiting for the driver.
     output: VecDeque<Output>,
+    /// Our client side towards the carrier (registration, keep-alive).
+    uac: uac::Uac,
 }
 
 /// One piece of work produced while handling an input, not yet carried out.
@@ -315,6 +324,8 @@ impl Proxy {
         // for our 100 Trying.
         let _ = callerid::to_e164("0134000000");
         let txns = Txns::new(settings.t1, settings.t2, settings.t4);
+        // The carrier UAC starts with the driver's first `poll_output`.
+        let (uac, start) = uac::Uac::new(&settings.carrier, clock.now());
         Ok(Self {
             settings,
             policy: Box::new(policy),
@@ -334,7 +345,8 @@ impl Proxy {
             draining: false,
             log_backlogged: false,
             queue: WorkQueue::default(),
-            output: VecDeque::new(),
+            output: start.into(),
+            uac,
         })
     }
 
@@ -419,6 +431,7 @@ impl Proxy {
                     self.output.push_back(Output::Disarm(TimerKey::Txn(t)))
                 }
                 Work::Txn(TxnAction::Terminated(id)) => {
+                    self.uac.forget(id);
                     self.server_to_call.remove(&id);
                     self.branch_of.remove(&id);
                     self.relays.remove(&id);
@@ -448,6 +461,10 @@ impl Proxy {
                     return;
                 };
                 self.forward_ack(ack, peer);
+            }
+            TxnEvent::Response(resp) if self.uac.owns(id) => self.on_uac_result(id, Some(resp)),
+            TxnEvent::Timeout | TxnEvent::TransportError if self.uac.owns(id) => {
+                self.on_uac_result(id, None)
             }
             TxnEvent::Response(resp) => {
                 if let Some((key, idx)) = self.branch_of.get(&id).cloned() {

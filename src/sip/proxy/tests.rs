@@ -42,6 +42,7 @@ fn proxy(route: Route) -> Proxy {
         t2: Duration::from_secs(4),
         t4: Duration::from_secs(5),
         limits: Default::default(),
+        carrier: Default::default(),
     };
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 1, 0, 0).unwrap());
     Proxy::new(

@@ -158,7 +158,9 @@ async function loadPresence() {
   const tbody = $("presence-table").tBodies[0];
   let staff;
   try {
-    staff = (await api("GET", "/api/presence")).staff || [];
+    const presence = await api("GET", "/api/presence");
+    staff = presence.staff || [];
+    renderTrunk(presence.trunk || {});
   } catch (e) {
     tbody.replaceChildren(h("tr", {}, h("td", { colspan: 4, class: "error", text: "読み込めませんでした：" + e.message })));
     return;
@@ -177,6 +179,39 @@ async function loadPresence() {
         ? h("ul", { class: "plain" }, phones.map((p) => h("li", { class: "small", text: `${p.contact}${p.transport ? `（${p.transport.toUpperCase()}）` : ""}` })))
         : h("span", { class: "muted", text: "未登録" })));
   }));
+}
+
+const REG_STATE = {
+  registering: "登録中",
+  registered: "登録済み",
+  refused: "拒否されました（認証情報・契約を確認してください）",
+  unreachable: "応答なし（回線・キャリア側を確認してください）",
+  failed: "失敗",
+};
+const KA_STATE = { unknown: "確認中", up: "応答あり", down: "応答なし（回線断の可能性）" };
+
+function when(t) {
+  return t ? fmt.dateTime(t) : "—";
+}
+
+// The carrier side: registration and OPTIONS keep-alive, with the time of the last change
+// and of the next attempt (issue 16 item 2).
+function renderTrunk(trunk) {
+  const items = [];
+  const r = trunk.registration;
+  if (r) {
+    const bad = r.state !== "registered" && r.state !== "registering";
+    items.push(h("li", { class: bad ? "warn" : "", dataset: { trunk: "registration", state: r.state } },
+      `キャリア登録（${r.registrar}）：${REG_STATE[r.state] || r.state}` +
+      `　変化：${when(r.since)}　次回：${when(r.next_attempt_at)}` +
+      (r.last_status ? `　最終応答：${r.last_status}` : "")));
+  }
+  for (const k of trunk.keepalive || []) {
+    items.push(h("li", { class: k.state === "down" ? "warn" : "", dataset: { trunk: "keepalive", state: k.state } },
+      `回線監視 OPTIONS（${k.target}）：${KA_STATE[k.state] || k.state}` +
+      `　変化：${when(k.since)}　最終応答：${when(k.last_answer_at)}`));
+  }
+  $("trunk-status").replaceChildren(...items);
 }
 
 // ---------------------------------------------------------------- wiring
