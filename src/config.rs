@@ -15,6 +15,7 @@ use crate::booking::address::Gazetteer;
 use crate::booking::{AddressRules, BookingRules, TravelRules};
 use crate::hours::HoursConfig;
 // Each domain owns its section's type; config only reads the files and composes them.
+pub use crate::alarm::AlarmConfig;
 pub use crate::calls::LineProfile;
 pub use crate::privacy::AuthConfig;
 pub use crate::sharing::SharingConfig;
@@ -100,6 +101,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// How the weekly share reaches the city (`[sharing]`).
     pub sharing: SharingConfig,
+    /// The dead-line alarm (`[alarm]`).
+    pub alarm: AlarmConfig,
     /// Directory of the city profile.
     pub profile_dir: PathBuf,
     /// The loaded city profile.
@@ -115,6 +118,7 @@ struct FileConfig {
     profile: ProfileSection,
     auth: AuthConfig,
     sharing: SharingConfig,
+    alarm: AlarmConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,6 +328,9 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
     if let Err((key, problem)) = file.sharing.validate() {
         return Err(ConfigError::value(&file_name, key, problem));
     }
+    if let Err((key, problem)) = file.alarm.validate(&file.sharing) {
+        return Err(ConfigError::value(&file_name, key, problem));
+    }
 
     let (src, profile_raw) = pick(
         &env.profile,
@@ -438,6 +445,7 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         log_backlog_max,
         auth: file.auth,
         sharing: file.sharing,
+        alarm: file.alarm,
         profile_dir,
         profile,
     })

@@ -5,6 +5,7 @@
 mod common;
 
 mod addresses;
+mod alarm;
 mod architecture;
 mod auth_api;
 mod booking;

@@ -214,6 +214,23 @@ function renderTrunk(trunk) {
   $("trunk-status").replaceChildren(...items);
 }
 
+// The dead-line alarm banner: what, since when, what to check (issue 16 item 3).
+function renderAlarms(alarms) {
+  const banner = $("alarm-banner");
+  if (!alarms.length) {
+    banner.hidden = true;
+    banner.replaceChildren();
+    return;
+  }
+  banner.replaceChildren(
+    h("h3", { text: `警報：回線が止まっている可能性があります（${alarms.length}件）` }),
+    h("ul", { class: "plain" }, alarms.map((a) => h("li", { dataset: { alarm: a.kind } },
+      h("strong", { text: a.title }),
+      h("div", { class: "small", text: `発生：${fmt.dateTime(a.raised_at)}　${a.detail}` }),
+      h("div", { class: "small", text: `確認：${a.check}` })))));
+  banner.hidden = false;
+}
+
 // ---------------------------------------------------------------- wiring
 
 // Reads happen only while the dashboard is on screen; otherwise it is re-read on show.
@@ -223,6 +240,7 @@ const refreshCalls = live.coalesce(() => { if (visible()) loadCalls(); }, 500);
 export function init() {
   buildGrid();
   live.on("stats", (s) => { statsVersion += 1; renderStats(s); });
+  live.on("alarms", renderAlarms);
   live.on("call.ended", refreshCalls);
   live.on("snapshot", refreshCalls);
   document.addEventListener("madoguchi:outcome-saved", refreshCalls);
