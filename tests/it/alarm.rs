@@ -317,3 +317,129 @@ fn alarm_mail_without_smtp_is_refused_with_the_key() {
         "alarm.check_interval_secs"
     );
 }
+
+/// Answers every REGISTER arriving on `sock` with 403, as a carrier refusing us does.
+fn refuse_registers(sock: UdpSocket) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            if let Ok(req) = SipMessage::parse_datagram(&buf[..n]) {
+                if req.method() == Some("REGISTER") {
+                    let r = SipMessage::response_to(&req, 403, "Forbidden", Some(&new_tag()));
+                    let _ = sock.send_to(&r.to_bytes(), from).await;
+                }
+            }
+        }
+    })
+}
+
+/// R-16.3: the carrier refusing our registration raises `registration_failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_carrier_registration_raises_an_alarm() {
+    let registrar = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = registrar.local_addr().unwrap();
+    let refusing = refuse_registers(registrar);
+    let reg: madoguchi::sip::carrier::RegistrationFile = toml::from_str(&format!(
+        "registrar = \"{addr}\"\nusername = \"0120000000\"\npassword = \"carrier-secret-1\"\n"
+    ))
+    .unwrap();
+    let settings = carrier::validate(Some(&reg), None).unwrap();
+    let app = TestApp::spawn_with(backends()[0], |c| {
+        c.sip.carrier = settings;
+        alarm_on(c);
+        c.alarm.no_phone = false;
+    })
+    .await;
+    let cookie = manager_cookie(&app).await;
+    let mut ws = connect(&app, &cookie).await;
+    let raised = alarms_until(&mut ws, "registration_failed raised", |a| {
+        a.iter().any(|x| x["kind"] == "registration_failed")
+    })
+    .await;
+    let detail = raised[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("403") && detail.contains(&addr.to_string()),
+        "{detail}"
+    );
+    assert!(!detail.contains("carrier-secret-1"));
+    refusing.abort();
+    app.stop().await;
+}
+
+/// R-16.3: no call for `silence_minutes` of opening hours while the same weekday and time
+/// over the past weeks had calls → `silence`, computed from the call log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_when_calls_usually_come_raises_an_alarm() {
+    for kind in backends() {
+        silence_alarm_on(kind).await;
+    }
+}
+
+async fn silence_alarm_on(kind: Kind) {
+    let test_db = common::TestDb::new(kind).await;
+    // The call log of the past four Wednesdays: three calls each between 09:40 and 09:50
+    // JST; today (Wednesday 10:00 JST, open since 09:00) none in the last 30 minutes.
+    let db = test_db.open().await;
+    let now = common::a_working_morning();
+    for week in 1..=4 {
+        for i in 0..3 {
+            let at = now - chrono::Duration::weeks(week) - chrono::Duration::minutes(12 + i);
+            sqlx::query(
+                "INSERT INTO calls (call_key, sip_call_id, caller_kind, arrived_at, ended_at, end_cause) \
+                 VALUES ($1, $2, 'withheld', $3, $3, 'abandoned')",
+            )
+            .bind(format!("past-{week}-{i}"))
+            .bind(format!("sip-{week}-{i}"))
+            .bind(madoguchi::clock::to_db_time(at))
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+    }
+    let mut config = common::test_config(&test_db.url);
+    alarm_on(&mut config);
+    config.alarm.no_phone = false;
+    config.alarm.silence_minutes = 30;
+    config.alarm.silence_min_usual_calls = 3.0;
+    let clock = madoguchi::clock::ManualClock::new(now);
+    let server = madoguchi::app::start(config, std::sync::Arc::new(clock), None)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let rows = stored_in(&db).await;
+        if let Some(r) = rows.into_iter().find(|r| r.0 == "silence") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no silence alarm");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        row.2.contains("0件") && row.2.contains("3.0件"),
+        "detail says none now and the usual 3: {}",
+        row.2
+    );
+    server.stop().await;
+    db.close().await;
+    test_db.cleanup().await;
+}
+
+async fn stored_in(db: &madoguchi::store::Db) -> Vec<(String, bool, String)> {
+    sqlx::query("SELECT kind, cleared_at, detail FROM alarms ORDER BY id")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let cleared: Option<String> = r.try_get(1).unwrap();
+            (
+                r.try_get(0).unwrap(),
+                cleared.is_some(),
+                r.try_get(2).unwrap(),
+            )
+        })
+        .collect()
+}
