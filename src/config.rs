@@ -846,6 +846,35 @@ mod tests {
     }
 
     #[test]
+    fn the_alarm_section_is_read_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(Some(&write(&d, "")), &env_with_profile()).unwrap();
+        assert_eq!(c.alarm, AlarmConfig::default());
+        assert!(c.alarm.enabled && c.alarm.mail_to.is_none());
+        let p = write(
+            &d,
+            "[alarm]
+silence_minutes = 20
+no_phone = false
+",
+        );
+        let c = load(Some(&p), &env_with_profile()).unwrap();
+        assert_eq!(c.alarm.silence_minutes, 20);
+        assert!(!c.alarm.no_phone);
+        let p = write(
+            &d,
+            "[alarm]
+mail_to = \"manager@example.jp\"
+",
+        );
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("alarm.mail_to") && e.contains("smtp_host"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_sharing_section_is_read_and_checked() {
         let d = tempfile::tempdir().unwrap();
         let c = load(Some(&write(&d, "")), &env_with_profile()).unwrap();
