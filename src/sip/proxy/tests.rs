@@ -148,3 +148,100 @@ fn only_the_trunk_may_start_a_call() {
         ingress::Source::Stranger
     );
 }
+
+/// A core registering with a carrier at `registrar`.
+fn registering_proxy(registrar: &str) -> Proxy {
+    let reg: crate::sip::carrier::RegistrationFile = toml::from_str(&format!(
+        "registrar = \"{registrar}\"\nusername = \"0120000000\"\npassword = \"carrier-secret\"\nexpires = 300\n"
+    ))
+    .unwrap();
+    let mut p = proxy(Route::Unstaffed);
+    let carrier = crate::sip::carrier::validate(Some(&reg), None).unwrap();
+    let settings = SipSettings {
+        carrier,
+        ..p.settings.clone()
+    };
+    p = Proxy::new(
+        settings,
+        Always(Route::Unstaffed),
+        p.clock.clone(),
+        p.local,
+        Arc::new(SipCounters::default()),
+    )
+    .unwrap();
+    p
+}
+
+/// The requests sent, parsed.
+fn sent(out: &[Output]) -> Vec<(Peer, SipMessage)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(peer, b) => Some((*peer, SipMessage::parse_datagram(b).ok()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sans-IO: the UAC starts at once, answers a SHA-256 challenge with a digest our own
+/// verifier accepts, takes the granted time from the Contact, and arms the refresh before it;
+/// its responses go to the UAC (no stray-response count).
+#[test]
+fn the_carrier_uac_answers_the_challenge_and_arms_the_refresh() {
+    use crate::sip::digest::{Algorithm, DigestVerifier, PhoneSecret};
+    let mut p = registering_proxy("127.0.0.1:5070");
+    let start: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    assert!(start.iter().any(|o| matches!(
+        o,
+        Output::Arm(TimerKey::Uac(UacTimer::Register), d) if d.is_zero()
+    )));
+    let out = step(&mut p, Input::Timer(TimerKey::Uac(UacTimer::Register)));
+    let reqs = sent(&out);
+    assert_eq!(reqs.len(), 1);
+    let (peer, first) = &reqs[0];
+    assert_eq!(peer.addr, "127.0.0.1:5070".parse().unwrap());
+    assert_eq!(first.method(), Some("REGISTER"));
+    assert_eq!(
+        first.header("Contact").as_deref(),
+        Some("<sip:0120000000@127.0.0.1:5060>")
+    );
+    assert!(first.header("Authorization").is_none());
+
+    let verifier = DigestVerifier::new("carrier.test").unwrap();
+    let now = 1_800_000_000;
+    let mut challenge = SipMessage::response_to(first, 401, "Unauthorized", Some("x"));
+    for c in verifier.challenges(&[Algorithm::Sha256], false, now) {
+        challenge.add_header("WWW-Authenticate", &c).unwrap();
+    }
+    let out = step(&mut p, Input::Datagram(challenge.to_bytes(), *peer));
+    let reqs = sent(&out);
+    assert_eq!(reqs.len(), 1, "one answered REGISTER");
+    let (_, second) = &reqs[0];
+    let auth = second.header("Authorization").expect("Authorization");
+    let lookup = |u: &str| {
+        (u == "0120000000").then(|| PhoneSecret::password("carrier-secret", &[Algorithm::Sha256]))
+    };
+    let user = verifier
+        .verify(&auth, "REGISTER", lookup, now)
+        .expect("our own verifier accepts the answer");
+    assert_eq!(user.username, "0120000000");
+    assert_eq!(second.call_id(), first.call_id(), "same registration");
+    assert_eq!(second.cseq().unwrap().0, first.cseq().unwrap().0 + 1);
+
+    let mut ok = SipMessage::response_to(second, 200, "OK", Some("x"));
+    ok.add_header("Contact", "<sip:0120000000@127.0.0.1:5060>;expires=120")
+        .unwrap();
+    let out = step(&mut p, Input::Datagram(ok.to_bytes(), *peer));
+    let refresh = out.iter().find_map(|o| match o {
+        Output::Arm(TimerKey::Uac(UacTimer::Register), d) => Some(*d),
+        _ => None,
+    });
+    assert_eq!(
+        refresh,
+        Some(Duration::from_secs(90)),
+        "min(80 %, 120 − 30)"
+    );
+    let s = p.trunk_status().registration.unwrap();
+    assert_eq!(s.state, RegState::Registered);
+    assert_eq!(s.last_status, Some(200));
+    assert_eq!(p.counters.stray_responses.load(Ordering::Relaxed), 0);
+}
