@@ -391,7 +391,10 @@ impl Proxy {
             Input::FlowClosed(flow) => self.on_flow_closed(flow),
             Input::DisableOperators(names) => self.on_operators_disabled(names),
             Input::ConnectFailed(addr) => self.on_connect_failed(addr),
-            Input::Drain => self.draining = true,
+            Input::Drain => {
+                self.draining = true;
+                self.unregister_from_carrier();
+            }
             Input::LogBacklog(behind) => self.log_backlogged = behind,
         }
         self.work_off();

@@ -245,3 +245,27 @@ fn the_carrier_uac_answers_the_challenge_and_arms_the_refresh() {
     assert_eq!(s.last_status, Some(200));
     assert_eq!(p.counters.stray_responses.load(Ordering::Relaxed), 0);
 }
+
+/// stopping removes our binding at the carrier (Expires: 0) and retries nothing.
+#[test]
+fn draining_unregisters_from_the_carrier() {
+    let mut p = registering_proxy("127.0.0.1:5070");
+    let _: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    let out = step(&mut p, Input::Timer(TimerKey::Uac(UacTimer::Register)));
+    let (peer, first) = sent(&out).remove(0);
+    let mut ok = SipMessage::response_to(&first, 200, "OK", Some("x"));
+    ok.add_header("Expires", "300").unwrap();
+    step(&mut p, Input::Datagram(ok.to_bytes(), peer));
+    let out = step(&mut p, Input::Drain);
+    let reqs = sent(&out);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].1.header("Expires").as_deref(), Some("0"));
+    let ok = SipMessage::response_to(&reqs[0].1, 200, "OK", Some("x"));
+    let out = step(&mut p, Input::Datagram(ok.to_bytes(), peer));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Arm(TimerKey::Uac(UacTimer::Register), _))),
+        "no refresh after the removal"
+    );
+    assert!(p.trunk_status().registration.unwrap().expires_at.is_none());
+}

@@ -131,6 +131,8 @@ struct RegMachine {
     /// Lifetime asked for (raised by a 423's Min-Expires).
     expires: u32,
     in_flight: Option<TxnId>,
+    /// Shutting down: the binding is being removed (Expires: 0); nothing is retried.
+    stopping: bool,
 }
 
 struct KaTarget {
@@ -184,6 +186,7 @@ impl Uac {
                 nc: 0,
                 answered_fresh: false,
                 in_flight: None,
+                stopping: false,
             }
         });
         let ka = settings.keepalive.clone().map(|cfg| {
@@ -322,7 +325,7 @@ impl Proxy {
         match t {
             UacTimer::Register => {
                 if let Some(r) = self.uac.reg.as_mut() {
-                    if r.in_flight.is_some() {
+                    if r.in_flight.is_some() || r.stopping {
                         return;
                     }
                     r.answered_fresh = false;
@@ -333,6 +336,28 @@ impl Proxy {
             UacTimer::Options(i) => self.send_options(i),
             UacTimer::OptionsTimeout(i) => self.options_missed(i),
         }
+    }
+
+    /// The process is stopping: remove our binding at the carrier (REGISTER with Expires: 0),
+    /// so it stops sending calls here, and retry nothing.
+    pub(super) fn unregister_from_carrier(&mut self) {
+        let Some(r) = self.uac.reg.as_mut() else {
+            return;
+        };
+        if r.stopping {
+            return;
+        }
+        r.stopping = true;
+        r.next_at = None;
+        self.queue
+            .out(Output::Disarm(TimerKey::Uac(UacTimer::Register)));
+        if r.state != RegState::Registered {
+            return;
+        }
+        r.expires = 0;
+        r.answered_fresh = false;
+        tracing::info!(registrar = %r.cfg.registrar, "stopping: removing our registration at the carrier");
+        self.send_register();
     }
 
     /// Our Contact URI (without brackets) at the advertised address.
@@ -554,6 +579,13 @@ impl Proxy {
             return;
         };
         r.last_status = Some(status);
+        if r.stopping && status != 401 && status != 407 {
+            if (200..300).contains(&status) {
+                r.expires_at = None;
+                tracing::info!(registrar = %r.cfg.registrar, "registration at the carrier removed");
+            }
+            return;
+        }
         match status {
             200..=299 => {
                 let granted = granted_expires(resp, &contact, r.expires);
@@ -653,6 +685,9 @@ impl Proxy {
         let Some(r) = self.uac.reg.as_mut() else {
             return;
         };
+        if r.stopping {
+            return;
+        }
         r.failures = r.failures.saturating_add(1);
         let wait = if state == RegState::Refused {
             backoff(r.cfg.retry_max, r.cfg.retry_max, 1)
