@@ -443,3 +443,65 @@ async fn stored_in(db: &madoguchi::store::Db) -> Vec<(String, bool, String)> {
         })
         .collect()
 }
+
+/// on screen: the manager's dashboard shows the alarm banner in Japanese (what, since
+/// when, what to check) and the trunk's keep-alive state; the banner goes when it clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_sees_the_alarm_banner_and_the_trunk_state() {
+    use crate::browser::{browser, login, text, tools, until};
+    let Some((chrome, chromedriver)) = tools() else {
+        return;
+    };
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let keepalive: KeepaliveFile = toml::from_str(&format!(
+        "targets = [\"{}\"]\ninterval_secs = 1\ntimeout_secs = 1\nfailures = 1\n",
+        silent.local_addr().unwrap()
+    ))
+    .unwrap();
+    let settings = carrier::validate(None, Some(&keepalive)).unwrap();
+    let app = TestApp::spawn_with(backends()[0], |c| {
+        phones(c);
+        alarm_on(c);
+        c.sip.carrier = settings;
+        c.alarm.trunk_down = false;
+    })
+    .await;
+    app.user_with_role("kanri", "manager").await;
+    let (_d, c) = browser(&chrome, &chromedriver).await;
+    login(&c, &app.base, "kanri", "password-of-kanri").await;
+    c.execute(
+        "document.querySelector('#nav a[data-view=\"manager\"]').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the no-phone banner",
+        "!document.getElementById('alarm-banner').hidden && /電話機が1台も登録されていません/.test(document.getElementById('alarm-banner').textContent)",
+    )
+    .await;
+    let banner = text(&c, "document.getElementById('alarm-banner').textContent").await;
+    assert!(
+        banner.contains("発生") && banner.contains("確認"),
+        "{banner}"
+    );
+    until(
+        &c,
+        "the keep-alive line on the presence panel",
+        "/回線監視 OPTIONS.*応答なし/.test(document.getElementById('trunk-status').textContent)",
+    )
+    .await;
+    if let Ok(png) = c.screenshot().await {
+        crate::browser::artifact("alarm-banner.png", &png);
+    }
+    let mut p = Phone::udp(app.server.sip_addr, "ph1", "password-ph1").await;
+    assert_eq!(p.register(600).await, 200);
+    until(
+        &c,
+        "the banner gone",
+        "document.getElementById('alarm-banner').hidden",
+    )
+    .await;
+    app.stop().await;
+}
