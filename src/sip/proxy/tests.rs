@@ -269,3 +269,48 @@ fn draining_unregisters_from_the_carrier() {
     );
     assert!(p.trunk_status().registration.unwrap().expires_at.is_none());
 }
+
+/// a second challenge to our answer means the credentials are wrong (`refused`, the
+/// long back-off) unless the carrier says the nonce was only stale (answered again).
+#[test]
+fn a_stale_nonce_is_answered_again_but_a_refused_answer_is_refused() {
+    let challenge = |req: &SipMessage, stale: bool| {
+        let mut r = SipMessage::response_to(req, 401, "Unauthorized", Some("x"));
+        let extra = if stale { ", stale=true" } else { "" };
+        r.add_header(
+            "WWW-Authenticate",
+            &format!(
+                "Digest realm=\"c\", nonce=\"n{}\", qop=\"auth\", algorithm=MD5{extra}",
+                wire::new_tag()
+            ),
+        )
+        .unwrap();
+        r.to_bytes()
+    };
+    let mut p = registering_proxy("127.0.0.1:5070");
+    let _: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    let out = step(&mut p, Input::Timer(TimerKey::Uac(UacTimer::Register)));
+    let (peer, req) = sent(&out).remove(0);
+    let out = step(&mut p, Input::Datagram(challenge(&req, false), peer));
+    let (_, answered) = sent(&out).remove(0);
+    assert!(answered.header("Authorization").is_some());
+    let out = step(&mut p, Input::Datagram(challenge(&answered, true), peer));
+    let (_, again) = sent(&out).remove(0);
+    assert!(
+        again.header("Authorization").is_some(),
+        "stale: answered again"
+    );
+    let out = step(&mut p, Input::Datagram(challenge(&again, false), peer));
+    assert!(sent(&out).is_empty(), "no third guess");
+    let retry = out.iter().find_map(|o| match o {
+        Output::Arm(TimerKey::Uac(UacTimer::Register), d) => Some(*d),
+        _ => None,
+    });
+    assert!(
+        retry.is_some_and(|d| d >= Duration::from_secs(480)),
+        "long back-off: {retry:?}"
+    );
+    let s = p.trunk_status().registration.unwrap();
+    assert_eq!(s.state, RegState::Refused);
+    assert_eq!(s.last_status, Some(401));
+}
