@@ -446,7 +446,6 @@ impl Proxy {
         };
         // One still unanswered when the next is due counts as missed now.
         let overdue = t.pending.is_some();
-        t.pending = Some(seq);
         t.next_at = chrono::Duration::from_std(interval).ok().map(|d| now + d);
         let text = format!(
             "OPTIONS sip:{host} SIP/2.0\r\nVia: SIP/2.0/{tp} {local};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:madoguchi@{local}>;tag={from_tag}\r\nTo: <sip:{host}>\r\nCall-ID: {cid}\r\nCSeq: {seq} OPTIONS\r\nAccept: application/sdp\r\nUser-Agent: madoguchi\r\nContent-Length: 0\r\n\r\n",
