@@ -330,6 +330,9 @@ impl Proxy {
                     }
                     r.answered_fresh = false;
                     r.next_at = None;
+                    if r.cseq == 0 {
+                        tracing::info!(registrar = %r.cfg.registrar, user = %r.cfg.username, "registering with the carrier");
+                    }
                 }
                 self.send_register();
             }
