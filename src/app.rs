@@ -23,6 +23,7 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::alarm::{Alarms, FactsSource, LineFacts};
 use crate::booking::bookings::Bookings;
 use crate::booking::Places;
 use crate::calls::{spawn_writer, CallEvents, CallLog};
@@ -34,7 +35,7 @@ use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
 use crate::sharing::Sharing;
 use crate::sip;
 use crate::sip::policy::LinePolicy;
-use crate::sip::proxy::{Input, Proxy, SipCounters};
+use crate::sip::proxy::{Input, KeepaliveState, Proxy, RegState, SipCounters};
 use crate::sip::transport::SipHandle;
 use crate::store::{Db, StoreError};
 
@@ -167,6 +168,47 @@ pub enum StartError {
     /// The manager's travel corrections could not be read.
     #[error("cannot read the travel corrections: {0}")]
     TravelOverrides(crate::booking::BookingError),
+    /// The alarms in force could not be read.
+    #[error("cannot read the dead-line alarms: {0}")]
+    Alarms(crate::alarm::AlarmError),
+}
+
+/// What the dead-line alarm reads of the SIP side: keep-alive targets down, a failing carrier
+/// registration, how many operator phones are registered.
+fn line_facts(sip: Arc<SipHandle>) -> FactsSource {
+    Arc::new(move || {
+        let sip = sip.clone();
+        Box::pin(async move {
+            let status = sip.status().await?;
+            let trunk = status.trunk;
+            let registration_failed = trunk.registration.and_then(|r| {
+                let status = r
+                    .last_status
+                    .map(|s| format!("（{s}）"))
+                    .unwrap_or_default();
+                match r.state {
+                    RegState::Refused => {
+                        Some(format!("キャリアが登録を拒否{status}：{}", r.registrar))
+                    }
+                    RegState::Unreachable => {
+                        Some(format!("登録サーバーが応答しません：{}", r.registrar))
+                    }
+                    RegState::Failed => Some(format!("登録エラー{status}：{}", r.registrar)),
+                    RegState::Registering | RegState::Registered => None,
+                }
+            });
+            Some(LineFacts {
+                trunk_down: trunk
+                    .keepalive
+                    .into_iter()
+                    .filter(|k| k.state == KeepaliveState::Down)
+                    .map(|k| k.target)
+                    .collect(),
+                registration_failed,
+                phones_registered: status.phones.len(),
+            })
+        })
+    })
 }
 
 /// A long-lived task that failed: it panicked, or ended while it should still run.
@@ -562,6 +604,7 @@ pub async fn start(
         supervisor.watch(name, Stage::Intake, task);
     }
     let sip_addr = sip.local;
+    let sip = Arc::new(sip);
     let state = AppState::new(
         config,
         db,
@@ -571,7 +614,7 @@ pub async fn start(
         hub,
         bookings,
         places,
-        Some(Arc::new(sip)),
+        Some(sip.clone()),
     );
     state
         .places
@@ -579,6 +622,23 @@ pub async fn start(
         .await
         .map_err(StartError::TravelOverrides)?;
     let bootstrap = bootstrap_admin(&state.users, bootstrap_password).await?;
+    if state.config.alarm.enabled {
+        let hours = OpeningHours::new(&state.config.profile.hours)
+            .map_err(|e| StartError::Profile(e.to_string()))?;
+        let alarms = Alarms::load(
+            state.config.alarm.clone(),
+            state.config.sharing.clone(),
+            state.db.clone(),
+            state.hub.clone(),
+            state.clock.clone(),
+            hours,
+            state.config.profile.city.name_ja.clone(),
+        )
+        .await
+        .map_err(StartError::Alarms)?;
+        let task = tokio::spawn(alarms.run(line_facts(sip), signals.intake.clone()));
+        supervisor.watch("dead-line alarm", Stage::Intake, task);
+    }
     let http = tokio::spawn(crate::web::serve(
         listener,
         crate::web::router(state.clone()),

@@ -15,6 +15,7 @@ use crate::booking::address::Gazetteer;
 use crate::booking::{AddressRules, BookingRules, TravelRules};
 use crate::hours::HoursConfig;
 // Each domain owns its section's type; config only reads the files and composes them.
+pub use crate::alarm::AlarmConfig;
 pub use crate::calls::LineProfile;
 pub use crate::privacy::AuthConfig;
 pub use crate::sharing::SharingConfig;
@@ -104,6 +105,8 @@ pub struct Config {
     pub sharing: SharingConfig,
     /// Who may read `/metrics` (`[metrics]`).
     pub metrics: crate::metrics::MetricsConfig,
+    /// The dead-line alarm (`[alarm]`).
+    pub alarm: AlarmConfig,
     /// Directory of the city profile.
     pub profile_dir: PathBuf,
     /// The loaded city profile.
@@ -120,6 +123,7 @@ struct FileConfig {
     auth: AuthConfig,
     sharing: SharingConfig,
     metrics: crate::metrics::MetricsConfig,
+    alarm: AlarmConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +338,9 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
     if let Err((key, problem)) = file.metrics.validate() {
         return Err(ConfigError::value(&file_name, key, problem));
     }
+    if let Err((key, problem)) = file.alarm.validate(&file.sharing) {
+        return Err(ConfigError::value(&file_name, key, problem));
+    }
 
     let (src, profile_raw) = pick(
         &env.profile,
@@ -450,6 +457,7 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
         auth: file.auth,
         sharing: file.sharing,
         metrics: file.metrics,
+        alarm: file.alarm,
         profile_dir,
         profile,
     })
@@ -945,6 +953,35 @@ mod tests {
                 "madoguchi.example.toml lists {key} = {value}"
             );
         }
+    }
+
+    #[test]
+    fn the_alarm_section_is_read_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(Some(&write(&d, "")), &env_with_profile()).unwrap();
+        assert_eq!(c.alarm, AlarmConfig::default());
+        assert!(c.alarm.enabled && c.alarm.mail_to.is_none());
+        let p = write(
+            &d,
+            "[alarm]
+silence_minutes = 20
+no_phone = false
+",
+        );
+        let c = load(Some(&p), &env_with_profile()).unwrap();
+        assert_eq!(c.alarm.silence_minutes, 20);
+        assert!(!c.alarm.no_phone);
+        let p = write(
+            &d,
+            "[alarm]
+mail_to = \"manager@example.jp\"
+",
+        );
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("alarm.mail_to") && e.contains("smtp_host"),
+            "{e}"
+        );
     }
 
     #[test]

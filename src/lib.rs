@@ -2,6 +2,7 @@
 //!
 //! See `design.md` in the shared folder for the architecture; each module is a domain.
 
+pub mod alarm;
 pub mod app;
 pub mod booking;
 pub mod calls;

@@ -107,6 +107,8 @@ pub enum HubMessage {
         calls: Vec<CallState>,
         /// Today's figures, once computed.
         stats: Option<LiveStats>,
+        /// Dead-line alarms raised and not cleared (replayed to a screen that connects later).
+        alarms: Vec<AlarmView>,
     },
     /// A call rings: the screen pop.
     #[serde(rename = "call.ringing")]
@@ -144,6 +146,29 @@ pub enum HubMessage {
         /// The figures.
         stats: LiveStats,
     },
+    /// The dead-line alarms in force changed (issue 16 item 3): every one still raised.
+    #[serde(rename = "alarms")]
+    Alarms {
+        /// The alarms raised and not cleared.
+        alarms: Vec<AlarmView>,
+    },
+}
+
+/// A dead-line alarm as the manager's banner shows it (no personal data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlarmView {
+    /// Its row id.
+    pub id: i64,
+    /// What kind (`trunk_down`, `registration_failed`, `no_phone`, `silence`).
+    pub kind: String,
+    /// Since when.
+    pub raised_at: DateTime<Utc>,
+    /// What is wrong, in Japanese.
+    pub title: String,
+    /// The facts behind it.
+    pub detail: String,
+    /// What to check, in Japanese.
+    pub check: String,
 }
 
 #[derive(Serialize)]
@@ -174,6 +199,7 @@ impl HubMessage {
             HubMessage::CallAnswered { .. } => "call.answered",
             HubMessage::CallEnded { .. } => "call.ended",
             HubMessage::Stats { .. } => "stats",
+            HubMessage::Alarms { .. } => "alarms",
         }
     }
 
@@ -184,7 +210,7 @@ impl HubMessage {
             HubMessage::CallRinging { call }
             | HubMessage::CallAnswered { call, .. }
             | HubMessage::CallEnded { call, .. } => std::slice::from_ref(call),
-            HubMessage::Stats { .. } => &[],
+            HubMessage::Stats { .. } | HubMessage::Alarms { .. } => &[],
         };
         calls
             .iter()
@@ -203,6 +229,7 @@ struct Client {
 struct Live {
     calls: BTreeMap<String, CallState>,
     stats: Option<LiveStats>,
+    alarms: Vec<AlarmView>,
     clients: Vec<Client>,
     seq: u64,
 }
@@ -268,6 +295,7 @@ impl Hub {
         let snapshot = HubMessage::Snapshot {
             calls: live.calls.values().cloned().collect(),
             stats: live.stats.clone(),
+            alarms: live.alarms.clone(),
         };
         let out = self.outgoing(&snapshot, live.seq);
         live.clients.push(Client { id, tx });
@@ -291,6 +319,20 @@ impl Hub {
     /// Forgets a client (its socket closed).
     pub fn disconnect(&self, id: u64) {
         self.lock().clients.retain(|c| c.id != id);
+    }
+
+    /// The dead-line alarms in force now: every screen is told, and a screen that connects
+    /// later gets them in its snapshot.
+    pub fn set_alarms(&self, alarms: Vec<AlarmView>) {
+        let message = HubMessage::Alarms {
+            alarms: alarms.clone(),
+        };
+        self.broadcast(message, |live| live.alarms = alarms);
+    }
+
+    /// The dead-line alarms in force, as the screens were last told.
+    pub fn alarms(&self) -> Vec<AlarmView> {
+        self.lock().alarms.clone()
     }
 
     /// Connected clients.

@@ -143,3 +143,28 @@ pub(super) async fn send(
     }
     (true, Ok(()))
 }
+
+/// A plain notice to `to` through the `[sharing]` SMTP relay (the dead-line alarm uses it):
+/// no attachment, Japanese text kept intact.
+pub async fn send_notice(
+    cfg: &SharingConfig,
+    to: &str,
+    subject: &str,
+    body: String,
+) -> Result<(), SharingError> {
+    if !cfg.smtp_enabled() {
+        return Err(SharingError::Mail("sharing.smtp_host is not set".into()));
+    }
+    let (from, to) = addresses(cfg, to)?;
+    let message = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .singlepart(text(body))
+        .map_err(|e| SharingError::Mail(e.to_string()))?;
+    transport(cfg)?
+        .send(message)
+        .await
+        .map_err(|e| SharingError::Mail(format!("SMTP: {e}")))?;
+    Ok(())
+}

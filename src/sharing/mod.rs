@@ -13,6 +13,8 @@ mod bundle;
 mod config;
 mod facility;
 mod mail;
+
+pub use mail::send_notice;
 mod recipients;
 mod shares;
 mod slips;

@@ -3,6 +3,7 @@
 //!
 //! Nothing outside `wire` and `txn` names a type of the SIP crate (see `notes/sip-stack.md`).
 
+pub mod carrier;
 pub mod counts;
 pub mod digest;
 pub mod limits;

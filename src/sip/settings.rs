@@ -7,6 +7,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use super::carrier::{self, CarrierSettings, KeepaliveFile, RegistrationFile};
+
 /// What the adapter does with a request it will not serve from an address that is not ours
 /// to serve (an INVITE from outside the trunk, a scanner's OPTIONS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -39,6 +41,12 @@ pub struct TrunkSettings {
     /// What a non-trunk INVITE gets: `"403"` (default) or `"drop"`.
     #[serde(default)]
     pub reject: RejectMode,
+    /// `[trunk.registration]`: register our number with the carrier (off when absent).
+    #[serde(default)]
+    pub registration: Option<RegistrationFile>,
+    /// `[trunk.keepalive]`: OPTIONS towards the trunk (off when absent).
+    #[serde(default)]
+    pub keepalive: Option<KeepaliveFile>,
 }
 
 /// `sip-config/phones.toml`.
@@ -271,6 +279,8 @@ pub struct SipSettings {
     pub t4: Duration,
     /// Limits against floods, slow peers and password guessing.
     pub limits: SipLimits,
+    /// Registration with the carrier and OPTIONS keep-alive (both off by default).
+    pub carrier: CarrierSettings,
 }
 
 /// The passwords the demo `sip-config/phones.toml` ships with: public, so no phone may use
@@ -414,6 +424,10 @@ pub fn validate(
         ));
     }
     tuning.limits.check()?;
+    let carrier = carrier::validate(
+        trunk.trunk.registration.as_ref(),
+        trunk.trunk.keepalive.as_ref(),
+    )?;
     Ok(SipSettings {
         trunk_nets,
         line_numbers,
@@ -424,6 +438,7 @@ pub fn validate(
         t2: Duration::from_millis(timers.t2_ms),
         t4: Duration::from_millis(timers.t4_ms),
         limits: tuning.limits.clone(),
+        carrier,
     })
 }
 

@@ -24,7 +24,9 @@ use tokio_util::task::TaskTracker;
 use crate::calls::{CallEvent, CallEvents};
 
 use super::limits::{accept_backoff, overload_response, Admission, RateLimiter};
-use super::proxy::{Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport};
+use super::proxy::{
+    Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport, TrunkStatus,
+};
 use super::rtp::RtpPool;
 use super::settings::SipLimits;
 use super::wire::{SipMessage, StreamFramer, MAX_DATAGRAM_BYTES};
@@ -71,6 +73,8 @@ pub struct SipStatus {
     pub limits: SipLimits,
     /// Most TCP connections held at once (`[sip] max_tcp_connections`).
     pub max_tcp_connections: usize,
+    /// The carrier side: registration and keep-alive state.
+    pub trunk: TrunkStatus,
 }
 
 /// One registered phone.
@@ -864,6 +868,8 @@ impl CoreLoop {
         mut shutdown: watch::Receiver<bool>,
         mut stored: broadcast::Receiver<Arc<CallEvent>>,
     ) {
+        // What the core asked for at start (the carrier UAC's first timers).
+        self.execute();
         loop {
             let hold_until = self.held.oldest().map(|t| t + HOLD_LIMIT);
             let hold_over = async {
@@ -1009,6 +1015,7 @@ impl CoreLoop {
             },
             limits: self.shared.limits.limits.clone(),
             max_tcp_connections: self.shared.limits.max_tcp,
+            trunk: self.proxy.trunk_status(),
         }
     }
 

@@ -67,3 +67,16 @@ pub async fn sip_status(State(state): State<AppState>) -> Result<Json<SipStatus>
         .ok_or_else(|| ApiError::internal("SIP core did not answer"))?;
     Ok(Json(status))
 }
+
+/// The dead-line alarms in force.
+#[derive(serde::Serialize)]
+pub struct AlarmList {
+    alarms: Vec<crate::hub::AlarmView>,
+}
+
+/// `GET /api/alarms`: the dead-line alarms in force, as the managers' banner shows them.
+pub async fn alarms(State(state): State<AppState>) -> Json<AlarmList> {
+    Json(AlarmList {
+        alarms: state.hub.alarms(),
+    })
+}

@@ -17,6 +17,7 @@ use crate::calls::script::{parse_talk_script, ScriptSection};
 use crate::calls::stats::LiveStats;
 use crate::calls::{CallRow, CallbackResult, OutcomeInput, TalkPath};
 use crate::privacy::{Actor, Role, Session};
+use crate::sip::proxy::TrunkStatus;
 use crate::sip::transport::RegisteredPhone;
 
 use super::access::Staff;
@@ -257,15 +258,21 @@ pub struct StaffPresence {
 #[derive(Serialize)]
 pub struct Presence {
     staff: Vec<StaffPresence>,
+    /// The carrier side: registration and keep-alive (issue 16 item 2).
+    trunk: TrunkStatus,
 }
 
 /// `GET /api/presence`: staff, whether logged in, and their registered phones.
 pub async fn presence(State(state): State<AppState>) -> Result<Json<Presence>, ApiError> {
     let users = state.users.list().await?;
     let active = state.sessions.active_user_ids().await?;
-    let phones = match &state.sip {
-        Some(sip) => sip.status().await.map(|s| s.phones).unwrap_or_default(),
-        None => Vec::new(),
+    let (phones, trunk) = match &state.sip {
+        Some(sip) => sip
+            .status()
+            .await
+            .map(|s| (s.phones, s.trunk))
+            .unwrap_or_default(),
+        None => Default::default(),
     };
     let staff = users
         .into_iter()
@@ -282,5 +289,5 @@ pub async fn presence(State(state): State<AppState>) -> Result<Json<Presence>, A
             role: u.role,
         })
         .collect();
-    Ok(Json(Presence { staff }))
+    Ok(Json(Presence { staff, trunk }))
 }

@@ -156,6 +156,7 @@ pub fn api_routes() -> Vec<ApiRoute> {
             ADMIN_MANAGER,
             calls_api::sip_status,
         ),
+        route(Method::GET, "/api/alarms", ADMIN_MANAGER, calls_api::alarms),
         route(
             Method::GET,
             "/api/calls/wrapups",

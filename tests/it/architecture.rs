@@ -33,6 +33,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // The SIP side publishes the calls domain's events and asks the leaf for the hours.
     ("sip", &["clock", "codes", "calls", "hours"]),
+    // The dead-line alarm reads the hours and the call log's table, tells the screens through
+    // the hub and mails through the sharing relay; the SIP facts come in through the app.
+    ("alarm", &["clock", "hours", "hub", "sharing", "store"]),
     // Reports read the call log and the bookings, format dates for the city and record sends.
     (
         "reports",
@@ -43,8 +46,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 const MODULES: &[&str] = &[
-    "app", "booking", "calls", "clock", "codes", "config", "hours", "hub", "metrics", "privacy",
-    "reports", "sharing", "sip", "store", "wareki", "web",
+    "alarm", "app", "booking", "calls", "clock", "codes", "config", "hours", "hub", "metrics",
+    "privacy", "reports", "sharing", "sip", "store", "wareki", "web",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -5,6 +5,7 @@
 mod common;
 
 mod addresses;
+mod alarm;
 mod architecture;
 mod auth_api;
 mod backup;
@@ -38,4 +39,5 @@ mod sip_malformed;
 mod sip_reach;
 mod storage;
 mod test_databases;
+mod trunk_registration;
 mod visits;

@@ -27,16 +27,16 @@ const CITY: &str = "koseki@city.example.jp";
 
 /// One message the sink accepted.
 #[derive(Debug, Clone)]
-struct Mail {
+pub(crate) struct Mail {
     from: String,
-    rcpt: Vec<String>,
-    data: String,
+    pub(crate) rcpt: Vec<String>,
+    pub(crate) data: String,
 }
 
 /// A minimal SMTP server on loopback: enough of RFC 5321 for lettre (EHLO/HELO, MAIL, RCPT,
-/// DATA, RSET, NOOP, QUIT); it records every message.
-struct SmtpSink {
-    port: u16,
+/// DATA, RSET, NOOP, QUIT); it records every message. The alarm tests reuse it.
+pub(crate) struct SmtpSink {
+    pub(crate) port: u16,
     mails: Arc<Mutex<Vec<Mail>>>,
     /// The message (1-based, counting every DATA) the sink refuses with 554; 0 = none.
     reject: Arc<AtomicUsize>,
@@ -52,7 +52,7 @@ struct SinkState {
 }
 
 impl SmtpSink {
-    async fn start() -> SmtpSink {
+    pub(crate) async fn start() -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mails = Arc::new(Mutex::new(Vec::new()));
@@ -81,7 +81,7 @@ impl SmtpSink {
         }
     }
 
-    fn mails(&self) -> Vec<Mail> {
+    pub(crate) fn mails(&self) -> Vec<Mail> {
         self.mails.lock().unwrap().clone()
     }
 }
@@ -156,9 +156,9 @@ async fn session(sock: tokio::net::TcpStream, store: SinkState) -> std::io::Resu
 }
 
 /// A MIME part: its headers (lower-cased names, unfolded) and its decoded body.
-struct Part {
+pub(crate) struct Part {
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Part {
@@ -170,7 +170,7 @@ impl Part {
     }
 }
 
-fn parse_part(raw: &str) -> Part {
+pub(crate) fn parse_part(raw: &str) -> Part {
     let raw = raw.replace("\r\n", "\n");
     let (head, body) = raw.split_once("\n\n").unwrap_or((&raw, ""));
     let mut headers: Vec<(String, String)> = Vec::new();

@@ -23,6 +23,11 @@ mod dialog;
 mod forward;
 mod ingress;
 mod timers;
+mod uac;
+
+pub use uac::{
+    KeepaliveState, KeepaliveStatus, RegState, RegistrationStatus, TrunkStatus, UacTimer,
+};
 
 #[cfg(test)]
 mod tests;
@@ -112,6 +117,8 @@ pub enum TimerKey {
     Binding(String, String),
     /// The latest a closed call's announcement may end before its final response goes out.
     Announcement(String),
+    /// Our own requests to the carrier: registration and keep-alive.
+    Uac(UacTimer),
 }
 
 /// What goes into the core.
@@ -268,6 +275,8 @@ pub struct Proxy {
     queue: WorkQueue,
     /// Outputs waiting for the driver.
     output: VecDeque<Output>,
+    /// Our client side towards the carrier (registration, keep-alive).
+    uac: uac::Uac,
 }
 
 /// One piece of work produced while handling an input, not yet carried out.
@@ -342,6 +351,8 @@ impl Proxy {
         // for our 100 Trying.
         let _ = callerid::to_e164("0134000000");
         let txns = Txns::new(settings.t1, settings.t2, settings.t4);
+        // The carrier UAC starts with the driver's first `poll_output`.
+        let (uac, start) = uac::Uac::new(&settings.carrier, clock.now());
         Ok(Self {
             settings,
             policy: Box::new(policy),
@@ -362,7 +373,8 @@ impl Proxy {
             log_backlogged: false,
             announcer: announce::Announcer::default(),
             queue: WorkQueue::default(),
-            output: VecDeque::new(),
+            output: start.into(),
+            uac,
         })
     }
 
@@ -417,7 +429,10 @@ impl Proxy {
             Input::FlowClosed(flow) => self.on_flow_closed(flow),
             Input::DisableOperators(names) => self.on_operators_disabled(names),
             Input::ConnectFailed(addr) => self.on_connect_failed(addr),
-            Input::Drain => self.draining = true,
+            Input::Drain => {
+                self.draining = true;
+                self.unregister_from_carrier();
+            }
             Input::LogBacklog(behind) => self.log_backlogged = behind,
             Input::AnnouncementEnded(key) => self.announcement_ended(&key),
         }
@@ -462,6 +477,7 @@ impl Proxy {
                     self.output.push_back(Output::Disarm(TimerKey::Txn(t)))
                 }
                 Work::Txn(TxnAction::Terminated(id)) => {
+                    self.uac.forget(id);
                     self.server_to_call.remove(&id);
                     self.branch_of.remove(&id);
                     self.relays.remove(&id);
@@ -491,6 +507,10 @@ impl Proxy {
                     return;
                 };
                 self.forward_ack(ack, peer);
+            }
+            TxnEvent::Response(resp) if self.uac.owns(id) => self.on_uac_result(id, Some(resp)),
+            TxnEvent::Timeout | TxnEvent::TransportError if self.uac.owns(id) => {
+                self.on_uac_result(id, None)
             }
             TxnEvent::Response(resp) => {
                 if let Some((key, idx)) = self.branch_of.get(&id).cloned() {

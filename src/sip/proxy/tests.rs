@@ -42,6 +42,7 @@ fn proxy(route: Route) -> Proxy {
         t2: Duration::from_secs(4),
         t4: Duration::from_secs(5),
         limits: Default::default(),
+        carrier: Default::default(),
     };
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 1, 0, 0).unwrap());
     Proxy::new(
@@ -240,4 +241,170 @@ fn a_closed_call_plays_the_announcement_then_gets_its_final() {
     .is_empty());
     let out = step(&mut p, invite_with_sdp("c3", sdp));
     assert_eq!(answers(&out), [(100, None), (183, None)]);
+}
+
+/// A core registering with a carrier at `registrar`.
+fn registering_proxy(registrar: &str) -> Proxy {
+    let reg: crate::sip::carrier::RegistrationFile = toml::from_str(&format!(
+        "registrar = \"{registrar}\"\nusername = \"0120000000\"\npassword = \"carrier-secret\"\nexpires = 300\n"
+    ))
+    .unwrap();
+    let mut p = proxy(Route::Unstaffed);
+    let carrier = crate::sip::carrier::validate(Some(&reg), None).unwrap();
+    let settings = SipSettings {
+        carrier,
+        ..p.settings.clone()
+    };
+    p = Proxy::new(
+        settings,
+        Always(Route::Unstaffed),
+        p.clock.clone(),
+        p.local,
+        Arc::new(SipCounters::default()),
+    )
+    .unwrap();
+    p
+}
+
+/// The requests sent, parsed.
+fn sent(out: &[Output]) -> Vec<(Peer, SipMessage)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(peer, b) => Some((*peer, SipMessage::parse_datagram(b).ok()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sans-IO: the UAC starts at once, answers a SHA-256 challenge with a digest our own
+/// verifier accepts, takes the granted time from the Contact, and arms the refresh before it;
+/// its responses go to the UAC (no stray-response count).
+#[test]
+fn the_carrier_uac_answers_the_challenge_and_arms_the_refresh() {
+    use crate::sip::digest::{Algorithm, DigestVerifier, PhoneSecret};
+    let mut p = registering_proxy("127.0.0.1:5070");
+    let start: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    assert!(start.iter().any(|o| matches!(
+        o,
+        Output::Arm(TimerKey::Uac(UacTimer::Register), d) if d.is_zero()
+    )));
+    let out = step(&mut p, Input::Timer(TimerKey::Uac(UacTimer::Register)));
+    let reqs = sent(&out);
+    assert_eq!(reqs.len(), 1);
+    let (peer, first) = &reqs[0];
+    assert_eq!(peer.addr, "127.0.0.1:5070".parse().unwrap());
+    assert_eq!(first.method(), Some("REGISTER"));
+    assert_eq!(
+        first.header("Contact").as_deref(),
+        Some("<sip:0120000000@127.0.0.1:5060>")
+    );
+    assert!(first.header("Authorization").is_none());
+
+    let verifier = DigestVerifier::new("carrier.test").unwrap();
+    let now = 1_800_000_000;
+    let mut challenge = SipMessage::response_to(first, 401, "Unauthorized", Some("x"));
+    for c in verifier.challenges(&[Algorithm::Sha256], false, now) {
+        challenge.add_header("WWW-Authenticate", &c).unwrap();
+    }
+    let out = step(&mut p, Input::Datagram(challenge.to_bytes(), *peer));
+    let reqs = sent(&out);
+    assert_eq!(reqs.len(), 1, "one answered REGISTER");
+    let (_, second) = &reqs[0];
+    let auth = second.header("Authorization").expect("Authorization");
+    let lookup = |u: &str| {
+        (u == "0120000000").then(|| PhoneSecret::password("carrier-secret", &[Algorithm::Sha256]))
+    };
+    let user = verifier
+        .verify(&auth, "REGISTER", lookup, now)
+        .expect("our own verifier accepts the answer");
+    assert_eq!(user.username, "0120000000");
+    assert_eq!(second.call_id(), first.call_id(), "same registration");
+    assert_eq!(second.cseq().unwrap().0, first.cseq().unwrap().0 + 1);
+
+    let mut ok = SipMessage::response_to(second, 200, "OK", Some("x"));
+    ok.add_header("Contact", "<sip:0120000000@127.0.0.1:5060>;expires=120")
+        .unwrap();
+    let out = step(&mut p, Input::Datagram(ok.to_bytes(), *peer));
+    let refresh = out.iter().find_map(|o| match o {
+        Output::Arm(TimerKey::Uac(UacTimer::Register), d) => Some(*d),
+        _ => None,
+    });
+    assert_eq!(
+        refresh,
+        Some(Duration::from_secs(90)),
+        "min(80 %, 120 − 30)"
+    );
+    let s = p.trunk_status().registration.unwrap();
+    assert_eq!(s.state, RegState::Registered);
+    assert_eq!(s.last_status, Some(200));
+    assert_eq!(p.counters.stray_responses.load(Ordering::Relaxed), 0);
+}
+
+/// stopping removes our binding at the carrier (Expires: 0) and retries nothing.
+#[test]
+fn draining_unregisters_from_the_carrier() {
+    let mut p = registering_proxy("127.0.0.1:5070");
+    let _: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    let out = step(&mut p, Input::Timer(TimerKey::Uac(UacTimer::Register)));
+    let (peer, first) = sent(&out).remove(0);
+    let mut ok = SipMessage::response_to(&first, 200, "OK", Some("x"));
+    ok.add_header("Expires", "300").unwrap();
+    step(&mut p, Input::Datagram(ok.to_bytes(), peer));
+    let out = step(&mut p, Input::Drain);
+    let reqs = sent(&out);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].1.header("Expires").as_deref(), Some("0"));
+    let ok = SipMessage::response_to(&reqs[0].1, 200, "OK", Some("x"));
+    let out = step(&mut p, Input::Datagram(ok.to_bytes(), peer));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Arm(TimerKey::Uac(UacTimer::Register), _))),
+        "no refresh after the removal"
+    );
+    assert!(p.trunk_status().registration.unwrap().expires_at.is_none());
+}
+
+/// a second challenge to our answer means the credentials are wrong (`refused`, the
+/// long back-off) unless the carrier says the nonce was only stale (answered again).
+#[test]
+fn a_stale_nonce_is_answered_again_but_a_refused_answer_is_refused() {
+    let challenge = |req: &SipMessage, stale: bool| {
+        let mut r = SipMessage::response_to(req, 401, "Unauthorized", Some("x"));
+        let extra = if stale { ", stale=true" } else { "" };
+        r.add_header(
+            "WWW-Authenticate",
+            &format!(
+                "Digest realm=\"c\", nonce=\"n{}\", qop=\"auth\", algorithm=MD5{extra}",
+                wire::new_tag()
+            ),
+        )
+        .unwrap();
+        r.to_bytes()
+    };
+    let mut p = registering_proxy("127.0.0.1:5070");
+    let _: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    let out = step(&mut p, Input::Timer(TimerKey::Uac(UacTimer::Register)));
+    let (peer, req) = sent(&out).remove(0);
+    let out = step(&mut p, Input::Datagram(challenge(&req, false), peer));
+    let (_, answered) = sent(&out).remove(0);
+    assert!(answered.header("Authorization").is_some());
+    let out = step(&mut p, Input::Datagram(challenge(&answered, true), peer));
+    let (_, again) = sent(&out).remove(0);
+    assert!(
+        again.header("Authorization").is_some(),
+        "stale: answered again"
+    );
+    let out = step(&mut p, Input::Datagram(challenge(&again, false), peer));
+    assert!(sent(&out).is_empty(), "no third guess");
+    let retry = out.iter().find_map(|o| match o {
+        Output::Arm(TimerKey::Uac(UacTimer::Register), d) => Some(*d),
+        _ => None,
+    });
+    assert!(
+        retry.is_some_and(|d| d >= Duration::from_secs(480)),
+        "long back-off: {retry:?}"
+    );
+    let s = p.trunk_status().registration.unwrap();
+    assert_eq!(s.state, RegState::Refused);
+    assert_eq!(s.last_status, Some(401));
 }

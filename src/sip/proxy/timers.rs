@@ -75,6 +75,7 @@ impl Proxy {
             TimerKey::Binding(aor, contact) => {
                 self.registrar.expire(&aor, &contact, self.clock.now());
             }
+            TimerKey::Uac(t) => self.on_uac_timer(t),
         }
     }
 

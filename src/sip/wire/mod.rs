@@ -11,6 +11,7 @@
 //! editing and building messages), `validate` (the checks before the proxy acts), `uri`,
 //! `branch` (our Via branches); fresh tags and Call-IDs are here.
 
+pub mod auth;
 pub mod branch;
 mod framing;
 mod message;

@@ -128,6 +128,7 @@ function handle(data) {
         if (!present.has(key) && e.state !== "ended") calls.delete(key);
       }
       if (msg.stats) emit("stats", msg.stats);
+      emit("alarms", msg.alarms || []);
       emit("snapshot", msg);
       emit("calls");
       break;
@@ -153,6 +154,9 @@ function handle(data) {
     case "stats":
       if (!msg.stats) return;
       emit("stats", msg.stats);
+      break;
+    case "alarms":
+      emit("alarms", msg.alarms || []);
       break;
     default:
       // Unknown types are ignored so the server can add messages before the UI knows them.

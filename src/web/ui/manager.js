@@ -158,7 +158,9 @@ async function loadPresence() {
   const tbody = $("presence-table").tBodies[0];
   let staff;
   try {
-    staff = (await api("GET", "/api/presence")).staff || [];
+    const presence = await api("GET", "/api/presence");
+    staff = presence.staff || [];
+    renderTrunk(presence.trunk || {});
   } catch (e) {
     tbody.replaceChildren(h("tr", {}, h("td", { colspan: 4, class: "error", text: "読み込めませんでした：" + e.message })));
     return;
@@ -179,6 +181,56 @@ async function loadPresence() {
   }));
 }
 
+const REG_STATE = {
+  registering: "登録中",
+  registered: "登録済み",
+  refused: "拒否されました（認証情報・契約を確認してください）",
+  unreachable: "応答なし（回線・キャリア側を確認してください）",
+  failed: "失敗",
+};
+const KA_STATE = { unknown: "確認中", up: "応答あり", down: "応答なし（回線断の可能性）" };
+
+function when(t) {
+  return t ? fmt.dateTime(t) : "—";
+}
+
+// The carrier side: registration and OPTIONS keep-alive, with the time of the last change
+// and of the next attempt (issue 16 item 2).
+function renderTrunk(trunk) {
+  const items = [];
+  const r = trunk.registration;
+  if (r) {
+    const bad = r.state !== "registered" && r.state !== "registering";
+    items.push(h("li", { class: bad ? "warn" : "", dataset: { trunk: "registration", state: r.state } },
+      `キャリア登録（${r.registrar}）：${REG_STATE[r.state] || r.state}` +
+      `　変化：${when(r.since)}　次回：${when(r.next_attempt_at)}` +
+      (r.last_status ? `　最終応答：${r.last_status}` : "")));
+  }
+  for (const k of trunk.keepalive || []) {
+    items.push(h("li", { class: k.state === "down" ? "warn" : "", dataset: { trunk: "keepalive", state: k.state } },
+      `回線監視 OPTIONS（${k.target}）：${KA_STATE[k.state] || k.state}` +
+      `　変化：${when(k.since)}　最終応答：${when(k.last_answer_at)}`));
+  }
+  $("trunk-status").replaceChildren(...items);
+}
+
+// The dead-line alarm banner: what, since when, what to check (issue 16 item 3).
+function renderAlarms(alarms) {
+  const banner = $("alarm-banner");
+  if (!alarms.length) {
+    banner.hidden = true;
+    banner.replaceChildren();
+    return;
+  }
+  banner.replaceChildren(
+    h("h3", { text: `警報：回線が止まっている可能性があります（${alarms.length}件）` }),
+    h("ul", { class: "plain" }, alarms.map((a) => h("li", { dataset: { alarm: a.kind } },
+      h("strong", { text: a.title }),
+      h("div", { class: "small", text: `発生：${fmt.dateTime(a.raised_at)}　${a.detail}` }),
+      h("div", { class: "small", text: `確認：${a.check}` })))));
+  banner.hidden = false;
+}
+
 // ---------------------------------------------------------------- wiring
 
 // Reads happen only while the dashboard is on screen; otherwise it is re-read on show.
@@ -188,6 +240,7 @@ const refreshCalls = live.coalesce(() => { if (visible()) loadCalls(); }, 500);
 export function init() {
   buildGrid();
   live.on("stats", (s) => { statsVersion += 1; renderStats(s); });
+  live.on("alarms", renderAlarms);
   live.on("call.ended", refreshCalls);
   live.on("snapshot", refreshCalls);
   document.addEventListener("madoguchi:outcome-saved", refreshCalls);

@@ -263,6 +263,11 @@ pub fn test_config(database_url: &str) -> Config {
         },
         sharing: Default::default(),
         metrics: Default::default(),
+        // The dead-line alarm checks off unless a test turns it on (R-16.3 tests do).
+        alarm: madoguchi::config::AlarmConfig {
+            enabled: false,
+            ..Default::default()
+        },
         profile: Profile::load(&dir).expect("profile"),
         profile_dir: dir,
     }
