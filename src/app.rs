@@ -30,13 +30,15 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::hours::OpeningHours;
 use crate::hub::Hub;
+use crate::instances;
 use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
 use crate::sharing::Sharing;
 use crate::sip;
 use crate::sip::policy::LinePolicy;
 use crate::sip::proxy::{Input, Proxy, SipCounters};
+use crate::sip::registrar::SavedBinding;
 use crate::sip::transport::SipHandle;
-use crate::store::{Db, StoreError};
+use crate::store::{Backend, Db, StoreError};
 
 /// How often the drain looks whether calls are still in progress.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
@@ -509,6 +511,8 @@ pub async fn start(
             .filter(|u| u.disabled)
             .map(|u| u.username)
             .collect();
+    // Phones registered before a restart ring at once (issue 18 item 9); lapsed rows go.
+    let restored = restore_bindings(&db, &clock, &config.instance_id).await?;
     let counters = Arc::new(SipCounters::default());
     let advertised = config.sip_advertised;
     let proxy_counters = counters.clone();
@@ -523,6 +527,7 @@ pub async fn start(
                 proxy_counters,
             )?;
             proxy.handle_input(Input::DisableOperators(disabled_operators));
+            proxy.handle_input(Input::RestoreBindings(restored));
             Ok(proxy)
         },
         events.clone(),
@@ -542,6 +547,33 @@ pub async fn start(
     for (name, task) in sip.take_tasks() {
         supervisor.watch(name, Stage::Intake, task);
     }
+    let sip = Arc::new(sip);
+    if let Some(changes) = sip.take_binding_changes() {
+        supervisor.watch(
+            "registration writer",
+            Stage::Writer,
+            instances::registrations::spawn_binding_writer(
+                db.clone(),
+                config.instance_id.clone(),
+                changes,
+                signals.writer.clone(),
+            ),
+        );
+    }
+    if db.backend() == Backend::Postgres {
+        supervisor.watch(
+            "instance listener",
+            Stage::Hub,
+            instances::spawn_listener(
+                config.database_url.clone(),
+                db.clone(),
+                clock.clone(),
+                config.instance_id.clone(),
+                sip.clone(),
+                signals.all.clone(),
+            ),
+        );
+    }
     let sip_addr = sip.local;
     let state = AppState::new(
         config,
@@ -552,7 +584,7 @@ pub async fn start(
         hub,
         bookings,
         places,
-        Some(Arc::new(sip)),
+        Some(sip),
     );
     state
         .places
@@ -576,6 +608,23 @@ pub async fn start(
         signals,
         supervisor,
     })
+}
+
+/// This instance's phone bindings stored before a restart; lapsed rows of any instance are
+/// deleted on the way.
+async fn restore_bindings(
+    db: &Db,
+    clock: &SharedClock,
+    instance: &str,
+) -> Result<Vec<SavedBinding>, StartError> {
+    let now = clock.now();
+    instances::registrations::delete_lapsed(db, now).await?;
+    Ok(instances::registrations::load(db, now)
+        .await?
+        .into_iter()
+        .filter(|s| s.instance == instance)
+        .map(|s| s.binding)
+        .collect())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod codes;
 pub mod config;
 pub mod hours;
 pub mod hub;
+pub mod instances;
 pub mod privacy;
 pub mod reports;
 pub mod sharing;

@@ -17,6 +17,7 @@ mod console;
 mod demo_call;
 mod http_server;
 mod hub;
+mod instances;
 mod purge;
 mod reports;
 mod route_table;

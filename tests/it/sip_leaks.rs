@@ -109,6 +109,8 @@ impl Sim {
                     }
                 }
                 Output::Event(e) => self.events.push(e),
+                // Stored off the SIP path; nothing of the core's state.
+                Output::Bindings { .. } => {}
             }
         }
     }

@@ -21,6 +21,7 @@ mod cancel;
 mod dialog;
 mod forward;
 mod ingress;
+mod shared;
 mod timers;
 
 #[cfg(test)]
@@ -41,7 +42,7 @@ use crate::calls::CallEvent;
 use crate::clock::SharedClock;
 
 use super::policy::RoutingPolicy;
-use super::registrar::Registrar;
+use super::registrar::{Registrar, SavedBinding};
 use super::settings::SipSettings;
 use super::txn::{TxnAction, TxnEvent, TxnId, TxnTimer, Txns};
 use super::wire::{self, branch, SipMessage, WireError};
@@ -132,6 +133,17 @@ pub enum Input {
     Drain,
     /// The call log is (`true`) or is no longer (`false`) too far behind to take new calls.
     LogBacklog(bool),
+    /// Our own bindings stored before a restart (issue 18 item 9).
+    RestoreBindings(Vec<SavedBinding>),
+    /// Another instance's bindings of one phone now (none: it has none left).
+    RemoteBindings {
+        /// The other instance's `instance_id`.
+        instance: String,
+        /// The phone.
+        aor: String,
+        /// Its bindings there.
+        bindings: Vec<SavedBinding>,
+    },
 }
 
 /// What the driver must do.
@@ -155,6 +167,13 @@ pub enum Output {
         peer: Peer,
         /// What.
         bytes: Bytes,
+    },
+    /// Our bindings of phone `aor` changed: store these (none: delete them), off the SIP path.
+    Bindings {
+        /// The phone.
+        aor: String,
+        /// Its bindings now.
+        saved: Vec<SavedBinding>,
     },
 }
 
@@ -381,6 +400,12 @@ impl Proxy {
             Input::ConnectFailed(addr) => self.on_connect_failed(addr),
             Input::Drain => self.draining = true,
             Input::LogBacklog(behind) => self.log_backlogged = behind,
+            Input::RestoreBindings(saved) => self.on_restore_bindings(saved),
+            Input::RemoteBindings {
+                instance,
+                aor,
+                bindings,
+            } => self.on_remote_bindings(&instance, &aor, bindings),
         }
         self.work_off();
     }

@@ -1,0 +1,186 @@
+//! Several instances on one PostgreSQL database behave as one center (issue 16 item 1), and
+//! phones stay registered across a restart (issue 18 item 9, R-LINE-2: an operator phone
+//! registered is what makes the line staffed). Real servers, real sipp peers, a real
+//! database; the cross-instance tests need PostgreSQL (`DATABASE_URL`; under `CI=true` a
+//! missing PostgreSQL fails, see `common::backends`).
+
+use crate::common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::rig::{jst, wait, Rig};
+use common::{backends, sipp, Kind, TestApp, TestDb};
+use serde_json::Value;
+use sqlx::Row;
+
+/// 10:00 on a Wednesday inside the call-center period: the line is open.
+fn open_hours() -> DateTime<Utc> {
+    jst(2026, 11, 25, 10, 0)
+}
+
+/// Waits until the database holds `n` bindings of phone `aor` (any instance).
+async fn stored_bindings(rig: &Rig, aor: &str, n: i64) {
+    let db = rig.app.server.state.db.clone();
+    let mut seen = -1;
+    for _ in 0..100 {
+        seen = sqlx::query("SELECT COUNT(*) FROM registrations WHERE aor = $1")
+            .bind(aor)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap();
+        if seen == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{n} stored bindings of {aor} expected, {seen} seen");
+}
+
+/// Waits until the SIP status of `rig` lists phone `aor` (5 s at most).
+async fn phone_listed(rig: &Rig, aor: &str) -> Value {
+    let admin = rig.app.admin().await;
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = admin.get("/api/sip/status").await.json().await.unwrap();
+        let listed = status["phones"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["username"] == aor));
+        if listed {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{aor} never listed: {status}");
+}
+
+/// Stops the server of `rig` and hands back its database, which stays, and its sipp
+/// directory (the phones started there still run).
+async fn stop_keeping_db(rig: Rig) -> (TestDb, tempfile::TempDir) {
+    let Rig { app, dir, .. } = rig;
+    let TestApp { server, db, .. } = app;
+    server.stop().await;
+    (db, dir)
+}
+
+/// A phone registered before a restart rings for a call right after it, without
+/// registering again (issue 18 item 9): before, the restarted server answered such a call
+/// 480 (unstaffed) until the phone's next REGISTER, up to `default_expires` later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_registered_before_a_restart_rings_right_after_it() {
+    for kind in backends() {
+        let Some(rig) = Rig::on(kind, open_hours(), |_| {}).await else {
+            return;
+        };
+        let mut phone = rig.sipp_phone("ph1", "phone-answer", &[]).await;
+        stored_bindings(&rig, "ph1", 1).await;
+        let (db, _dir) = stop_keeping_db(rig).await;
+
+        // The same database, a new process (new SIP port); the phone has not registered again.
+        let rig = Rig::on_db(db, open_hours(), |_| {}).await.unwrap();
+        let status = phone_listed(&rig, "ph1").await;
+        assert_eq!(status["tables"]["bindings"], 1, "{kind:?}: {status}");
+        let mut trunk = rig.trunk(
+            &sipp::scenario(rig.dir.path(), "trunk-call", &[]),
+            "127.0.0.1",
+            &["-d", "300"],
+        );
+        assert_eq!(
+            wait(&mut trunk, 20).await,
+            0,
+            "{kind:?}: the call is answered: {}",
+            trunk.errors()
+        );
+        assert_eq!(
+            wait(&mut phone, 10).await,
+            0,
+            "{kind:?}: {}",
+            phone.errors()
+        );
+        let calls = rig.ended_calls(1).await;
+        assert_eq!(calls[0]["end_cause"], "completed", "{kind:?}: {}", calls[0]);
+        assert_eq!(
+            calls[0]["answered_extension"], "ph1",
+            "{kind:?}: {}",
+            calls[0]
+        );
+        rig.stop().await;
+    }
+}
+
+/// A phone that unregistered before the restart is not rung after it: the line is
+/// unstaffed (480), as the phone asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_unregistered_is_not_taken_back_after_a_restart() {
+    let kind = backends()[0];
+    let Some(rig) = Rig::on(kind, open_hours(), |_| {}).await else {
+        return;
+    };
+    let server = rig.app.server.sip_addr;
+    let mut phone = common::ua::Phone::udp(server, "ph2", "password-ph2").await;
+    assert_eq!(phone.register(600).await, 200);
+    stored_bindings(&rig, "ph2", 1).await;
+    assert_eq!(phone.register(0).await, 200);
+    stored_bindings(&rig, "ph2", 0).await;
+    let (db, _dir) = stop_keeping_db(rig).await;
+
+    let rig = Rig::on_db(db, open_hours(), |_| {}).await.unwrap();
+    let mut trunk = rig.trunk(
+        &common::rig::expect_final(rig.dir.path(), 480, false),
+        "127.0.0.1",
+        &[],
+    );
+    assert_eq!(wait(&mut trunk, 20).await, 0, "{}", trunk.errors());
+    let calls = rig.ended_calls(1).await;
+    assert_eq!(calls[0]["end_cause"], "unstaffed", "{}", calls[0]);
+    rig.stop().await;
+}
+
+/// Two servers on one fresh PostgreSQL database, instance ids `a` and `b`; `None` without
+/// PostgreSQL or sipp (outside CI).
+async fn two_instances() -> Option<(Rig, Rig)> {
+    if !backends().contains(&Kind::Postgres) {
+        return None;
+    }
+    let a = Rig::on(Kind::Postgres, open_hours(), |c| c.instance_id = "a".into()).await?;
+    let url = a.app.db.url.clone();
+    let b = Rig::on_db(TestDb::shared(&url), open_hours(), |c| {
+        c.instance_id = "b".into()
+    })
+    .await?;
+    Some((a, b))
+}
+
+/// A phone registered on instance A rings for a call arriving on instance B (issue 16
+/// item 1: registrations shared through the database, announced with NOTIFY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_registered_on_one_instance_rings_for_a_call_arriving_on_another() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let mut phone = a.sipp_phone("ph1", "phone-answer", &[]).await;
+    let status = phone_listed(&b, "ph1").await;
+    assert_eq!(
+        status["tables"]["bindings"], 0,
+        "B holds no binding of its own: {status}"
+    );
+    let mut trunk = b.trunk(
+        &sipp::scenario(b.dir.path(), "trunk-call", &[]),
+        "127.0.0.1",
+        &["-d", "300"],
+    );
+    assert_eq!(
+        wait(&mut trunk, 20).await,
+        0,
+        "the call to B is answered: {}",
+        trunk.errors()
+    );
+    assert_eq!(wait(&mut phone, 10).await, 0, "{}", phone.errors());
+    let calls = b.ended_calls(1).await;
+    assert_eq!(calls[0]["end_cause"], "completed", "{}", calls[0]);
+    assert_eq!(calls[0]["answered_extension"], "ph1", "{}", calls[0]);
+    b.stop().await;
+    a.stop().await;
+}
