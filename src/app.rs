@@ -496,6 +496,20 @@ pub async fn start(
         signals.all.clone(),
     );
     supervisor.watch("hub", Stage::Hub, hub_task);
+    // On PostgreSQL the other instances see our calls (subscribed before the SIP side starts).
+    if db.backend() == Backend::Postgres {
+        supervisor.watch(
+            "call event announcer",
+            Stage::Hub,
+            instances::calls::spawn_publisher(
+                db.clone(),
+                config.instance_id.clone(),
+                events.subscribe(),
+                stored.subscribe(),
+                signals.all.clone(),
+            ),
+        );
+    }
     let (sip_settings, line, sip_clock) = (
         config.sip.clone(),
         config.profile.line.clone(),
@@ -570,6 +584,7 @@ pub async fn start(
                 clock.clone(),
                 config.instance_id.clone(),
                 sip.clone(),
+                hub.clone(),
                 signals.all.clone(),
             ),
         );

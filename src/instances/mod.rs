@@ -7,6 +7,7 @@
 //! registered on A rings for a call arriving on B. This module wires `sip` to `store`;
 //! neither knows the other.
 
+pub mod calls;
 pub mod registrations;
 
 use std::collections::{BTreeSet, HashMap};
@@ -18,10 +19,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
+use crate::hub::Hub;
 use crate::sip::registrar::SavedBinding;
 use crate::sip::transport::SipHandle;
 use crate::store::Db;
 
+use calls::{CallNote, CALLS_CHANNEL};
 use registrations::{BindingsNote, BINDINGS_CHANNEL};
 
 /// The first pause before the listener connects again after losing PostgreSQL.
@@ -30,7 +33,7 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(250);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 /// Listens to the other instances on PostgreSQL until `stop`: their phones' bindings go to
-/// the SIP core. A lost connection is opened again with back-off, and everything is read
+/// the SIP core, their call events to the hub. A lost connection is opened again with back-off, and everything is read
 /// again from the database then (announcements made meanwhile are lost, not their rows).
 pub fn spawn_listener(
     url: String,
@@ -38,6 +41,7 @@ pub fn spawn_listener(
     clock: SharedClock,
     instance: String,
     sip: Arc<SipHandle>,
+    hub: Hub,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -65,6 +69,7 @@ pub fn spawn_listener(
             if let Err(e) = resync(&db, &clock, &instance, &sip, &mut known).await {
                 tracing::warn!(error = %e, "cannot read the other instances' registrations");
             }
+            hub.resync_remote().await;
             tracing::info!("listening to the other instances");
             loop {
                 let note = tokio::select! {
@@ -72,6 +77,18 @@ pub fn spawn_listener(
                     n = listener.try_recv() => n,
                 };
                 match note {
+                    Ok(Some(n)) if n.channel() == CALLS_CHANNEL => {
+                        let Ok(note) = serde_json::from_str::<CallNote>(n.payload()) else {
+                            continue;
+                        };
+                        if note.instance == instance {
+                            continue;
+                        }
+                        match note.event {
+                            Some(ev) => hub.apply_remote(&ev).await,
+                            None => hub.remote_stored().await,
+                        }
+                    }
                     Ok(Some(n)) => {
                         let Ok(note) = serde_json::from_str::<BindingsNote>(n.payload()) else {
                             continue;
@@ -111,7 +128,7 @@ pub fn spawn_listener(
 
 async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
     let mut l = PgListener::connect(url).await?;
-    l.listen_all([BINDINGS_CHANNEL]).await?;
+    l.listen_all([BINDINGS_CHANNEL, CALLS_CHANNEL]).await?;
     Ok(l)
 }
 

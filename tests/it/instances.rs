@@ -11,8 +11,57 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::rig::{jst, wait, Rig};
 use common::{backends, sipp, Kind, TestApp, TestDb};
-use serde_json::Value;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
 use sqlx::Row;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Logs `username` in on `rig` without a cookie jar and returns the session cookie.
+async fn session_cookie(rig: &Rig, username: &str, password: &str) -> String {
+    let res = reqwest::Client::new()
+        .post(rig.app.url("/api/login"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let c = res.headers()["set-cookie"].to_str().unwrap();
+    c.split(';').next().unwrap().to_string()
+}
+
+/// The operator screen's WebSocket on `rig`.
+async fn screen(rig: &Rig, cookie: &str) -> Ws {
+    let url = rig.app.base.replace("http://", "ws://") + "/ws";
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("Cookie", cookie.parse().unwrap());
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket")
+        .0
+}
+
+/// The next message of `kind` on the screen (15 s at most).
+async fn next(ws: &mut Ws, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} message"))
+            .expect("socket open")
+            .expect("message");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
 
 /// 10:00 on a Wednesday inside the call-center period: the line is open.
 fn open_hours() -> DateTime<Utc> {
@@ -181,6 +230,72 @@ async fn a_phone_registered_on_one_instance_rings_for_a_call_arriving_on_another
     let calls = b.ended_calls(1).await;
     assert_eq!(calls[0]["end_cause"], "completed", "{}", calls[0]);
     assert_eq!(calls[0]["answered_extension"], "ph1", "{}", calls[0]);
+    b.stop().await;
+    a.stop().await;
+}
+
+/// A call arriving on instance A pops on an operator's screen connected to instance B, with
+/// its answer and its end, and B's live figures count it: the line shows as talking on B
+/// while A carries the call (issue 16 item 1, R-LINE-4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_one_instance_pops_on_a_screen_connected_to_another() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    a.staff().await;
+    let mut phone = a.sipp_phone("ph1", "phone-answer", &[]).await;
+    let cookie = session_cookie(&b, "operator1", "password-operator1").await;
+    let mut ws = screen(&b, &cookie).await;
+    let snap = next(&mut ws, "snapshot").await;
+    assert_eq!(snap["calls"], json!([]), "{snap}");
+
+    let mut trunk = a.trunk(
+        &sipp::scenario(a.dir.path(), "trunk-call", &[]),
+        "127.0.0.1",
+        &["-d", "1500"],
+    );
+    let ring = next(&mut ws, "call.ringing").await;
+    assert_eq!(ring["call"]["caller"]["display"], "0134-22-0001", "{ring}");
+    let key = ring["call"]["call_key"].as_str().unwrap().to_string();
+    let answered = next(&mut ws, "call.answered").await;
+    assert_eq!(answered["call"]["call_key"], key.as_str());
+    assert_eq!(answered["by"]["operator"], "operator1", "{answered}");
+    let op = b.app.login("operator1", "password-operator1").await;
+    let stats: Value = op.get("/api/stats/live").await.json().await.unwrap();
+    assert_eq!(
+        stats["line_state"], "talking",
+        "B sees the line busy with A's call: {stats}"
+    );
+
+    let ended = next(&mut ws, "call.ended").await;
+    assert_eq!(ended["call"]["call_key"], key.as_str());
+    assert_eq!(ended["cause"], "completed", "{ended}");
+    assert_eq!(wait(&mut trunk, 20).await, 0, "{}", trunk.errors());
+    assert_eq!(wait(&mut phone, 10).await, 0, "{}", phone.errors());
+    a.ended_calls(1).await;
+    // B's screen gets the figures of A's stored call.
+    loop {
+        let s = next(&mut ws, "stats").await;
+        if s["stats"]["answered"] == 1 {
+            assert_eq!(s["stats"]["offered"], 1, "{s}");
+            assert_eq!(s["stats"]["line_state"], "idle", "{s}");
+            break;
+        }
+    }
+    let on_a: Value = a
+        .app
+        .login("operator1", "password-operator1")
+        .await
+        .get("/api/stats/live")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let on_b: Value = op.get("/api/stats/live").await.json().await.unwrap();
+    for field in ["offered", "answered", "line_state", "abandoned"] {
+        assert_eq!(on_a[field], on_b[field], "{field}: A {on_a} B {on_b}");
+    }
+    drop(ws);
     b.stop().await;
     a.stop().await;
 }
