@@ -496,7 +496,9 @@ pub async fn start(
         signals.all.clone(),
     );
     supervisor.watch("hub", Stage::Hub, hub_task);
-    // On PostgreSQL the other instances see our calls (subscribed before the SIP side starts).
+    // On PostgreSQL the other instances see our calls, and our calls hold the line's slots
+    // (both subscribed before the SIP side starts).
+    let line_events = (db.backend() == Backend::Postgres).then(|| events.subscribe());
     if db.backend() == Backend::Postgres {
         supervisor.watch(
             "call event announcer",
@@ -574,7 +576,20 @@ pub async fn start(
             ),
         );
     }
-    if db.backend() == Backend::Postgres {
+    if let Some(line_events) = line_events {
+        let nudge = Arc::new(tokio::sync::Notify::new());
+        supervisor.watch(
+            "line slot keeper",
+            Stage::Hub,
+            instances::line::spawn_line_keeper(
+                config.database_url.clone(),
+                config.profile.line.max_concurrent_calls,
+                line_events,
+                sip.clone(),
+                nudge.clone(),
+                signals.all.clone(),
+            ),
+        );
         supervisor.watch(
             "instance listener",
             Stage::Hub,
@@ -585,6 +600,7 @@ pub async fn start(
                 config.instance_id.clone(),
                 sip.clone(),
                 hub.clone(),
+                nudge,
                 signals.all.clone(),
             ),
         );

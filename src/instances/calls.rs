@@ -62,7 +62,11 @@ pub fn spawn_publisher(
                 biased;
                 ev = raw.recv() => match ev {
                     Some(ev) => CallNote { instance: instance.clone(), event: Some((*ev).clone()) },
-                    None => break,
+                    // The channel never closes before the stop; if it did, wait for it.
+                    None => {
+                        stop.cancelled().await;
+                        break;
+                    }
                 },
                 s = stored.recv(), if writer_running => {
                     if matches!(s, Err(broadcast::error::RecvError::Closed)) {

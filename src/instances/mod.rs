@@ -8,6 +8,7 @@
 //! neither knows the other.
 
 pub mod calls;
+pub mod line;
 pub mod registrations;
 
 use std::collections::{BTreeSet, HashMap};
@@ -35,6 +36,8 @@ const RECONNECT_MAX: Duration = Duration::from_secs(10);
 /// Listens to the other instances on PostgreSQL until `stop`: their phones' bindings go to
 /// the SIP core, their call events to the hub. A lost connection is opened again with back-off, and everything is read
 /// again from the database then (announcements made meanwhile are lost, not their rows).
+// Each argument is one of the parts the listener feeds; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_listener(
     url: String,
     db: Db,
@@ -42,6 +45,7 @@ pub fn spawn_listener(
     instance: String,
     sip: Arc<SipHandle>,
     hub: Hub,
+    nudge: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -85,7 +89,11 @@ pub fn spawn_listener(
                             continue;
                         }
                         match note.event {
-                            Some(ev) => hub.apply_remote(&ev).await,
+                            Some(ev) => {
+                                // The line's slots may have changed hands.
+                                nudge.notify_one();
+                                hub.apply_remote(&ev).await;
+                            }
                             None => hub.remote_stored().await,
                         }
                     }

@@ -178,7 +178,8 @@ pub fn spawn_binding_writer(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut pending: BTreeMap<String, Vec<SavedBinding>> = BTreeMap::new();
-        let mut open = true;
+        // `open`: not told to stop; `closed`: the SIP core is gone (it stops first).
+        let (mut open, mut closed) = (true, false);
         loop {
             // Whatever is queued: only the newest state of each phone counts.
             while let Ok(c) = changes.try_recv() {
@@ -190,9 +191,9 @@ pub fn spawn_binding_writer(
                 }
                 tokio::select! {
                     () = stop.cancelled() => open = false,
-                    c = changes.recv() => match c {
+                    c = changes.recv(), if !closed => match c {
                         Some(c) => { pending.insert(c.aor, c.saved); }
-                        None => open = false,
+                        None => closed = true,
                     },
                 }
                 continue;

@@ -71,6 +71,8 @@ pub struct SipStatus {
     pub limits: SipLimits,
     /// Most TCP connections held at once (`[sip] max_tcp_connections`).
     pub max_tcp_connections: usize,
+    /// Calls in progress on the other instances sharing the database (they take line slots).
+    pub calls_elsewhere: usize,
 }
 
 /// One registered phone.
@@ -190,6 +192,14 @@ impl SipHandle {
     /// the receiver: what it does not read stays queued.
     pub fn take_binding_changes(&self) -> Option<mpsc::UnboundedReceiver<BindingsChanged>> {
         self.binding_changes.lock().ok()?.take()
+    }
+
+    /// The other instances carry `n` calls now (their line slots held in the database).
+    pub async fn calls_elsewhere(&self, n: usize) {
+        let _ = self
+            .tx
+            .send(CoreMsg::Input(Input::CallsElsewhere(n), None))
+            .await;
     }
 
     /// Another instance's bindings of phone `aor` are now `bindings` (issue 16 item 1).
@@ -1035,6 +1045,7 @@ impl CoreLoop {
             },
             limits: self.shared.limits.limits.clone(),
             max_tcp_connections: self.shared.limits.max_tcp,
+            calls_elsewhere: self.proxy.calls_elsewhere(),
         }
     }
 

@@ -299,3 +299,78 @@ async fn a_call_on_one_instance_pops_on_a_screen_connected_to_another() {
     b.stop().await;
     a.stop().await;
 }
+
+/// The one-line limit holds across instances (R-LINE-2, issue 16 item 1): while a call is
+/// in progress on A, a second call arriving on B is refused busy (486), although B has a
+/// phone of its own that would answer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_progress_on_one_instance_makes_the_line_busy_on_another() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let mut phone_a = a.sipp_phone("ph1", "phone-answer", &[]).await;
+    // ph2 registers on B and would answer a call there. Both phones ring for A's call (the
+    // bindings are shared): ph2 rings longer, so ph1 answers and ph2 gets the CANCEL.
+    let slow = [("timeout=\"500\"", "timeout=\"2000\"")];
+    let (mut phone_b, port_b) = b.sipp_phone_on("ph2", "phone-answer", &slow).await;
+    let mut first = a.trunk(
+        &sipp::scenario(a.dir.path(), "trunk-call", &[]),
+        "127.0.0.1",
+        &["-d", "4000"],
+    );
+    let admin = b.app.admin().await;
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = admin.get("/api/sip/status").await.json().await.unwrap();
+        if status["calls_elsewhere"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        status["calls_elsewhere"], 1,
+        "B knows of A's call: {status}"
+    );
+    let mut second = b.trunk(
+        &common::rig::expect_final(b.dir.path(), 486, false),
+        "127.0.0.1",
+        &[],
+    );
+    assert_eq!(
+        wait(&mut second, 10).await,
+        0,
+        "the call to B gets 486: {}",
+        second.errors()
+    );
+    assert_eq!(wait(&mut first, 20).await, 0, "{}", first.errors());
+    assert_eq!(wait(&mut phone_a, 10).await, 0, "{}", phone_a.errors());
+    assert_eq!(wait(&mut phone_b, 10).await, 0, "{}", phone_b.errors());
+    let on_b = b.ended_calls(2).await;
+    let causes: Vec<&str> = on_b
+        .iter()
+        .map(|c| c["end_cause"].as_str().unwrap())
+        .collect();
+    assert!(
+        causes.contains(&"busy") && causes.contains(&"completed"),
+        "one call log for both: {causes:?}"
+    );
+    // Once A's call is over, B takes calls again: its own phone answers.
+    for _ in 0..200 {
+        status = admin.get("/api/sip/status").await.json().await.unwrap();
+        if status["calls_elsewhere"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status["calls_elsewhere"], 0, "{status}");
+    let mut phone_b = b.uas("phone-answer", &[], port_b);
+    let mut third = b.trunk(
+        &sipp::scenario(b.dir.path(), "trunk-call", &[]),
+        "127.0.0.1",
+        &["-d", "300"],
+    );
+    assert_eq!(wait(&mut third, 20).await, 0, "{}", third.errors());
+    assert_eq!(wait(&mut phone_b, 10).await, 0, "{}", phone_b.errors());
+    b.stop().await;
+    a.stop().await;
+}

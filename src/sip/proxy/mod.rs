@@ -144,6 +144,9 @@ pub enum Input {
         /// Its bindings there.
         bindings: Vec<SavedBinding>,
     },
+    /// Calls the other instances sharing the database carry now (their line slots held):
+    /// they count against the line's limit like ours (issue 16 item 1).
+    CallsElsewhere(usize),
 }
 
 /// What the driver must do.
@@ -256,6 +259,8 @@ pub struct Proxy {
     draining: bool,
     /// The call log is far behind: new calls get 503 until it catches up.
     log_backlogged: bool,
+    /// Calls in progress on the other instances sharing the database.
+    calls_elsewhere: usize,
     /// Work produced by the current input, not yet carried out.
     queue: WorkQueue,
     /// Outputs waiting for the driver.
@@ -352,6 +357,7 @@ impl Proxy {
             rejected_logged: (0, 0),
             draining: false,
             log_backlogged: false,
+            calls_elsewhere: 0,
             queue: WorkQueue::default(),
             output: VecDeque::new(),
         })
@@ -367,6 +373,11 @@ impl Proxy {
             relays: self.relays.len() + self.bye_ends.len(),
             bindings: self.registrar.len(),
         }
+    }
+
+    /// Calls in progress on the other instances, as last told.
+    pub fn calls_elsewhere(&self) -> usize {
+        self.calls_elsewhere
     }
 
     /// The phones registered now: (SIP username, operator account, contact, transport).
@@ -406,6 +417,7 @@ impl Proxy {
                 aor,
                 bindings,
             } => self.on_remote_bindings(&instance, &aor, bindings),
+            Input::CallsElsewhere(n) => self.calls_elsewhere = n,
         }
         self.work_off();
     }
