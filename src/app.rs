@@ -582,11 +582,17 @@ pub async fn start(
             "line slot keeper",
             Stage::Hub,
             instances::line::spawn_line_keeper(
-                config.database_url.clone(),
-                config.profile.line.max_concurrent_calls,
+                instances::line::LineKeeper {
+                    url: config.database_url.clone(),
+                    instance: config.instance_id.clone(),
+                    max_calls: config.profile.line.max_concurrent_calls,
+                    db: db.clone(),
+                    clock: clock.clone(),
+                    sip: sip.clone(),
+                    hub: hub.clone(),
+                    nudge: nudge.clone(),
+                },
                 line_events,
-                sip.clone(),
-                nudge.clone(),
                 signals.all.clone(),
             ),
         );

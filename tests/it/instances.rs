@@ -374,3 +374,133 @@ async fn a_call_in_progress_on_one_instance_makes_the_line_busy_on_another() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Bookings never collide across instances (issue 16 item 1, R-BOOK-3): attempts at the
+/// same visit slot sent at once to A and to B make one booking; every other attempt gets
+/// the conflict (409 `slot_taken`), and the reception numbers have no gap. The half-day's
+/// row lock and the unique index are the database's, so they hold across processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_bookings_on_two_instances_make_one() {
+    if !backends().contains(&Kind::Postgres) {
+        return;
+    }
+    let a = TestApp::spawn_at(Kind::Postgres, open_hours(), |c| c.instance_id = "a".into()).await;
+    let b = TestApp::spawn_at_on(TestDb::shared(&a.db.url), open_hours(), |c| {
+        c.instance_id = "b".into()
+    })
+    .await;
+    let db = a.db.open().await;
+    sqlx::query("INSERT INTO visit_days (visit_date, kind, pm_extra_open, updated_at) VALUES ('2026-12-10', 'home', 0, '2026-11-01T00:00:00.000000Z')")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    a.user_with_role("op1", "operator").await;
+    let on_a = a.login("op1", "password-of-op1").await;
+    let on_b = b.login("op1", "password-of-op1").await;
+    let body = json!({
+        "slot": { "date": "2026-12-10", "half_day": "am", "position": 1 },
+        "address": "小樽市架空町1-2-3",
+        "manual_travel_minutes": 10,
+        "contact_phone": "0134-22-0001",
+        "caller_relation": "household",
+        "caller_name": "試験 花子",
+        "going_out_difficulty": "歩行が困難",
+        "parking": true,
+        "applicants": [{
+            "name": "試験 太郎",
+            "name_kana": "しけん たろう",
+            "birth_date": "1945-05-05",
+            "application_kind": "new",
+            "id_documents": ["insurance_certificate", "care_insurance"],
+            "insurance_use": true
+        }],
+        "guidance_given": ["prepare"]
+    });
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { &on_a } else { &on_b };
+        let (client, csrf, base) = (s.client.clone(), s.csrf.clone(), s.base.clone());
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = client
+                .post(format!("{base}/api/bookings"))
+                .header("X-CSRF-Token", csrf)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }));
+    }
+    let (mut made, mut refused) = (0, 0);
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        match status {
+            201 => made += 1,
+            409 => {
+                assert_eq!(v["error"], "slot_taken", "{v}");
+                refused += 1;
+            }
+            s => panic!("{s}: {v}"),
+        }
+    }
+    assert_eq!((made, refused), (1, 19));
+    let numbers: Vec<i64> =
+        sqlx::query_scalar("SELECT reception_number FROM bookings ORDER BY reception_number")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(numbers, vec![1], "one booking, number 1");
+    db.close().await;
+    b.stop().await;
+    a.stop().await;
+}
+
+/// Calls left open by an instance that is gone are closed as interrupted by the others
+/// (its alive lock stays free for 30 s); the open calls of a live instance are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calls_of_a_gone_instance_are_closed_as_interrupted_by_another() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let db = b.app.server.state.db.clone();
+    for (key, instance) in [("call-of-gone", "gone"), ("call-of-a", "a")] {
+        sqlx::query(
+            "INSERT INTO calls (call_key, sip_call_id, caller_kind, arrived_at, rang_at, instance) \
+             VALUES ($1, $1, 'unknown', '2026-11-25T00:59:00.000Z', '2026-11-25T00:59:00.000Z', $2)",
+        )
+        .bind(key)
+        .bind(instance)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    let cause = |key: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query("SELECT end_cause FROM calls WHERE call_key = $1")
+                .bind(key)
+                .fetch_one(db.pool())
+                .await
+                .unwrap()
+                .try_get::<Option<String>, _>(0)
+                .unwrap()
+        }
+    };
+    let mut closed = None;
+    for _ in 0..120 {
+        closed = cause("call-of-gone").await;
+        if closed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(closed.as_deref(), Some("interrupted"));
+    assert_eq!(
+        cause("call-of-a").await,
+        None,
+        "a live instance's call stays open"
+    );
+    b.stop().await;
+    a.stop().await;
+}
