@@ -971,6 +971,89 @@ mod tests {
         assert_eq!((l.sources.len(), l.users.len()), (1, 1));
     }
 
+    fn registrar() -> Registrar<u8> {
+        let phone = |u: &str, op: &str| PhoneSettings {
+            username: u.into(),
+            password: "pw".into(),
+            algorithms: vec!["MD5".into()],
+            operator: Some(op.into()),
+        };
+        Registrar::new(
+            &RegistrarSettings::default(),
+            &[phone("ph1", "op1"), phone("ph2", "op2")],
+            &SipLimits::default(),
+        )
+        .unwrap()
+    }
+
+    fn saved(aor: &str, contact: &str, expires_at: DateTime<Utc>) -> SavedBinding {
+        SavedBinding {
+            aor: aor.into(),
+            contact: contact.into(),
+            transport: "udp".into(),
+            source: "192.0.2.1:5060".parse().unwrap(),
+            outbound: false,
+            expires_at,
+            user_agent: None,
+            call_id: "c".into(),
+            cseq: 1,
+        }
+    }
+
+    #[test]
+    fn restored_bindings_ring_until_they_lapse_and_unknown_phones_are_left_out() {
+        let now = Utc::now();
+        let mut r = registrar();
+        let later = now + Duration::seconds(600);
+        assert!(r
+            .restore(saved("ph1", "sip:ph1@192.0.2.1", later), 1, now)
+            .is_some());
+        assert!(
+            r.restore(saved("ph9", "sip:ph9@192.0.2.1", later), 1, now)
+                .is_none(),
+            "not a configured phone"
+        );
+        assert!(
+            r.restore(saved("ph2", "sip:ph2@192.0.2.1", now), 1, now)
+                .is_none(),
+            "lapsed"
+        );
+        assert_eq!(r.targets(now).len(), 1);
+        assert_eq!(
+            r.saved("ph1", |_| ("udp".into(), "192.0.2.1:5060".parse().unwrap()))[0].expires_at,
+            later
+        );
+        r.disable_operators(["op1".to_string()]);
+        assert!(
+            r.targets(now).is_empty(),
+            "a disabled operator's phone goes"
+        );
+    }
+
+    #[test]
+    fn another_instances_binding_rings_once_and_goes_when_it_says_so() {
+        let now = Utc::now();
+        let mut r = registrar();
+        let later = now + Duration::seconds(600);
+        r.set_remote(
+            "b",
+            "ph2",
+            vec![(saved("ph2", "sip:ph2@192.0.2.2", later), 7)],
+            now,
+        );
+        assert_eq!(r.targets(now).len(), 1);
+        assert_eq!(r.len(), 0, "not ours: neither stored nor expired by us");
+        assert!(r.phone_ips(|_| ip(2)).contains(&ip(2)));
+        // The same contact bound here too: rung once, over our flow.
+        r.restore(saved("ph2", "sip:ph2@192.0.2.2", later), 1, now);
+        let t = r.targets(now);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].flow, 1);
+        r.set_remote("b", "ph2", vec![], now);
+        assert_eq!(r.remote_len(), 0);
+        assert!(r.targets(now + Duration::seconds(601)).is_empty());
+    }
+
     #[test]
     fn expires_param_is_read_after_the_uri() {
         assert_eq!(
