@@ -504,3 +504,61 @@ async fn the_calls_of_a_gone_instance_are_closed_as_interrupted_by_another() {
     b.stop().await;
     a.stop().await;
 }
+
+/// When the connection listening to the other instances is cut (a PostgreSQL restart, a
+/// network blip), it is opened again and everything is read again from the database: a
+/// registration stored without an announcement reaching B (here written straight into the
+/// table, as by an instance `c`) rings for calls on B after the reconnection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_listener_reconnects_and_catches_up_with_the_registrations() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let db = b.app.server.state.db.clone();
+    // Both instances are listening (they connect while starting).
+    let mut listening = 0;
+    for _ in 0..200 {
+        listening = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        if listening == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(listening, 2);
+    let port = sipp::port();
+    let mut phone = b.uas("phone-answer", &[], port);
+    sqlx::query(
+        "INSERT INTO registrations (instance, aor, contact, transport, source, outbound, expires_at, user_agent, call_id, cseq) \
+         VALUES ('c', 'ph1', $1, 'udp', $2, 0, '2099-01-01T00:00:00.000Z', NULL, 'reg-c', 1)",
+    )
+    .bind(format!("sip:ph1@127.0.0.1:{port}"))
+    .bind(format!("127.0.0.1:{port}"))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(cut, vec![true, true], "A's and B's listeners were cut");
+    let status = phone_listed(&b, "ph1").await;
+    assert_eq!(status["tables"]["bindings"], 0, "{status}");
+    let mut trunk = b.trunk(
+        &sipp::scenario(b.dir.path(), "trunk-call", &[]),
+        "127.0.0.1",
+        &["-d", "300"],
+    );
+    assert_eq!(wait(&mut trunk, 20).await, 0, "{}", trunk.errors());
+    assert_eq!(wait(&mut phone, 10).await, 0, "{}", phone.errors());
+    b.stop().await;
+    a.stop().await;
+}
