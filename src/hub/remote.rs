@@ -3,7 +3,7 @@
 
 use crate::calls::{CallEvent, CallPhase};
 
-use super::{Hub, HubMessage};
+use super::{CallState, Hub, HubMessage, PopHistory};
 
 impl Hub {
     /// Another instance's call event: shown like ours (the pop, answered, ended).
@@ -16,9 +16,10 @@ impl Hub {
         self.push_stats().await;
     }
 
-    /// After the link to the other instances was lost: calls shown as ringing or talking
-    /// that the call log has ended meanwhile (their end announcement was missed) go, and
-    /// the figures are read again.
+    /// When the link to the other instances is (re)opened: calls shown as ringing or talking
+    /// that the call log has ended meanwhile (their end announcement was missed) go, the
+    /// other instances' calls still open that the screens do not show yet pop, and the
+    /// figures are read again.
     pub async fn resync_remote(&self) {
         let keys: Vec<String> = self.lock().calls.keys().cloned().collect();
         for key in keys {
@@ -43,6 +44,33 @@ impl Hub {
             self.broadcast(message, |live| {
                 live.calls.remove(&key);
             });
+        }
+        if let Ok(open) = self.log.open_elsewhere().await {
+            for row in open {
+                if self.lock().calls.contains_key(&row.call_key) {
+                    continue;
+                }
+                let state = CallState {
+                    call_key: row.call_key.clone(),
+                    caller: row.caller.clone(),
+                    line_number: row.line_number.clone(),
+                    arrived_at: row.arrived_at,
+                    state: if row.answered_at.is_some() {
+                        CallPhase::Talking
+                    } else {
+                        CallPhase::Ringing
+                    },
+                    answered_by: row.answered_by.clone(),
+                    extension: row.answered_extension.clone(),
+                    history: PopHistory::default(),
+                };
+                let message = HubMessage::CallRinging {
+                    call: state.clone(),
+                };
+                self.broadcast(message, |live| {
+                    live.calls.insert(state.call_key.clone(), state);
+                });
+            }
         }
         self.push_stats().await;
     }

@@ -562,3 +562,60 @@ async fn a_cut_listener_reconnects_and_catches_up_with_the_registrations() {
     b.stop().await;
     a.stop().await;
 }
+
+/// An instance started while another carries a call shows that call on its screens (read
+/// from the call log when it starts listening), and its end when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_started_mid_call_shows_the_call_in_progress_elsewhere() {
+    if !backends().contains(&Kind::Postgres) {
+        return;
+    }
+    let Some(a) = Rig::on(Kind::Postgres, open_hours(), |c| c.instance_id = "a".into()).await
+    else {
+        return;
+    };
+    a.staff().await;
+    let mut phone = a.sipp_phone("ph1", "phone-answer", &[]).await;
+    let mut trunk = a.trunk(
+        &sipp::scenario(a.dir.path(), "trunk-call", &[]),
+        "127.0.0.1",
+        &["-d", "4000"],
+    );
+    // The call is answered on A (its row says so) before B starts.
+    let db = a.app.server.state.db.clone();
+    let mut answered = 0;
+    for _ in 0..200 {
+        answered = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM calls WHERE answered_at IS NOT NULL AND ended_at IS NULL",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        if answered == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(answered, 1);
+    let b = Rig::on_db(TestDb::shared(&a.app.db.url), open_hours(), |c| {
+        c.instance_id = "b".into()
+    })
+    .await
+    .unwrap();
+    let cookie = session_cookie(&b, "operator1", "password-operator1").await;
+    let mut ws = screen(&b, &cookie).await;
+    let snap = next(&mut ws, "snapshot").await;
+    let shown = match snap["calls"].as_array().unwrap().first() {
+        Some(c) => c.clone(),
+        None => next(&mut ws, "call.ringing").await["call"].clone(),
+    };
+    assert_eq!(shown["state"], "talking", "{shown}");
+    assert_eq!(shown["caller"]["display"], "0134-22-0001", "{shown}");
+    let ended = next(&mut ws, "call.ended").await;
+    assert_eq!(ended["call"]["call_key"], shown["call_key"]);
+    assert_eq!(wait(&mut trunk, 20).await, 0, "{}", trunk.errors());
+    assert_eq!(wait(&mut phone, 10).await, 0, "{}", phone.errors());
+    drop(ws);
+    b.stop().await;
+    a.stop().await;
+}
