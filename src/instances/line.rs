@@ -154,10 +154,17 @@ impl Slots {
 
     /// After a new connection: every call still in progress takes a slot again.
     async fn take_again(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        // The old session's locks went with it: no call holds a slot until it takes one.
         let keys: Vec<String> = self.held.keys().cloned().collect();
-        self.held.clear();
+        for key in &keys {
+            self.held.insert(key.clone(), None);
+        }
         for key in keys {
-            self.take(conn, &key).await?;
+            self.held.remove(&key);
+            if let Err(e) = self.take(conn, &key).await {
+                self.held.insert(key, None);
+                return Err(e);
+            }
         }
         Ok(())
     }

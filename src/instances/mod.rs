@@ -34,8 +34,9 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(250);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 /// Listens to the other instances on PostgreSQL until `stop`: their phones' bindings go to
-/// the SIP core, their call events to the hub. A lost connection is opened again with back-off, and everything is read
-/// again from the database then (announcements made meanwhile are lost, not their rows).
+/// the SIP core, their call events to the hub. A lost connection is opened again with
+/// back-off, and everything is read again from the database then (announcements made
+/// meanwhile are lost, not their rows).
 // Each argument is one of the parts the listener feeds; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_listener(
