@@ -31,13 +31,15 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::hours::OpeningHours;
 use crate::hub::Hub;
+use crate::instances;
 use crate::privacy::{bootstrap_admin, Auditor, SessionStore, User, Users};
 use crate::sharing::Sharing;
 use crate::sip;
 use crate::sip::policy::LinePolicy;
 use crate::sip::proxy::{Input, KeepaliveState, Proxy, RegState, SipCounters};
+use crate::sip::registrar::SavedBinding;
 use crate::sip::transport::SipHandle;
-use crate::store::{Db, StoreError};
+use crate::store::{Backend, Db, StoreError};
 
 /// How often the drain looks whether calls are still in progress.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
@@ -539,6 +541,22 @@ pub async fn start(
         signals.all.clone(),
     );
     supervisor.watch("hub", Stage::Hub, hub_task);
+    // On PostgreSQL the other instances see our calls, and our calls hold the line's slots
+    // (both subscribed before the SIP side starts).
+    let line_events = (db.backend() == Backend::Postgres).then(|| events.subscribe());
+    if db.backend() == Backend::Postgres {
+        supervisor.watch(
+            "call event announcer",
+            Stage::Hub,
+            instances::calls::spawn_publisher(
+                db.clone(),
+                config.instance_id.clone(),
+                events.subscribe(),
+                stored.subscribe(),
+                signals.all.clone(),
+            ),
+        );
+    }
     let (sip_settings, line, sip_clock) = (
         config.sip.clone(),
         config.profile.line.clone(),
@@ -554,6 +572,8 @@ pub async fn start(
             .filter(|u| u.disabled)
             .map(|u| u.username)
             .collect();
+    // Phones registered before a restart ring at once (issue 18 item 9); lapsed rows go.
+    let restored = restore_bindings(&db, &clock, &config.instance_id).await?;
     let counters = Arc::new(SipCounters::default());
     let advertised = config.sip_advertised;
     let proxy_counters = counters.clone();
@@ -583,6 +603,7 @@ pub async fn start(
             )?;
             proxy.set_announcements(announce_plan);
             proxy.handle_input(Input::DisableOperators(disabled_operators));
+            proxy.handle_input(Input::RestoreBindings(restored));
             Ok(proxy)
         },
         events.clone(),
@@ -603,8 +624,55 @@ pub async fn start(
     for (name, task) in sip.take_tasks() {
         supervisor.watch(name, Stage::Intake, task);
     }
-    let sip_addr = sip.local;
     let sip = Arc::new(sip);
+    if let Some(changes) = sip.take_binding_changes() {
+        supervisor.watch(
+            "registration writer",
+            Stage::Writer,
+            instances::registrations::spawn_binding_writer(
+                db.clone(),
+                config.instance_id.clone(),
+                changes,
+                signals.writer.clone(),
+            ),
+        );
+    }
+    if let Some(line_events) = line_events {
+        let nudge = Arc::new(tokio::sync::Notify::new());
+        supervisor.watch(
+            "line slot keeper",
+            Stage::Hub,
+            instances::line::spawn_line_keeper(
+                instances::line::LineKeeper {
+                    url: config.database_url.clone(),
+                    instance: config.instance_id.clone(),
+                    max_calls: config.profile.line.max_concurrent_calls,
+                    db: db.clone(),
+                    clock: clock.clone(),
+                    sip: sip.clone(),
+                    hub: hub.clone(),
+                    nudge: nudge.clone(),
+                },
+                line_events,
+                signals.all.clone(),
+            ),
+        );
+        supervisor.watch(
+            "instance listener",
+            Stage::Hub,
+            instances::spawn_listener(
+                config.database_url.clone(),
+                db.clone(),
+                clock.clone(),
+                config.instance_id.clone(),
+                sip.clone(),
+                hub.clone(),
+                nudge,
+                signals.all.clone(),
+            ),
+        );
+    }
+    let sip_addr = sip.local;
     let state = AppState::new(
         config,
         db,
@@ -655,6 +723,23 @@ pub async fn start(
         signals,
         supervisor,
     })
+}
+
+/// This instance's phone bindings stored before a restart; lapsed rows of any instance are
+/// deleted on the way.
+async fn restore_bindings(
+    db: &Db,
+    clock: &SharedClock,
+    instance: &str,
+) -> Result<Vec<SavedBinding>, StartError> {
+    let now = clock.now();
+    instances::registrations::delete_lapsed(db, now).await?;
+    Ok(instances::registrations::load(db, now)
+        .await?
+        .into_iter()
+        .filter(|s| s.instance == instance)
+        .map(|s| s.binding)
+        .collect())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod codes;
 pub mod config;
 pub mod hours;
 pub mod hub;
+pub mod instances;
 pub mod metrics;
 pub mod privacy;
 pub mod reports;

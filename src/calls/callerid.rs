@@ -28,7 +28,7 @@ pub struct CallerHeaders {
 }
 
 /// Who is calling, as far as the network lets us know.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CallerId {
     /// A valid number: stored as E.164, shown in national format.
     Number {

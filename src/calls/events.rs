@@ -9,7 +9,7 @@ use crate::hours::ClosedReason;
 use super::{EndCode, Party};
 
 /// What is known about a call from its first INVITE.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallInfo {
     /// Our id for the call, unique across restarts.
     pub key: String,
@@ -26,7 +26,7 @@ pub struct CallInfo {
 }
 
 /// How a call ended, with the detail the proxy knows ([`EndCode`] is the stored code).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EndCause {
     /// Answered and then hung up by one side.
     Completed,
@@ -83,8 +83,9 @@ impl EndCause {
 }
 
 /// Something that happened to a call. Each carries the call's [`CallInfo`], so a subscriber
-/// that joins late or missed an event still has the whole picture.
-#[derive(Debug, Clone, PartialEq)]
+/// that joins late or missed an event still has the whole picture. Serialisable: instances
+/// sharing PostgreSQL pass them to each other (issue 16 item 1).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CallEvent {
     /// Offered to the operators' phones.
     Ringing {

@@ -805,6 +805,20 @@ impl CallLog {
             .await?;
         Ok(row.as_ref().map(row_to_call).transpose()?)
     }
+
+    /// Calls still open that other instances sharing the database carry (issue 16 item 1),
+    /// oldest first: what a screen on this instance shows after a start or a lost link.
+    pub async fn open_elsewhere(&self) -> Result<Vec<CallRow>, CallsError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM calls \
+             WHERE ended_at IS NULL AND instance IS NOT NULL AND instance <> $1 \
+             ORDER BY arrived_at"
+        ))
+        .bind(self.instance.as_ref())
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(row_to_call).collect::<Result<_, _>>()?)
+    }
 }
 
 /// Calls matching `f`, newest first, on `conn`.

@@ -13,6 +13,8 @@
 //! The rows are written per screen, off the SIP side and off the hub's own loop, in one
 //! transaction for whatever the screen has queued.
 
+mod remote;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

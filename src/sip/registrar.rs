@@ -87,6 +87,9 @@ pub struct Registrar<F> {
     verifier: DigestVerifier,
     phones: HashMap<String, Phone>,
     bindings: HashMap<String, Vec<Binding<F>>>,
+    /// Bindings other instances hold (shared through the database), by (instance, aor): rung
+    /// like ours, but neither stored nor expired by us.
+    remote: HashMap<(String, String), Vec<Binding<F>>>,
     /// Operator accounts that are disabled: their phones may not register.
     disabled_operators: HashSet<String>,
     lockouts: Lockouts,
@@ -348,6 +351,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
             verifier,
             phones: map,
             bindings: HashMap::new(),
+            remote: HashMap::new(),
             disabled_operators: HashSet::new(),
             lockouts: Lockouts::new(limits),
         })
@@ -394,6 +398,21 @@ impl<F: Clone + PartialEq> Registrar<F> {
             .filter(|b| b.expires_at > now)
             .cloned()
             .collect();
+        // Another instance's binding of a contact we hold ourselves is the same phone: ring it
+        // once, over our own flow. Disabled operators' phones are not rung from anywhere.
+        let remote: Vec<Binding<F>> = self
+            .remote
+            .values()
+            .flatten()
+            .filter(|b| b.expires_at > now && !self.operator_disabled(&b.aor))
+            .filter(|b| !v.iter().any(|l| l.aor == b.aor && l.contact == b.contact))
+            .cloned()
+            .collect();
+        for b in remote {
+            if !v.iter().any(|l| l.aor == b.aor && l.contact == b.contact) {
+                v.push(b);
+            }
+        }
         v.sort_by(|a, b| a.aor.cmp(&b.aor).then(a.contact.cmp(&b.contact)));
         v
     }
@@ -412,6 +431,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
     pub fn phone_ips(&self, ip_of: impl Fn(&F) -> IpAddr) -> Vec<IpAddr> {
         self.bindings
             .values()
+            .chain(self.remote.values())
             .flatten()
             .map(|b| ip_of(&b.flow))
             .collect()
@@ -742,6 +762,129 @@ impl<F: Clone + PartialEq> Registrar<F> {
     }
 }
 
+/// A binding as it is stored in the database and shared with the other instances: what it
+/// takes to ring the phone again after a restart, or from another instance.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedBinding {
+    /// The phone's SIP username.
+    pub aor: String,
+    /// The contact URI.
+    pub contact: String,
+    /// `udp` or `tcp`: the transport the REGISTER came over.
+    pub transport: String,
+    /// The address the REGISTER came from (where a UDP phone is reached, NAT included).
+    pub source: std::net::SocketAddr,
+    /// RFC 5626 outbound: reachable over the registering flow only.
+    pub outbound: bool,
+    /// When it lapses.
+    pub expires_at: DateTime<Utc>,
+    /// The phone's User-Agent.
+    pub user_agent: Option<String>,
+    /// The REGISTER's Call-ID and CSeq (RFC 3261 §10.3 step 7 after a restart).
+    pub call_id: String,
+    /// See `call_id`.
+    pub cseq: u32,
+}
+
+impl<F: Clone + PartialEq> Registrar<F> {
+    /// Our own bindings of `aor` as they are to be stored (none: the phone has none left).
+    pub fn saved(
+        &self,
+        aor: &str,
+        wire: impl Fn(&F) -> (String, std::net::SocketAddr),
+    ) -> Vec<SavedBinding> {
+        self.bindings
+            .get(aor)
+            .map(|l| {
+                l.iter()
+                    .map(|b| {
+                        let (transport, source) = wire(&b.flow);
+                        SavedBinding {
+                            aor: b.aor.clone(),
+                            contact: b.contact.clone(),
+                            transport,
+                            source,
+                            outbound: b.outbound,
+                            expires_at: b.expires_at,
+                            user_agent: b.user_agent.clone(),
+                            call_id: b.call_id.clone(),
+                            cseq: b.cseq,
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn from_saved(b: SavedBinding, flow: F) -> Binding<F> {
+        Binding {
+            aor: b.aor,
+            contact: b.contact,
+            flow,
+            expires_at: b.expires_at,
+            user_agent: b.user_agent,
+            source: b.source.ip(),
+            outbound: b.outbound,
+            call_id: b.call_id,
+            cseq: b.cseq,
+        }
+    }
+
+    /// Takes back one of our own bindings stored before a restart (a phone that is not
+    /// configured any more, or whose operator is disabled, or that lapsed, is left out).
+    /// Returns the expiry timer to arm.
+    pub fn restore(
+        &mut self,
+        b: SavedBinding,
+        flow: F,
+        now: DateTime<Utc>,
+    ) -> Option<BindingTimer> {
+        if b.expires_at <= now
+            || !self.phones.contains_key(&b.aor)
+            || self.operator_disabled(&b.aor)
+        {
+            return None;
+        }
+        let list = self.bindings.entry(b.aor.clone()).or_default();
+        if list.iter().any(|l| l.contact == b.contact) {
+            return None;
+        }
+        let timer = BindingTimer::Arm(b.aor.clone(), b.contact.clone(), b.expires_at);
+        list.push(Self::from_saved(b, flow));
+        Some(timer)
+    }
+
+    /// Another instance's bindings of `aor` are now these (empty: none left); lapsed ones and
+    /// phones not configured here are left out.
+    pub fn set_remote(
+        &mut self,
+        instance: &str,
+        aor: &str,
+        list: Vec<(SavedBinding, F)>,
+        now: DateTime<Utc>,
+    ) {
+        let key = (instance.to_string(), aor.to_string());
+        let list: Vec<Binding<F>> = list
+            .into_iter()
+            .filter(|(b, _)| b.aor == aor && b.expires_at > now && self.phones.contains_key(aor))
+            .map(|(b, f)| Self::from_saved(b, f))
+            .collect();
+        // Lapsed bindings of other instances go whenever something changes.
+        self.remote
+            .retain(|_, l| l.iter().any(|b| b.expires_at > now));
+        if list.is_empty() {
+            self.remote.remove(&key);
+        } else {
+            self.remote.insert(key, list);
+        }
+    }
+
+    /// Bindings other instances hold for us to ring.
+    pub fn remote_len(&self) -> usize {
+        self.remote.values().map(Vec::len).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -826,6 +969,89 @@ mod tests {
         let later = t0 + Duration::seconds(601);
         l.failed(ip(200), "late", later);
         assert_eq!((l.sources.len(), l.users.len()), (1, 1));
+    }
+
+    fn registrar() -> Registrar<u8> {
+        let phone = |u: &str, op: &str| PhoneSettings {
+            username: u.into(),
+            password: "pw".into(),
+            algorithms: vec!["MD5".into()],
+            operator: Some(op.into()),
+        };
+        Registrar::new(
+            &RegistrarSettings::default(),
+            &[phone("ph1", "op1"), phone("ph2", "op2")],
+            &SipLimits::default(),
+        )
+        .unwrap()
+    }
+
+    fn saved(aor: &str, contact: &str, expires_at: DateTime<Utc>) -> SavedBinding {
+        SavedBinding {
+            aor: aor.into(),
+            contact: contact.into(),
+            transport: "udp".into(),
+            source: "192.0.2.1:5060".parse().unwrap(),
+            outbound: false,
+            expires_at,
+            user_agent: None,
+            call_id: "c".into(),
+            cseq: 1,
+        }
+    }
+
+    #[test]
+    fn restored_bindings_ring_until_they_lapse_and_unknown_phones_are_left_out() {
+        let now = Utc::now();
+        let mut r = registrar();
+        let later = now + Duration::seconds(600);
+        assert!(r
+            .restore(saved("ph1", "sip:ph1@192.0.2.1", later), 1, now)
+            .is_some());
+        assert!(
+            r.restore(saved("ph9", "sip:ph9@192.0.2.1", later), 1, now)
+                .is_none(),
+            "not a configured phone"
+        );
+        assert!(
+            r.restore(saved("ph2", "sip:ph2@192.0.2.1", now), 1, now)
+                .is_none(),
+            "lapsed"
+        );
+        assert_eq!(r.targets(now).len(), 1);
+        assert_eq!(
+            r.saved("ph1", |_| ("udp".into(), "192.0.2.1:5060".parse().unwrap()))[0].expires_at,
+            later
+        );
+        r.disable_operators(["op1".to_string()]);
+        assert!(
+            r.targets(now).is_empty(),
+            "a disabled operator's phone goes"
+        );
+    }
+
+    #[test]
+    fn another_instances_binding_rings_once_and_goes_when_it_says_so() {
+        let now = Utc::now();
+        let mut r = registrar();
+        let later = now + Duration::seconds(600);
+        r.set_remote(
+            "b",
+            "ph2",
+            vec![(saved("ph2", "sip:ph2@192.0.2.2", later), 7)],
+            now,
+        );
+        assert_eq!(r.targets(now).len(), 1);
+        assert_eq!(r.len(), 0, "not ours: neither stored nor expired by us");
+        assert!(r.phone_ips(|_| ip(2)).contains(&ip(2)));
+        // The same contact bound here too: rung once, over our flow.
+        r.restore(saved("ph2", "sip:ph2@192.0.2.2", later), 1, now);
+        let t = r.targets(now);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].flow, 1);
+        r.set_remote("b", "ph2", vec![], now);
+        assert_eq!(r.remote_len(), 0);
+        assert!(r.targets(now + Duration::seconds(601)).is_empty());
     }
 
     #[test]

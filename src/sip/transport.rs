@@ -27,6 +27,7 @@ use super::limits::{accept_backoff, overload_response, Admission, RateLimiter};
 use super::proxy::{
     Input, Output, Peer, Proxy, SipCounters, TableSizes, TimerKey, Transport, TrunkStatus,
 };
+use super::registrar::SavedBinding;
 use super::rtp::RtpPool;
 use super::settings::SipLimits;
 use super::wire::{SipMessage, StreamFramer, MAX_DATAGRAM_BYTES};
@@ -75,6 +76,8 @@ pub struct SipStatus {
     pub max_tcp_connections: usize,
     /// The carrier side: registration and keep-alive state.
     pub trunk: TrunkStatus,
+    /// Calls in progress on the other instances sharing the database (they take line slots).
+    pub calls_elsewhere: usize,
 }
 
 /// One registered phone.
@@ -180,9 +183,50 @@ pub struct SipHandle {
     stop: CancellationToken,
     tasks: TaskTracker,
     critical: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
+    /// Changes of our phones' bindings, for whoever stores them (taken once).
+    binding_changes: Mutex<Option<mpsc::UnboundedReceiver<BindingsChanged>>>,
+}
+
+/// Our bindings of one phone changed: what is left of them (none: it has none left here).
+#[derive(Debug, Clone)]
+pub struct BindingsChanged {
+    /// The phone's SIP username.
+    pub aor: String,
+    /// Its bindings on this instance now.
+    pub saved: Vec<SavedBinding>,
 }
 
 impl SipHandle {
+    /// The changes of our phones' bindings, in order, for the one task that stores them
+    /// (issue 18 item 9); handed out once, later calls get `None`. The core never waits on
+    /// the receiver: what it does not read stays queued.
+    pub fn take_binding_changes(&self) -> Option<mpsc::UnboundedReceiver<BindingsChanged>> {
+        self.binding_changes.lock().ok()?.take()
+    }
+
+    /// The other instances carry `n` calls now (their line slots held in the database).
+    pub async fn calls_elsewhere(&self, n: usize) {
+        let _ = self
+            .tx
+            .send(CoreMsg::Input(Input::CallsElsewhere(n), None))
+            .await;
+    }
+
+    /// Another instance's bindings of phone `aor` are now `bindings` (issue 16 item 1).
+    pub async fn remote_bindings(
+        &self,
+        instance: String,
+        aor: String,
+        bindings: Vec<SavedBinding>,
+    ) {
+        let input = Input::RemoteBindings {
+            instance,
+            aor,
+            bindings,
+        };
+        let _ = self.tx.send(CoreMsg::Input(input, None)).await;
+    }
+
     /// The adapter's current status.
     pub async fn status(&self) -> Option<SipStatus> {
         let (tx, rx) = oneshot::channel();
@@ -456,7 +500,9 @@ where
         tracker.spawn(tcp_acceptor(tcp, shared.clone())),
     ));
     let stored = events.stored().subscribe();
+    let (binding_tx, binding_rx) = mpsc::unbounded_channel();
     let core = CoreLoop {
+        binding_tx,
         log_backlogged: false,
         held: Held::default(),
         proxy,
@@ -479,6 +525,7 @@ where
         stop,
         tasks: tracker,
         critical: Mutex::new(tasks),
+        binding_changes: Mutex::new(Some(binding_rx)),
     })
 }
 
@@ -844,6 +891,8 @@ impl Held {
 }
 
 struct CoreLoop {
+    /// Where changes of our bindings go to be stored.
+    binding_tx: mpsc::UnboundedSender<BindingsChanged>,
     /// What the proxy was last told of the call log's backlog.
     log_backlogged: bool,
     held: Held,
@@ -868,7 +917,8 @@ impl CoreLoop {
         mut shutdown: watch::Receiver<bool>,
         mut stored: broadcast::Receiver<Arc<CallEvent>>,
     ) {
-        // What the core asked for at start (the carrier UAC's first timers).
+        // What the core asked for at start (the carrier UAC's first timers) and was given
+        // before it ran (bindings taken back: their expiry timers).
         self.execute();
         loop {
             let hold_until = self.held.oldest().map(|t| t + HOLD_LIMIT);
@@ -1016,6 +1066,7 @@ impl CoreLoop {
             limits: self.shared.limits.limits.clone(),
             max_tcp_connections: self.shared.limits.max_tcp,
             trunk: self.proxy.trunk_status(),
+            calls_elsewhere: self.proxy.calls_elsewhere(),
         }
     }
 
@@ -1044,6 +1095,9 @@ impl CoreLoop {
                     if let Some(t) = self.announcing.remove(&call) {
                         t.cancel();
                     }
+                }
+                Output::Bindings { aor, saved } => {
+                    let _ = self.binding_tx.send(BindingsChanged { aor, saved });
                 }
                 Output::SendWhenStored { call, peer, bytes } => {
                     if self.held.no_writer || self.held.stored.contains(&call) {

@@ -20,6 +20,7 @@ mod demo_call;
 mod deploy;
 mod http_server;
 mod hub;
+mod instances;
 mod metrics;
 mod purge;
 mod reports;

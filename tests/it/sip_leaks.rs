@@ -111,6 +111,8 @@ impl Sim {
                 Output::Event(e) => self.events.push(e),
                 // No announcement is configured in the simulation.
                 Output::Announce(_) | Output::StopAnnouncement { .. } => {}
+                // Stored off the SIP path; nothing of the core's state.
+                Output::Bindings { .. } => {}
             }
         }
     }

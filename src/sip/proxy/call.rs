@@ -164,7 +164,8 @@ impl Proxy {
         let targets = self.registrar.targets(now);
         let state = LineNow {
             now,
-            active_calls: self.active_calls(),
+            // The line is one across instances: their calls take its slots too.
+            active_calls: self.active_calls() + self.calls_elsewhere,
             registered_phones: targets.len(),
             draining: self.draining,
             log_backlogged: self.log_backlogged,

@@ -324,7 +324,9 @@ impl Proxy {
 
     /// Operator accounts were disabled: their phones stop ringing now.
     pub(super) fn on_operators_disabled(&mut self, names: Vec<String>) {
-        for t in self.registrar.disable_operators(names) {
+        let timers = self.registrar.disable_operators(names);
+        self.bindings_changed_by(&timers);
+        for t in timers {
             if let BindingTimer::Disarm(aor, contact) = t {
                 tracing::info!(phone = %aor, "binding dropped: its operator account is disabled");
                 self.queue
@@ -348,6 +350,7 @@ impl Proxy {
         if let Some(c) = counter {
             c.fetch_add(1, Ordering::Relaxed);
         }
+        self.bindings_changed_by(&result.timers);
         for t in result.timers {
             match t {
                 BindingTimer::Arm(aor, contact, at) => {

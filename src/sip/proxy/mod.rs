@@ -22,6 +22,7 @@ mod cancel;
 mod dialog;
 mod forward;
 mod ingress;
+mod shared;
 mod timers;
 mod uac;
 
@@ -47,7 +48,7 @@ use crate::calls::CallEvent;
 use crate::clock::SharedClock;
 
 use super::policy::RoutingPolicy;
-use super::registrar::Registrar;
+use super::registrar::{Registrar, SavedBinding};
 use super::settings::SipSettings;
 use super::txn::{TxnAction, TxnEvent, TxnId, TxnTimer, Txns};
 use super::wire::{self, branch, SipMessage, WireError};
@@ -146,6 +147,20 @@ pub enum Input {
     LogBacklog(bool),
     /// The announcement of this call has played to its end (or could not be sent).
     AnnouncementEnded(String),
+    /// Our own bindings stored before a restart (issue 18 item 9).
+    RestoreBindings(Vec<SavedBinding>),
+    /// Another instance's bindings of one phone now (none: it has none left).
+    RemoteBindings {
+        /// The other instance's `instance_id`.
+        instance: String,
+        /// The phone.
+        aor: String,
+        /// Its bindings there.
+        bindings: Vec<SavedBinding>,
+    },
+    /// Calls the other instances sharing the database carry now (their line slots held):
+    /// they count against the line's limit like ours (issue 16 item 1).
+    CallsElsewhere(usize),
 }
 
 /// What the driver must do.
@@ -180,6 +195,13 @@ pub enum Output {
         call: String,
         /// The RTP port it played from.
         port: u16,
+    },
+    /// Our bindings of phone `aor` changed: store these (none: delete them), off the SIP path.
+    Bindings {
+        /// The phone.
+        aor: String,
+        /// Its bindings now.
+        saved: Vec<SavedBinding>,
     },
 }
 
@@ -271,6 +293,8 @@ pub struct Proxy {
     log_backlogged: bool,
     /// Closed calls hearing the announcement.
     announcer: announce::Announcer,
+    /// Calls in progress on the other instances sharing the database.
+    calls_elsewhere: usize,
     /// Work produced by the current input, not yet carried out.
     queue: WorkQueue,
     /// Outputs waiting for the driver.
@@ -372,6 +396,7 @@ impl Proxy {
             draining: false,
             log_backlogged: false,
             announcer: announce::Announcer::default(),
+            calls_elsewhere: 0,
             queue: WorkQueue::default(),
             output: start.into(),
             uac,
@@ -388,6 +413,11 @@ impl Proxy {
             relays: self.relays.len() + self.bye_ends.len(),
             bindings: self.registrar.len(),
         }
+    }
+
+    /// Calls in progress on the other instances, as last told.
+    pub fn calls_elsewhere(&self) -> usize {
+        self.calls_elsewhere
     }
 
     /// The phones registered now: (SIP username, operator account, contact, transport).
@@ -435,6 +465,13 @@ impl Proxy {
             }
             Input::LogBacklog(behind) => self.log_backlogged = behind,
             Input::AnnouncementEnded(key) => self.announcement_ended(&key),
+            Input::RestoreBindings(saved) => self.on_restore_bindings(saved),
+            Input::RemoteBindings {
+                instance,
+                aor,
+                bindings,
+            } => self.on_remote_bindings(&instance, &aor, bindings),
+            Input::CallsElsewhere(n) => self.calls_elsewhere = n,
         }
         self.work_off();
     }

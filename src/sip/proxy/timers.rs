@@ -73,7 +73,9 @@ impl Proxy {
             }
             TimerKey::Announcement(k) => self.announcement_ended(&k),
             TimerKey::Binding(aor, contact) => {
-                self.registrar.expire(&aor, &contact, self.clock.now());
+                if self.registrar.expire(&aor, &contact, self.clock.now()) {
+                    self.bindings_changed(&aor);
+                }
             }
             TimerKey::Uac(t) => self.on_uac_timer(t),
         }
@@ -97,7 +99,9 @@ impl Proxy {
         dead: impl Fn(&Peer) -> bool,
         reach: impl Fn(&Peer, &str) -> Option<Peer>,
     ) {
-        for t in self.registrar.flow_closed(&dead, reach) {
+        let timers = self.registrar.flow_closed(&dead, reach);
+        self.bindings_changed_by(&timers);
+        for t in timers {
             if let BindingTimer::Disarm(aor, contact) = t {
                 self.queue
                     .out(Output::Disarm(TimerKey::Binding(aor, contact)));
@@ -113,7 +117,7 @@ impl Proxy {
 /// Where a phone whose registering connection closed is reached (RFC 3261 §18.1.1): at its
 /// Contact, over the transport the Contact names (TCP for `transport=tcp`, else UDP), but
 /// only on the host it registered from, so a Contact cannot send us to a third party.
-fn contact_peer(flow: &Peer, contact: &str) -> Option<Peer> {
+pub(super) fn contact_peer(flow: &Peer, contact: &str) -> Option<Peer> {
     let u = uri::parse(contact).ok()?;
     let ip = u.host_ip()?;
     if ip != flow.addr.ip() {

@@ -95,6 +95,16 @@ impl TestDb {
         }
     }
 
+    /// Another handle on the database at `url` (a second instance's, or a restarted
+    /// server's): dropping it leaves the database alone.
+    pub fn shared(url: &str) -> TestDb {
+        TestDb {
+            url: url.to_string(),
+            pg: None,
+            _dir: None,
+        }
+    }
+
     /// Opens and migrates it.
     pub async fn open(&self) -> Db {
         Db::connect_and_migrate(&self.url, 4)
@@ -311,7 +321,23 @@ impl TestApp {
         running_from: Option<chrono::DateTime<Utc>>,
         tweak: impl FnOnce(&mut Config),
     ) -> TestApp {
-        let db = TestDb::new(kind).await;
+        Self::spawn_clocked_on(TestDb::new(kind).await, running_from, tweak).await
+    }
+
+    /// [`TestApp::spawn_at`] on an existing database (a restart, or a second instance).
+    pub async fn spawn_at_on(
+        db: TestDb,
+        start: chrono::DateTime<Utc>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        Self::spawn_clocked_on(db, Some(start), tweak).await
+    }
+
+    async fn spawn_clocked_on(
+        db: TestDb,
+        running_from: Option<chrono::DateTime<Utc>>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let mut config = test_config(&db.url);
         tweak(&mut config);
         let clock = ManualClock::new(a_working_morning());

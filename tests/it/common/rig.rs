@@ -58,12 +58,34 @@ impl Rig {
             tweak(c);
         })
         .await;
+        Some(Self::around(app))
+    }
+
+    /// The rig on an existing database (a restart, or a second instance on PostgreSQL);
+    /// None when sipp is missing outside CI.
+    pub async fn on_db(
+        db: super::TestDb,
+        start: DateTime<Utc>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<Rig> {
+        if !sipp::available() {
+            return None;
+        }
+        let app = TestApp::spawn_at_on(db, start, |c| {
+            phones(c);
+            tweak(c);
+        })
+        .await;
+        Some(Self::around(app))
+    }
+
+    fn around(app: TestApp) -> Rig {
         let sip = app.server.sip_addr.to_string();
-        Some(Rig {
+        Rig {
             app,
             dir: tempfile::tempdir().unwrap(),
             sip,
-        })
+        }
     }
 
     pub fn start(&self, scenario: &Path, ip: &str, port: u16, args: &[&str]) -> Sipp {
