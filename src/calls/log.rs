@@ -205,7 +205,7 @@ impl OutcomeInput {
     fn validate(&self) -> Result<(), OutcomeError> {
         if self.note.chars().count() > NOTE_MAX_CHARS {
             return Err(OutcomeError::Invalid(format!(
-                "note must be at most {NOTE_MAX_CHARS} characters"
+                "メモは{NOTE_MAX_CHARS}文字以内で入力してください。"
             )));
         }
         Ok(())

@@ -12,6 +12,7 @@ mod calls_api;
 mod console_api;
 mod error;
 mod labels;
+mod messages;
 mod privacy_api;
 mod reports_api;
 mod serve;
@@ -35,6 +36,7 @@ use crate::privacy::Role;
 pub use access::{Access, CurrentUser};
 pub use error::{ApiError, JsonBody, QueryParams};
 pub use labels::label_table;
+pub use messages::{has_japanese, ErrorCode};
 pub use reports_api::report_settings;
 pub use serve::{serve, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
 
@@ -52,7 +54,7 @@ impl Done {
 /// A record id from the path; anything else is a 400.
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse()
-        .map_err(|_| ApiError::bad_request(format!("'{raw}' is not a valid id")))
+        .map_err(|_| ApiError::bad_request(format!("番号「{raw}」は正しい ID ではありません。")))
 }
 
 /// One API route: method, path, who may call it, and the handler.
@@ -102,6 +104,13 @@ pub fn api_routes() -> Vec<ApiRoute> {
         route(Method::POST, "/api/logout", Access::STAFF, a::logout),
         route(Method::GET, "/api/me", Access::STAFF, a::me),
         route(Method::GET, "/api/labels", Access::STAFF, labels::labels),
+        route(Method::GET, "/api/limits", Access::STAFF, a::limits),
+        route(
+            Method::POST,
+            "/api/users/{id}/unlock",
+            ADMIN,
+            a::unlock_user,
+        ),
         route(
             Method::POST,
             "/api/me/password",
@@ -471,6 +480,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .merge(api)
         .layer(middleware::from_fn(serve::request_timeout))
+        .layer(middleware::from_fn(messages::japanese_errors))
         .layer(middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             static NEXT_ID: AtomicU64 = AtomicU64::new(1);

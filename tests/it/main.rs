@@ -4,6 +4,7 @@
 
 mod common;
 
+mod accounts;
 mod addresses;
 mod architecture;
 mod auth_api;
@@ -17,6 +18,7 @@ mod console;
 mod demo_call;
 mod http_server;
 mod hub;
+mod japanese_ui;
 mod purge;
 mod reports;
 mod route_table;
