@@ -6,10 +6,12 @@
 pub mod access;
 mod account_api;
 mod address_api;
+mod audit_export;
 mod booking_api;
 mod calendar_api;
 mod calls_api;
 mod console_api;
+mod day_stats_api;
 mod error;
 mod labels;
 mod messages;
@@ -134,6 +136,12 @@ pub fn api_routes() -> Vec<ApiRoute> {
         route(Method::GET, "/api/audit", ADMIN_MANAGER, a::audit_log),
         route(
             Method::GET,
+            "/api/audit/export",
+            ADMIN_MANAGER,
+            audit_export::export,
+        ),
+        route(
+            Method::GET,
             "/api/calls",
             OPERATOR_MANAGER,
             calls_api::list_calls,
@@ -179,6 +187,12 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/stats/live",
             OPERATOR_MANAGER,
             console_api::stats_live,
+        ),
+        route(
+            Method::GET,
+            "/api/stats/day",
+            MANAGER,
+            day_stats_api::day_stats,
         ),
         route(
             Method::GET,

@@ -22,6 +22,7 @@ mod japanese_ui;
 mod purge;
 mod reports;
 mod route_table;
+mod screens;
 mod season;
 mod sharing;
 mod shutdown;
