@@ -23,6 +23,7 @@ mod purge;
 mod reports;
 mod route_table;
 mod screens;
+mod screens_browser;
 mod season;
 mod sharing;
 mod shutdown;
