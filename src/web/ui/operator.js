@@ -144,7 +144,8 @@ function startFrom(path, outcome) {
   const c = key && live.calls.get(key);
   if (!visible()) show("operator");
   if (c && (!bound || bound.call_key !== c.call_key)) bind(c);
-  $("outcome-select").value = outcome;
+  // 予約受付 is recorded by the booking itself once it is made, never preset by hand.
+  if (outcome !== "booking") $("outcome-select").value = outcome;
   dirty = true; // an explicit choice: a new ringing call must not take the form away
   syncTopics();
   setStatus("");
@@ -268,13 +269,18 @@ async function loadWrapups() {
 
 // ---------------------------------------------------------------- callbacks
 
+let callbackRetry = null;
+
 async function loadCallbacks() {
   const body = $("callbacks-body");
   let rows;
   try {
     rows = (await api("GET", "/api/callbacks")).callbacks || [];
   } catch (e) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "error", text: "読み込めませんでした：" + e.message })));
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "error", text: "読み込めませんでした：" + e.message + "（しばらくして自動で再読み込みします）" })));
+    // A passing failure (a busy database) must not leave the list empty until the next call.
+    clearTimeout(callbackRetry);
+    callbackRetry = setTimeout(() => { if (visible()) loadCallbacks(); }, 3000);
     return;
   }
   $("callbacks-count").textContent = rows.length ? String(rows.length) : "";
@@ -390,7 +396,9 @@ export function init(session) {
   me = session;
   const select = $("outcome-select");
   select.replaceChildren(h("option", { value: "" }, "選択してください"),
-    ...codes("outcome").map(([v, text]) => h("option", { value: v }, text)));
+    ...codes("outcome").map(([v, text]) => v === "booking"
+      ? h("option", { value: v, disabled: true }, text + "（予約の登録で自動記録）")
+      : h("option", { value: v }, text)));
   $("outcome-topics-list").replaceChildren(...codes("topic").map(([v, text]) =>
     h("label", { class: "check" }, h("input", { type: "checkbox", name: "topics", value: v }), " " + text)));
   select.addEventListener("change", () => { dirty = true; syncTopics(); setStatus(""); });
