@@ -79,7 +79,7 @@ async fn operator_and_manager_walk_through_a_day_in_japanese_at_1366() {
     )
     .await;
     // The header names the person and the role once.
-    let who = text(&op, "document.querySelector('.who').textContent").await;
+    let who = text(&op, "document.querySelector('.who').innerText").await;
     assert_eq!(who.matches("オペレーター").count(), 1, "{who}");
 
     // A real call: rings, is answered, ends.
@@ -341,4 +341,124 @@ fn regex_like_seconds(s: &str) -> bool {
     s.as_bytes().windows(8).any(|w| {
         w[2] == b':' && w[5] == b':' && [0, 1, 3, 4, 6, 7].iter().all(|&i| w[i].is_ascii_digit())
     })
+}
+
+/// Item 7 on screen: the admin sees a locked account as ロック中 and unlocks it, sees the
+/// phone linked to an account, the header names the admin once; a new account can do
+/// nothing but change its password, and the old one is refused as the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_lock_unlock_phone_link_and_first_password_change_on_screen() {
+    use crate::common::{backends, TestApp};
+    use serde_json::json;
+    let Some((chrome, chromedriver)) = tools() else {
+        return;
+    };
+    let app = TestApp::spawn(backends()[0]).await;
+    app.user_with_role("operator1", "operator").await;
+    app.user_with_role("ito", "operator").await;
+    let admin_api = app.admin().await;
+    let created = admin_api
+        .post(
+            "/api/users",
+            &json!({ "username": "sato", "display_name": "佐藤", "role": "operator", "password": "first-password-1" }),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    for _ in 0..5 {
+        let _ = app
+            .client()
+            .post(app.url("/api/login"))
+            .json(&json!({ "username": "ito", "password": "wrong-password" }))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let (_d1, admin) = browser(&chrome, &chromedriver).await;
+    login(&admin, &app.base, "admin", common::ADMIN_PASSWORD).await;
+    let who = text(&admin, "document.querySelector('.who').innerText").await;
+    assert_eq!(
+        who.matches("システム管理者").count(),
+        1,
+        "name and role once: {who}"
+    );
+    admin
+        .execute("window.confirm = () => true; document.querySelector('#nav a[data-view=\"users\"]').click();", vec![])
+        .await
+        .unwrap();
+    until(&admin, "ito locked", "/ロック中/.test((document.querySelector('#users-table tr[data-username=\"ito\"]')||{}).textContent||'')").await;
+    let phone = text(
+        &admin,
+        "document.querySelector('#users-table tr[data-username=\"operator1\"]').textContent",
+    )
+    .await;
+    assert!(phone.contains("op1"), "the linked phone: {phone}");
+    let rule = text(
+        &admin,
+        "document.getElementById('username-rule').textContent",
+    )
+    .await;
+    assert!(rule.contains("3〜32文字"), "{rule}");
+    screen_ok(&admin, "the accounts screen").await;
+    artifact(
+        "ui18-accounts-locked.png",
+        &admin.screenshot().await.unwrap(),
+    );
+    admin
+        .execute(
+            "[...document.querySelectorAll('#users-table tr[data-username=\"ito\"] button')].find((b) => b.textContent === 'ロック解除').click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    until(&admin, "ito unlocked", "/^有効/.test(document.querySelector('#users-table tr[data-username=\"ito\"] .user-state').textContent)").await;
+    app.login("ito", "password-of-ito").await;
+
+    // The new account: only the password form, until it has its own password.
+    let (_d2, sato) = browser(&chrome, &chromedriver).await;
+    login(&sato, &app.base, "sato", "first-password-1").await;
+    until(&sato, "the password form", "!document.getElementById('view-password').hidden && !document.getElementById('password-required').hidden").await;
+    assert_eq!(
+        text(&sato, "document.querySelectorAll('#nav a').length").await,
+        "0"
+    );
+    sato.execute(
+        "window.alert = () => {}; const f = document.getElementById('password-form');\
+         f.elements.current_password.value = 'first-password-1'; f.elements.new_password.value = 'first-password-1';\
+         f.requestSubmit();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &sato,
+        "the refusal",
+        "!document.getElementById('password-error').hidden",
+    )
+    .await;
+    let refusal = text(
+        &sato,
+        "document.getElementById('password-error').textContent",
+    )
+    .await;
+    assert!(refusal.contains("同じ"), "{refusal}");
+    screen_ok(&sato, "the first password change").await;
+    artifact("ui18-first-password.png", &sato.screenshot().await.unwrap());
+    sato.execute(
+        "const f = document.getElementById('password-form'); f.elements.new_password.value = 'my-own-password-2'; f.requestSubmit();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &sato,
+        "back at the login page",
+        "location.pathname === '/login'",
+    )
+    .await;
+    let s = app.login("sato", "my-own-password-2").await;
+    assert_eq!(s.get("/api/callbacks").await.status(), 200);
+    let _ = admin.close().await;
+    let _ = sato.close().await;
+    app.stop().await;
 }

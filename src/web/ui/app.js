@@ -31,9 +31,9 @@ async function start() {
   await loadLimits();
   // The name and the role once: an account named after its role shows the role alone.
   const roleLabel = label("role", me.user.role);
-  byId("who-name").textContent = me.user.display_name === roleLabel ? "" : me.user.display_name;
+  byId("who-name").textContent = me.user.display_name;
   byId("who-role").textContent = roleLabel;
-  if (me.user.display_name === roleLabel) byId("who-role-wrap").textContent = roleLabel;
+  if (me.user.display_name === roleLabel) byId("who-role-wrap").hidden = true;
   byId("logout").addEventListener("click", async () => {
     await api("POST", "/api/logout", {}).catch(() => {});
     location.href = "/login";
