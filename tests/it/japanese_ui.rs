@@ -250,3 +250,92 @@ async fn an_unknown_page_is_a_japanese_page_with_a_way_back() {
     assert!(has_japanese(body["message"].as_str().unwrap()));
     app.stop().await;
 }
+
+/// Every error code written in the source as an API error's code is in the table (so none
+/// reaches a user with the generic message only): the codes handed to `ApiError::new`,
+/// `conflict`, and the sharing refusals (`code: "…"`, `("…", message)` pairs).
+#[test]
+fn every_code_in_the_source_is_in_the_table() {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    fn literal_after(text: &str, at: usize) -> Option<&str> {
+        let rest = text[at..].trim_start();
+        let rest = rest.strip_prefix('"')?;
+        let end = rest.find('"')?;
+        let code = &rest[..end];
+        (!code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .then_some(code)
+    }
+    let mut paths = vec![];
+    files(&common::manifest_dir().join("src"), &mut paths);
+    let mut found = std::collections::BTreeSet::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).unwrap();
+        for marker in ["conflict(", "code: "] {
+            for (i, _) in text.match_indices(marker) {
+                if let Some(c) = literal_after(&text, i + marker.len()) {
+                    found.insert((c.to_string(), p.display().to_string()));
+                }
+            }
+        }
+        for marker in ["ApiError::new(", "Self::new("] {
+            for (i, _) in text.match_indices(marker) {
+                // Past the status argument.
+                let after = &text[i + marker.len()..];
+                if let Some(comma) = after
+                    .find(',')
+                    .filter(|&c| after[..c].contains("StatusCode"))
+                {
+                    if let Some(c) = literal_after(after, comma + 1) {
+                        found.insert((c.to_string(), p.display().to_string()));
+                    }
+                }
+            }
+        }
+        if p.ends_with("sharing/shares.rs") {
+            // Refusals written as `("code", message, …)` tuples.
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            for w in lines.windows(3) {
+                if (w[0].ends_with('(') || w[0].ends_with("(("))
+                    && w[1].starts_with('"')
+                    && w[1].ends_with("\",")
+                    && (w[2].starts_with("format!") || w[2].starts_with('"'))
+                {
+                    if let Some(c) = literal_after(w[1], 0) {
+                        found.insert((c.to_string(), p.display().to_string()));
+                    }
+                }
+            }
+        }
+    }
+    // The scan sees each way a code is written (else it would pass by finding nothing).
+    for known in [
+        "csrf",
+        "slot_taken",
+        "changed",
+        "self_approval",
+        "recipient_not_allowed",
+        "password_change_required",
+    ] {
+        assert!(
+            found.iter().any(|(c, _)| c == known),
+            "the scan misses {known}: {found:?}"
+        );
+    }
+    let missing: Vec<_> = found
+        .iter()
+        .filter(|(c, _)| madoguchi::codes::parse::<ErrorCode>(c).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes missing from web/messages.rs ErrorCode: {missing:?}"
+    );
+}
