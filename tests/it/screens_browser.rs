@@ -30,6 +30,19 @@ const SCREEN_CHECKS: &str = r#"
     const rects = e.getClientRects().length;
     if (rects > 1 || e.getBoundingClientRect().height > lh * 1.5) return 'a number on more than one line: ' + e.textContent + ' (' + e.getBoundingClientRect().height + 'px, line ' + lh + 'px)';
   }
+  // Short Japanese words (the navigation, table headings, counts) never wrap per character.
+  for (const e of document.querySelectorAll('#nav a, table.compact th, .badge')) {
+    if (!visible(e) || !e.textContent.trim()) continue;
+    const lh = parseFloat(getComputedStyle(e).lineHeight) || parseFloat(getComputedStyle(e).fontSize) * 1.6;
+    const pad = parseFloat(getComputedStyle(e).paddingTop) + parseFloat(getComputedStyle(e).paddingBottom);
+    if (e.getBoundingClientRect().height - pad > lh * 1.5) return 'a short word wrapped: ' + e.textContent;
+  }
+  const cw = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth > cw) {
+    const wide = [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > cw && visible(e)).slice(0, 3)
+      .map((e) => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));
+    return 'the page is wider than the window (' + document.documentElement.scrollWidth + ' > ' + cw + '): ' + wide.join(', ');
+  }
   return '';
 "#;
 

@@ -124,7 +124,7 @@ async function loadCalls() {
   // The chosen day (a past one from the picker), else the server's today.
   const picked = $("calls-day").value;
   const date = picked && serverDay && picked <= serverDay ? picked : serverDay;
-  $("calls-today-date").textContent = date || "—";
+  $("calls-today-date").textContent = serverDay || "—"; // the header's 本日 is the server's day
   if (serverDay) { $("calls-day").max = serverDay; if (!picked) $("calls-day").value = serverDay; }
   const isToday = date === serverDay;
   $("calls-day-title").textContent = isToday ? "本日の通話一覧" : `${fmt.visitDate(date)}の通話一覧`;
