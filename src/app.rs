@@ -563,15 +563,16 @@ pub async fn start(
         clock.clone(),
     );
     // Accounts disabled while no server ran (the CLI) keep their phones off the line too.
-    let disabled_operators: Vec<String> =
-        Users::new(db.clone(), clock.clone(), config.auth.clone())
-            .list()
-            .await
-            .map_err(StartError::Accounts)?
-            .into_iter()
-            .filter(|u| u.disabled)
-            .map(|u| u.username)
-            .collect();
+    let accounts = Users::new(db.clone(), clock.clone(), config.auth.clone())
+        .list()
+        .await
+        .map_err(StartError::Accounts)?;
+    warn_unknown_phone_operators(&config.sip.phones, &accounts);
+    let disabled_operators: Vec<String> = accounts
+        .into_iter()
+        .filter(|u| u.disabled)
+        .map(|u| u.username)
+        .collect();
     // Phones registered before a restart ring at once (issue 18 item 9); lapsed rows go.
     let restored = restore_bindings(&db, &clock, &config.instance_id).await?;
     let counters = Arc::new(SipCounters::default());
@@ -740,6 +741,29 @@ async fn restore_bindings(
         .filter(|s| s.instance == instance)
         .map(|s| s.binding)
         .collect())
+}
+
+/// Warns (at start) about each phone in `sip-config/phones.toml` whose `operator` names no
+/// account: its calls would be answered with no one to record them (issue 18 item 7).
+fn warn_unknown_phone_operators(
+    phones: &[crate::sip::settings::PhoneSettings],
+    accounts: &[crate::privacy::User],
+) {
+    for phone in phones {
+        let Some(operator) = phone.operator.as_deref() else {
+            continue;
+        };
+        if !accounts.iter().any(|u| u.username == operator) {
+            tracing::warn!(
+                phone = %phone.username,
+                operator,
+                "sip-config/phones.toml links phone '{}' to the operator account '{}', which does not exist: create it (madoguchi user add {} --role operator) or fix phones.toml",
+                phone.username,
+                operator,
+                operator,
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -511,6 +511,7 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
                         display_name,
                         role,
                         password: password.clone(),
+                        must_change_password: false,
                     },
                 )
                 .await?;

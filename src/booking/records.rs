@@ -24,10 +24,9 @@ impl Bookings {
         let mut out = Subject::default();
         let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
         if let Some(n) = s.strip_prefix("booking:") {
-            let id: i64 = n
-                .trim()
-                .parse()
-                .map_err(|_| BookingError::Invalid(format!("'{n}' is not a booking id")))?;
+            let id: i64 = n.trim().parse().map_err(|_| {
+                BookingError::Invalid(format!("「{n}」は予約番号として正しくありません。"))
+            })?;
             out.kind = "booking".into();
             out.booking_ids.push(id);
         } else if let Some(n) = s.strip_prefix("reception:").or_else(|| {

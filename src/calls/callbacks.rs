@@ -190,7 +190,7 @@ pub async fn close(
 ) -> Result<(), CallbackError> {
     if note.chars().count() > NOTE_MAX_CHARS {
         return Err(CallbackError::Invalid(format!(
-            "note must be at most {NOTE_MAX_CHARS} characters"
+            "メモは{NOTE_MAX_CHARS}文字以内で入力してください。"
         )));
     }
     let mut tx = db.pool().begin().await?;

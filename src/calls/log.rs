@@ -231,9 +231,17 @@ impl From<sqlx::Error> for OutcomeError {
 
 impl OutcomeInput {
     fn validate(&self) -> Result<(), OutcomeError> {
+        // A booking outcome stands for a booking: the booking records it with the call (issue
+        // 18 item 2), so it cannot be chosen by hand for a call no booking was made on.
+        if self.outcome == Outcome::Booking {
+            return Err(OutcomeError::Invalid(
+                "「予約受付」は予約を登録すると自動で記録されます。「予約受付を開始」から予約を登録してください。"
+                    .into(),
+            ));
+        }
         if self.note.chars().count() > NOTE_MAX_CHARS {
             return Err(OutcomeError::Invalid(format!(
-                "note must be at most {NOTE_MAX_CHARS} characters"
+                "メモは{NOTE_MAX_CHARS}文字以内で入力してください。"
             )));
         }
         Ok(())

@@ -19,7 +19,7 @@ pub use codes::{
 };
 pub use events::{CallEvent, CallEvents, CallInfo, EndCause};
 pub use line::LineProfile;
-pub use log::{clean, is_transient, BACKLOG_HIGH};
+pub use log::{clean, is_transient, BACKLOG_HIGH, NOTE_MAX_CHARS};
 pub use log::{
     spawn_writer, CallFilter, CallLog, CallRow, CallerView, DayTotals, OutcomeError, OutcomeInput,
     StoredEvents, WriterCounters,

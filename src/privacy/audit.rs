@@ -47,6 +47,10 @@ crate::code_enum! {
         UserDisable = "user.disable" / "利用者の無効化",
         /// A password was changed or reset.
         UserPassword = "user.password" / "パスワードの変更",
+        /// An administrator lifted an account's lock after failed logins.
+        UserUnlock = "user.unlock" / "ロックの解除",
+        /// The audit log was exported (CSV or XLSX) for an inspection.
+        AuditExport = "audit.export" / "取扱記録の出力",
         /// A home or facility visit was booked.
         BookingCreate = "booking.create" / "予約の登録",
         /// A booking was moved to another slot.
@@ -354,7 +358,7 @@ impl Auditor {
     ) -> Result<Vec<AuditRow>, PrivacyError> {
         if let (Some(from), Some(to)) = (f.from, f.to) {
             if from > to {
-                return Err(PrivacyError::Invalid("'from' is after 'to'".into()));
+                return Err(PrivacyError::Invalid("開始日が終了日より後です。".into()));
             }
         }
         let mut tx = self.db.pool().begin().await?;

@@ -171,7 +171,7 @@ impl Auditor {
             })?;
         let next = first
             .checked_add_months(chrono::Months::new(1))
-            .ok_or_else(|| PrivacyError::Invalid("month out of range".into()))?;
+            .ok_or_else(|| PrivacyError::Invalid("月の指定が範囲外です。".into()))?;
         let last = next.pred_opt().unwrap_or(first);
         let start = |d: NaiveDate| -> DateTime<Utc> {
             tz.from_local_datetime(&d.and_time(NaiveTime::MIN))

@@ -20,7 +20,10 @@ pub use config::AuthConfig;
 pub use password::{generate_password, hash_password, verify_password};
 pub use roles::Role;
 pub use sessions::{Session, SessionEnds, SessionStore, SessionWatch};
-pub use users::{bootstrap_admin, LoginFailure, LoginRefusal, NewUser, User, Users};
+pub use users::{
+    bootstrap_admin, LoginFailure, LoginRefusal, NewUser, User, Users, DISPLAY_NAME_MAX_CHARS,
+    PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, USERNAME_RULE_JA,
+};
 
 /// Failures of the accounts and audit domain.
 #[derive(Debug, thiserror::Error)]

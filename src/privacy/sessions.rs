@@ -220,7 +220,8 @@ impl SessionStore {
         let now = self.clock.now();
         let row = sqlx::query(
             "SELECT s.id AS sid, s.csrf_token, s.last_seen_at, s.expires_at, \
-                    u.id, u.username, u.display_name, u.role, u.disabled, u.locked_until, u.created_at \
+                    u.id, u.username, u.display_name, u.role, u.disabled, u.locked_until, u.created_at, \
+                    u.must_change_password \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
         )
         .bind(token_hash(token))
@@ -260,6 +261,7 @@ impl SessionStore {
                     .and_then(from_db_time),
                 created_at: from_db_time(&r.try_get::<String, _>("created_at")?)
                     .unwrap_or_default(),
+                must_change_password: r.try_get::<i64, _>("must_change_password")? != 0,
             },
             expires_at: expires,
         }))

@@ -32,6 +32,9 @@ pub struct User {
     pub locked_until: Option<DateTime<Utc>>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// The password was set by an administrator: the account must choose its own before it
+    /// may do anything else (issue 18 item 7).
+    pub must_change_password: bool,
 }
 
 /// What `Users::create` needs.
@@ -45,6 +48,9 @@ pub struct NewUser {
     pub role: Role,
     /// Initial password, at least 10 characters.
     pub password: String,
+    /// Whether the account must change this password at its first login (set for accounts
+    /// an administrator creates on the screen; see [`User::must_change_password`]).
+    pub must_change_password: bool,
 }
 
 /// Why a login was refused.
@@ -54,6 +60,9 @@ pub enum LoginFailure {
     InvalidCredentials {
         /// Consecutive failures so far, for slowing the answer down.
         failures: u32,
+        /// Failures left before the account locks, when the account exists and is active
+        /// (the login error warns at one).
+        remaining: Option<u32>,
     },
     /// Too many failures: locked until then.
     Locked {
@@ -106,7 +115,8 @@ pub struct Users {
     ends: SessionEnds,
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, role, disabled, locked_until, created_at";
+const USER_COLUMNS: &str =
+    "id, username, display_name, role, disabled, locked_until, created_at, must_change_password";
 
 fn user_from_row(r: &AnyRow) -> Result<User, sqlx::Error> {
     let locked: Option<String> = r.try_get("locked_until")?;
@@ -119,8 +129,20 @@ fn user_from_row(r: &AnyRow) -> Result<User, sqlx::Error> {
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         locked_until: locked.as_deref().and_then(from_db_time),
         created_at: from_db_time(&created).unwrap_or_default(),
+        must_change_password: r.try_get::<i64, _>("must_change_password")? != 0,
     })
 }
+
+/// Shortest password.
+pub const PASSWORD_MIN_CHARS: usize = 10;
+/// Longest password.
+pub const PASSWORD_MAX_CHARS: usize = 256;
+/// Longest display name.
+pub const DISPLAY_NAME_MAX_CHARS: usize = 64;
+
+/// The user-name rule as users read it (also shown next to the field).
+pub const USERNAME_RULE_JA: &str =
+    "ユーザー名は半角の英小文字・数字・「.」「_」「-」で3〜32文字にしてください。";
 
 /// Checks a username: lower-case ASCII letters, digits, `.`, `_`, `-`; 3–32 long.
 pub fn validate_username(u: &str) -> Result<(), PrivacyError> {
@@ -130,20 +152,18 @@ pub fn validate_username(u: &str) -> Result<(), PrivacyError> {
     if (3..=32).contains(&u.len()) && ok_chars {
         Ok(())
     } else {
-        Err(PrivacyError::Invalid(
-            "username must be 3–32 characters of a-z, 0-9, '.', '_' or '-'".into(),
-        ))
+        Err(PrivacyError::Invalid(USERNAME_RULE_JA.into()))
     }
 }
 
 /// Checks a new password's length (10–256 characters).
 pub fn validate_password(p: &str) -> Result<(), PrivacyError> {
     let n = p.chars().count();
-    if (10..=256).contains(&n) {
+    if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&n) {
         Ok(())
     } else {
         Err(PrivacyError::Invalid(
-            "password must be 10–256 characters".into(),
+            "パスワードは10〜256文字にしてください。".into(),
         ))
     }
 }
@@ -199,9 +219,9 @@ impl Users {
         validate_username(&new.username)?;
         validate_password(&new.password)?;
         let display = new.display_name.trim();
-        if display.chars().count() > 64 {
+        if display.chars().count() > DISPLAY_NAME_MAX_CHARS {
             return Err(PrivacyError::Invalid(
-                "display name must be at most 64 characters".into(),
+                "表示名は64文字以内で入力してください。".into(),
             ));
         }
         let display = if display.is_empty() {
@@ -217,8 +237,8 @@ impl Users {
         let now = to_db_time(at);
         let mut tx = self.db.pool().begin().await?;
         let res = sqlx::query(&format!(
-            "INSERT INTO users (username, display_name, role, password_hash, disabled, failed_logins, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $6) RETURNING {USER_COLUMNS}"
+            "INSERT INTO users (username, display_name, role, password_hash, disabled, failed_logins, created_at, updated_at, must_change_password) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7) RETURNING {USER_COLUMNS}"
         ))
         .bind(&new.username)
         .bind(display)
@@ -226,6 +246,7 @@ impl Users {
         .bind(hash)
         .bind(0_i64)
         .bind(now)
+        .bind(i64::from(new.must_change_password))
         .fetch_one(&mut *tx)
         .await;
         match res {
@@ -304,7 +325,9 @@ impl Users {
         self.get(id).await?.ok_or(PrivacyError::UnknownUser)
     }
 
-    /// Sets a new password, clears any lock and ends the account's sessions.
+    /// Sets a new password, clears any lock and ends the account's sessions. A password set
+    /// by someone else (an administrator, the CLI) must be changed at the account's next
+    /// login; one's own change clears that. The current password is refused as the new one.
     pub async fn set_password(
         &self,
         actor: &Actor,
@@ -312,17 +335,31 @@ impl Users {
         password: &str,
     ) -> Result<(), PrivacyError> {
         validate_password(password)?;
-        if self.get(id).await?.is_none() {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else {
             return Err(PrivacyError::UnknownUser);
+        };
+        let current: String = row.try_get(0)?;
+        if self.verify(password, Some(current)).await? {
+            return Err(PrivacyError::Invalid(
+                "新しいパスワードが現在のパスワードと同じです。別のパスワードにしてください。"
+                    .into(),
+            ));
         }
+        let must_change = actor.user_id != Some(id);
         let hash = self.hash(password.to_string()).await?;
         let at = self.clock.now();
         let mut tx = self.db.pool().begin().await?;
         sqlx::query(
-            "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = NULL, updated_at = $2 WHERE id = $3",
+            "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = NULL, updated_at = $2, \
+             must_change_password = $3 WHERE id = $4",
         )
         .bind(hash)
         .bind(to_db_time(at))
+        .bind(i64::from(must_change))
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -330,11 +367,35 @@ impl Users {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let entry = AuditEntry::new(AuditAction::UserPassword).target(AuditTarget::User, id);
+        let entry = AuditEntry::new(AuditAction::UserPassword)
+            .target(AuditTarget::User, id)
+            .detail(serde_json::json!({ "temporary": must_change }));
         append_audit(&mut tx, at, actor, &entry).await?;
         tx.commit().await?;
         self.ends.end_user(id);
         Ok(())
+    }
+
+    /// Lifts an account's lock after failed logins (an administrator; audited). The password
+    /// and sessions stay as they are.
+    pub async fn unlock(&self, actor: &Actor, id: i64) -> Result<User, PrivacyError> {
+        let at = self.clock.now();
+        let mut tx = self.db.pool().begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = $1 WHERE id = $2",
+        )
+        .bind(to_db_time(at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(PrivacyError::UnknownUser);
+        }
+        let entry = AuditEntry::new(AuditAction::UserUnlock).target(AuditTarget::User, id);
+        append_audit(&mut tx, at, actor, &entry).await?;
+        tx.commit().await?;
+        self.get(id).await?.ok_or(PrivacyError::UnknownUser)
     }
 
     /// Checks `password` for `username` under the lock-out policy. A failure is counted and
@@ -378,7 +439,10 @@ impl Users {
             let attempt = LoginAttempt {
                 user_id: None,
                 refusal: Some(LoginRefusal::UnknownUser),
-                result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
+                result: Err(LoginFailure::InvalidCredentials {
+                    failures: 1,
+                    remaining: None,
+                }),
             };
             return self.failed(None, ip, action, attempt).await;
         };
@@ -397,7 +461,10 @@ impl Users {
             let attempt = LoginAttempt {
                 user_id: Some(user.id),
                 refusal: Some(LoginRefusal::Disabled),
-                result: Err(LoginFailure::InvalidCredentials { failures: 1 }),
+                result: Err(LoginFailure::InvalidCredentials {
+                    failures: 1,
+                    remaining: None,
+                }),
             };
             return self.failed(Some(&user), ip, action, attempt).await;
         }
@@ -459,6 +526,8 @@ impl Users {
                 refusal: Some(LoginRefusal::WrongPassword),
                 result: Err(LoginFailure::InvalidCredentials {
                     failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                    remaining: u32::try_from(i64::from(self.auth.max_failed_logins) - failures)
+                        .ok(),
                 }),
             }
         };
@@ -581,6 +650,7 @@ pub async fn bootstrap_admin(
                 display_name: "システム管理者".into(),
                 role: Role::Admin,
                 password: password.clone(),
+                must_change_password: false,
             },
         )
         .await

@@ -39,7 +39,7 @@ impl FromStr for VersionChoice {
             "live" => Ok(VersionChoice::Live),
             n => n.parse().map(VersionChoice::Number).map_err(|_| {
                 ReportsError::Invalid(format!(
-                    "version '{n}' is not one of latest, live or a version number"
+                    "版「{n}」は指定できません（latest、live または版の番号）。"
                 ))
             }),
         }

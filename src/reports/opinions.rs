@@ -65,7 +65,7 @@ fn range(
     if let (Some(f), Some(t)) = (from, to) {
         if t < f {
             return Err(ReportsError::Invalid(format!(
-                "'to' ({t}) is before 'from' ({f})"
+                "終了日（{t}）が開始日（{f}）より前です。"
             )));
         }
     }
@@ -143,7 +143,7 @@ pub async fn set_follow_up(
     let text = input.follow_up.trim();
     if text.chars().count() > FOLLOW_UP_MAX_CHARS {
         return Err(ReportsError::Invalid(format!(
-            "follow_up must be at most {FOLLOW_UP_MAX_CHARS} characters"
+            "対応内容は{FOLLOW_UP_MAX_CHARS}文字以内で入力してください。"
         )));
     }
     let mut tx = db.pool().begin().await?;

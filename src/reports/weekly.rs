@@ -63,7 +63,11 @@ impl fmt::Display for IsoWeek {
 impl FromStr for IsoWeek {
     type Err = ReportsError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ReportsError::Invalid(format!("'{s}' is not an ISO week like 2026-W24"));
+        let bad = || {
+            ReportsError::Invalid(format!(
+                "「{s}」は週の指定として正しくありません（例: 2026-W24）。"
+            ))
+        };
         let (y, w) = s.trim().split_once("-W").ok_or_else(bad)?;
         let (y, w) = (y.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?);
         let monday = NaiveDate::from_isoywd_opt(y, w, Weekday::Mon).ok_or_else(bad)?;

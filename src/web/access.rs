@@ -198,8 +198,33 @@ pub async fn authorize(
             .into_response();
         }
     }
+    if session.user.must_change_password && !allowed_before_password_change(&req) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "password_change_required",
+            "初回ログインまたはパスワードの再設定のあとは、まず新しいパスワードを設定してください。",
+        )
+        .into_response();
+    }
     req.extensions_mut().insert(CurrentUser(session));
     next.run(req).await
+}
+
+/// What an account whose password an administrator set may still do: change it, see who it
+/// is (the screen needs that to ask for the change), read the labels, and log out.
+fn allowed_before_password_change(req: &Request) -> bool {
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(req.uri().path(), |m| m.as_str());
+    matches!(
+        (req.method().as_str(), path),
+        ("POST", "/api/me/password")
+            | ("GET", "/api/me")
+            | ("GET", "/api/labels")
+            | ("GET", "/api/limits")
+            | ("POST", "/api/logout")
+    )
 }
 
 #[cfg(test)]

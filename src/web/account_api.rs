@@ -95,6 +95,14 @@ fn login_refused(failure: LoginFailure) -> ApiError {
             )
             .retry_after(retry_after_secs)
         }
+        // One failure left: say so, so that a colleague can ask for help before the lock.
+        LoginFailure::InvalidCredentials {
+            remaining: Some(1), ..
+        } => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "ユーザー名またはパスワードが違います。あと1回失敗するとアカウントがロックされます（残り1回）。",
+        ),
         LoginFailure::InvalidCredentials { .. } => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
@@ -167,9 +175,33 @@ pub async fn change_own_password(
     Ok(res)
 }
 
-/// `GET /api/users`: the staff list with roles (R-PII-1).
-pub async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
-    Ok(Json(state.users.list().await?))
+/// `GET /api/users`: the staff list with roles (R-PII-1), each with its linked phone and
+/// whether it is locked now.
+pub async fn list_users(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<UserWithPhone>>, ApiError> {
+    let now = state.clock.now();
+    let phones = &state.config.sip.phones;
+    let users = state.users.list().await?;
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|user| {
+                let phone = phones
+                    .iter()
+                    .filter(|p| p.operator.as_deref() == Some(user.username.as_str()))
+                    .map(|p| p.username.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let locked = user.locked_until.is_some_and(|u| u > now);
+                UserWithPhone {
+                    user,
+                    phone,
+                    locked,
+                }
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -180,6 +212,13 @@ pub struct CreateUser {
     display_name: String,
     role: Role,
     password: String,
+    /// The account chooses its own password at its first login (the default).
+    #[serde(default = "yes")]
+    must_change_password: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `POST /api/users`: adds a staff account.
@@ -197,6 +236,7 @@ pub async fn create_user(
                 display_name: req.display_name,
                 role: req.role,
                 password: req.password,
+                must_change_password: req.must_change_password,
             },
         )
         .await?;
@@ -221,21 +261,92 @@ pub async fn disable_user(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPassword {
-    password: String,
+    /// The temporary password; a generated one when absent.
+    #[serde(default)]
+    password: Option<String>,
 }
 
-/// `POST /api/users/{id}/password`: an admin sets a new password (also unlocks).
+/// The answer of a reset: the temporary password to hand over (once).
+#[derive(Serialize)]
+pub struct ResetDone {
+    ok: bool,
+    temporary_password: String,
+}
+
+/// `POST /api/users/{id}/password`: an admin sets a temporary password (also unlocks); the
+/// account must change it at its next login.
 pub async fn reset_password(
     State(state): State<AppState>,
     Staff { actor, .. }: Staff,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ResetPassword>,
-) -> Result<Json<Done>, ApiError> {
+) -> Result<Json<ResetDone>, ApiError> {
+    let password = req
+        .password
+        .unwrap_or_else(crate::privacy::generate_password);
     state
         .users
-        .set_password(&actor, parse_id(&id)?, &req.password)
+        .set_password(&actor, parse_id(&id)?, &password)
         .await?;
-    Ok(Json(Done::OK))
+    Ok(Json(ResetDone {
+        ok: true,
+        temporary_password: password,
+    }))
+}
+
+/// `POST /api/users/{id}/unlock`: an admin lifts the lock after failed logins.
+pub async fn unlock_user(
+    State(state): State<AppState>,
+    Staff { actor, .. }: Staff,
+    Path(id): Path<String>,
+) -> Result<Json<User>, ApiError> {
+    Ok(Json(state.users.unlock(&actor, parse_id(&id)?).await?))
+}
+
+/// The input limits the server enforces, so the forms match them (one source).
+#[derive(Serialize)]
+pub struct Limits {
+    /// A call's outcome note.
+    call_note_max: usize,
+    /// A callback's note.
+    callback_note_max: usize,
+    /// An opinion's follow-up.
+    follow_up_max: usize,
+    /// A display name.
+    display_name_max: usize,
+    /// Password length.
+    password_min: usize,
+    /// Password length.
+    password_max: usize,
+    /// The user-name rule in Japanese, shown next to the field.
+    username_rule: &'static str,
+    /// Failed logins before the lock.
+    max_failed_logins: u32,
+}
+
+/// `GET /api/limits`.
+pub async fn limits(State(state): State<AppState>) -> Json<Limits> {
+    Json(Limits {
+        call_note_max: crate::calls::NOTE_MAX_CHARS,
+        callback_note_max: crate::calls::callbacks::NOTE_MAX_CHARS,
+        follow_up_max: crate::reports::opinions::FOLLOW_UP_MAX_CHARS,
+        display_name_max: crate::privacy::DISPLAY_NAME_MAX_CHARS,
+        password_min: crate::privacy::PASSWORD_MIN_CHARS,
+        password_max: crate::privacy::PASSWORD_MAX_CHARS,
+        username_rule: crate::privacy::USERNAME_RULE_JA,
+        max_failed_logins: state.config.auth.max_failed_logins,
+    })
+}
+
+/// One account with the phone `sip-config/phones.toml` links to it (read-only).
+#[derive(Serialize)]
+pub struct UserWithPhone {
+    #[serde(flatten)]
+    user: User,
+    /// The SIP username of the linked phone(s), comma-separated; empty when none.
+    phone: String,
+    /// Locked now (after failed logins).
+    locked: bool,
 }
 
 /// A page of the audit log.

@@ -216,7 +216,7 @@ pub async fn list_bookings(
             &crate::booking::reception::bookings_csv(&list),
         )),
         other => Err(ApiError::invalid(format!(
-            "format '{other}' is not one of json, csv"
+            "出力形式「{other}」は指定できません（json、csv のいずれか）。"
         ))),
     }
 }
@@ -252,7 +252,7 @@ pub async fn reception_list(
             Ok(res)
         }
         other => Err(ApiError::invalid(format!(
-            "format '{other}' is not one of json, csv, xlsx"
+            "出力形式「{other}」は指定できません（json、csv、xlsx のいずれか）。"
         ))),
     }
 }

@@ -58,7 +58,7 @@ pub async fn sip_status(State(state): State<AppState>) -> Result<Json<SipStatus>
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "sip_down",
-            "SIP adapter is not running",
+            "電話機能（SIP）が動作していません。",
         ));
     };
     let status = sip

@@ -69,11 +69,11 @@ impl ApiError {
 
     /// 404: no such record.
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        let message = match what_ja(what) {
+            Some(w) => format!("{w}が見つかりません。"),
+            None => super::messages::message_for("not_found").to_string(),
+        };
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
     /// 500: logged with its cause; the client learns nothing internal.
@@ -107,6 +107,24 @@ impl ApiError {
             _ => Self::internal(e),
         }
     }
+}
+
+/// The Japanese name of a kind of record a 404 is about.
+fn what_ja(what: &str) -> Option<&'static str> {
+    Some(match what {
+        "call" => "通話",
+        "user" => "利用者",
+        "booking" => "予約",
+        "facility request" => "施設の申込み",
+        "reception number" => "受付番号",
+        "recipient" => "送付先",
+        "report version" => "報告書の版",
+        "share" => "共有",
+        "travel override" => "移動時間の補正",
+        "visit day" => "訪問日",
+        "route" => "ページ",
+        _ => return None,
+    })
 }
 
 /// The JSON body of every error.
@@ -148,7 +166,10 @@ impl From<sqlx::Error> for ApiError {
 impl From<PrivacyError> for ApiError {
     fn from(e: PrivacyError) -> Self {
         match e {
-            PrivacyError::DuplicateUsername(_) => Self::conflict("duplicate", e.to_string()),
+            PrivacyError::DuplicateUsername(name) => Self::conflict(
+                "duplicate",
+                format!("ユーザー名「{name}」は既に使われています。別の名前にしてください。"),
+            ),
             PrivacyError::UnknownUser => Self::not_found("user"),
             PrivacyError::SelfDisable => {
                 Self::conflict("self", "自分のアカウントは無効にできません。")
@@ -269,18 +290,75 @@ impl From<ReportsError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let code = match r {
-            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-            JsonRejection::JsonDataError(_) => "invalid",
-            _ => "bad_request",
+        let detail = r.body_text();
+        let (code, message) = match &r {
+            JsonRejection::MissingJsonContentType(_) => (
+                "unsupported_media_type",
+                "送信データの形式が JSON ではありません（Content-Type: application/json）。"
+                    .to_string(),
+            ),
+            JsonRejection::JsonDataError(_) => ("invalid", data_error_ja(&detail)),
+            JsonRejection::JsonSyntaxError(_) => (
+                "bad_request",
+                "送信データ（JSON）の書き方に誤りがあります。".to_string(),
+            ),
+            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => (
+                "payload_too_large",
+                super::messages::message_for("payload_too_large").to_string(),
+            ),
+            _ => (
+                "bad_request",
+                "送信データを読み取れませんでした。".to_string(),
+            ),
         };
-        Self::new(r.status(), code, r.body_text())
+        let status = if code == "payload_too_large" {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            r.status()
+        };
+        let mut err = Self::new(status, code, message);
+        // For developers reading the network tab; the UI shows `message` only.
+        err.extra = Some(("detail", serde_json::Value::String(detail)));
+        err
+    }
+}
+
+/// A Japanese message for serde's "missing field `x`" / "unknown field `x`" / "invalid
+/// type" texts, naming the field (its wire name) when serde does.
+fn data_error_ja(detail: &str) -> String {
+    let field = |marker: &str| {
+        detail
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_string)
+    };
+    if let Some(f) = field("missing field `") {
+        format!("必須の項目「{f}」がありません。")
+    } else if let Some(f) = field("unknown field `") {
+        format!("項目「{f}」は受け付けていません。")
+    } else if detail.contains("unknown variant") {
+        match detail.split(": ").nth(1).filter(|f| !f.contains(' ')) {
+            Some(f) => format!("項目「{f}」の値が選択肢にありません。"),
+            None => "選択肢にない値が送られました。".to_string(),
+        }
+    } else {
+        match detail.split(": ").nth(1).filter(|f| !f.contains(' ')) {
+            Some(f) => format!("項目「{f}」の値の形式が正しくありません。"),
+            None => "入力の形式が正しくありません。".to_string(),
+        }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::bad_request(r.body_text())
+        let detail = r.body_text();
+        let mut err = Self::bad_request(format!(
+            "検索条件の指定に誤りがあります。{}",
+            data_error_ja(&detail)
+        ));
+        err.extra = Some(("detail", serde_json::Value::String(detail)));
+        err
     }
 }
 

@@ -56,6 +56,7 @@ pub fn label_table() -> BTreeMap<&'static str, KindLabels> {
     kind::<AuditTarget>(&mut t);
     kind::<LoginRefusal>(&mut t);
     kind::<RegisterOutcome>(&mut t);
+    kind::<super::messages::ErrorCode>(&mut t);
     kind::<VisitDayKind>(&mut t);
     kind::<HalfDay>(&mut t);
     kind::<BookingKind>(&mut t);

@@ -6,13 +6,16 @@
 pub mod access;
 mod account_api;
 mod address_api;
+mod audit_export;
 mod booking_api;
 mod calendar_api;
 mod calls_api;
 pub mod client_addr;
 mod console_api;
+mod day_stats_api;
 mod error;
 mod labels;
+mod messages;
 mod metrics_api;
 mod privacy_api;
 mod reports_api;
@@ -37,6 +40,7 @@ use crate::privacy::Role;
 pub use access::{Access, CurrentUser};
 pub use error::{ApiError, JsonBody, QueryParams};
 pub use labels::label_table;
+pub use messages::{has_japanese, ErrorCode};
 pub use reports_api::report_settings;
 pub use serve::{serve, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
 
@@ -54,7 +58,7 @@ impl Done {
 /// A record id from the path; anything else is a 400.
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse()
-        .map_err(|_| ApiError::bad_request(format!("'{raw}' is not a valid id")))
+        .map_err(|_| ApiError::bad_request(format!("番号「{raw}」は正しい ID ではありません。")))
 }
 
 /// One API route: method, path, who may call it, and the handler.
@@ -117,6 +121,13 @@ pub fn api_routes() -> Vec<ApiRoute> {
         route(Method::POST, "/api/logout", Access::STAFF, a::logout),
         route(Method::GET, "/api/me", Access::STAFF, a::me),
         route(Method::GET, "/api/labels", Access::STAFF, labels::labels),
+        route(Method::GET, "/api/limits", Access::STAFF, a::limits),
+        route(
+            Method::POST,
+            "/api/users/{id}/unlock",
+            ADMIN,
+            a::unlock_user,
+        ),
         route(
             Method::POST,
             "/api/me/password",
@@ -138,6 +149,12 @@ pub fn api_routes() -> Vec<ApiRoute> {
             a::reset_password,
         ),
         route(Method::GET, "/api/audit", ADMIN_MANAGER, a::audit_log),
+        route(
+            Method::GET,
+            "/api/audit/export",
+            ADMIN_MANAGER,
+            audit_export::export,
+        ),
         route(
             Method::GET,
             "/api/calls",
@@ -186,6 +203,12 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/stats/live",
             OPERATOR_MANAGER,
             console_api::stats_live,
+        ),
+        route(
+            Method::GET,
+            "/api/stats/day",
+            MANAGER,
+            day_stats_api::day_stats,
         ),
         route(
             Method::GET,
@@ -495,6 +518,7 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             crate::metrics::Metrics::track_http,
         ))
+        .layer(middleware::from_fn(messages::japanese_errors))
         .layer(middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             static NEXT_ID: AtomicU64 = AtomicU64::new(1);

@@ -104,7 +104,7 @@ pub async fn handling_report(
     let format = q.format.as_deref().unwrap_or("json");
     if !matches!(format, "json" | "xlsx") {
         return Err(ApiError::invalid(format!(
-            "format '{format}' is not one of json, xlsx"
+            "出力形式「{format}」は指定できません（json、xlsx のいずれか）。"
         )));
     }
     let report = state

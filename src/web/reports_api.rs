@@ -82,7 +82,7 @@ pub async fn weekly_calls(
     let format = q.format.as_deref().unwrap_or("json");
     if !["json", "csv", "xlsx", "svg", "html"].contains(&format) {
         return Err(ApiError::invalid(format!(
-            "format '{format}' is not one of json, csv, xlsx, svg, html"
+            "出力形式「{format}」は指定できません（json、csv、xlsx、svg、html のいずれか）。"
         )));
     }
     let settings = report_settings(&state.config);
@@ -159,7 +159,7 @@ pub async fn opinion_list(
     let format = q.format.as_deref().unwrap_or("json");
     if !["json", "csv", "xlsx"].contains(&format) {
         return Err(ApiError::invalid(format!(
-            "format '{format}' is not one of json, csv, xlsx"
+            "出力形式「{format}」は指定できません（json、csv、xlsx のいずれか）。"
         )));
     }
     let rows = opinions::read(&state.db, &actor, q.from, q.to, state.clock.now()).await?;
@@ -205,7 +205,7 @@ pub async fn completion(
     let format = q.format.as_deref().unwrap_or("json");
     if !["json", "xlsx", "html"].contains(&format) {
         return Err(ApiError::invalid(format!(
-            "format '{format}' is not one of json, xlsx, html"
+            "出力形式「{format}」は指定できません（json、xlsx、html のいずれか）。"
         )));
     }
     let settings = report_settings(&state.config);

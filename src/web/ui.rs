@@ -25,6 +25,7 @@ const ASSETS: &[(&str, &str)] = &[
     asset!("api.js"),
     asset!("dom.js"),
     asset!("labels.js"),
+    asset!("limits.js"),
     asset!("clock.js"),
     asset!("format.js"),
     asset!("live.js"),

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::rig::jst;
-use common::{manifest_dir, sipp, Kind, TestApp, ADMIN_PASSWORD};
+use common::{manifest_dir, sipp, Kind, TestApp};
 
 /// A port with the next two free as well (the script uses three in a row).
 fn three_free_ports() -> u16 {
@@ -30,14 +30,24 @@ fn three_free_ports() -> u16 {
 
 /// Runs the script against `app`; its output, or a failure if it runs past `limit`.
 async fn demo_call(app: &TestApp, limit: Duration) -> String {
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("out.txt");
+    demo_call_in(app, limit, dir.path()).await
+}
+
+/// Runs the script with its state file in `dir` (kept between runs by the caller).
+async fn demo_call_in(app: &TestApp, limit: Duration, dir: &std::path::Path) -> String {
+    use std::os::unix::process::CommandExt;
+    let log = dir.join("out.txt");
     let out = std::fs::File::create(&log).unwrap();
     let mut child = Command::new(manifest_dir().join("scripts/demo-call"))
         .env("MADOGUCHI_SIP_ADDR", app.server.sip_addr.to_string())
         .env("MADOGUCHI_HTTP_ADDR", app.server.http_addr.to_string())
-        .env("MADOGUCHI_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD)
+        // The CLI the script creates its account with reaches the same database.
+        .env("DATABASE_URL", &app.db.url)
+        .env("MADOGUCHI_PROFILE", common::profile_dir())
+        .env("MADOGUCHI_BIN", env!("CARGO_BIN_EXE_madoguchi"))
+        .env("DEMO_STATE", dir.join("demo.state"))
+        .env("RUST_LOG", "warn")
         .env("DEMO_PHONE_PORT", three_free_ports().to_string())
         .env("DEMO_HOLD_MS", "500")
         .stdin(Stdio::null())
@@ -89,8 +99,44 @@ async fn demo_call_in_the_hours_is_answered_and_ends() {
         return;
     }
     let app = TestApp::spawn_at(Kind::Sqlite, jst(2026, 11, 25, 10, 0), |_| {}).await;
-    let out = demo_call(&app, Duration::from_secs(60)).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = demo_call_in(&app, Duration::from_secs(60), state.path()).await;
     assert!(out.contains("answered and completed"), "{out}");
     assert!(out.contains("\"end_cause\": \"completed\""), "{out}");
+    // Issue 18 item 10: its own operator account, not admin; Japanese printed as Japanese;
+    // a clear end.
+    assert!(out.contains("as demo-operator"), "{out}");
+    assert!(!out.contains("\\u"), "no \\uXXXX escapes: {out}");
+    assert!(out.contains("done: the demo call is over"), "{out}");
+    // The second run reuses the account (its password from the state file).
+    let again = demo_call_in(&app, Duration::from_secs(60), state.path()).await;
+    assert!(!again.contains("creating the demo account"), "{again}");
+    assert!(again.contains("as demo-operator"), "{again}");
+    // admin was never used: no login rows for it beyond the test's own.
+    let admin = app.admin().await;
+    let log: serde_json::Value = admin
+        .get("/api/audit?action=login&actor=demo-operator")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !log["rows"].as_array().unwrap().is_empty(),
+        "demo-operator logged in"
+    );
+    let failed: serde_json::Value = admin
+        .get("/api/audit?action=login&actor=admin")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        failed["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] == "ok"),
+        "no failed admin logins: {failed}"
+    );
     app.stop().await;
 }

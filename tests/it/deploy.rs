@@ -349,7 +349,7 @@ async fn login_and_screen_pop_socket_through_nginx_name_the_real_client() {
         .await
         .post(
             "/api/users",
-            &json!({ "username": "tanaka", "role": "operator", "password": "password-of-tanaka" }),
+            &json!({ "username": "tanaka", "role": "operator", "password": "password-of-tanaka", "must_change_password": false }),
         )
         .await;
     assert_eq!(res.status(), 201);

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod accounts;
 mod addresses;
 mod alarm;
 mod architecture;
@@ -21,10 +22,13 @@ mod deploy;
 mod http_server;
 mod hub;
 mod instances;
+mod japanese_ui;
 mod metrics;
 mod purge;
 mod reports;
 mod route_table;
+mod screens;
+mod screens_browser;
 mod season;
 mod sharing;
 mod shutdown;

@@ -152,7 +152,7 @@ impl Served {
         let created = admin
             .post(format!("{}/api/users", self.http))
             .header("X-CSRF-Token", csrf)
-            .json(&json!({ "username": "manager1", "role": "manager", "password": PASSWORD }))
+            .json(&json!({ "username": "manager1", "role": "manager", "password": PASSWORD, "must_change_password": false }))
             .send()
             .await
             .unwrap();
@@ -481,7 +481,7 @@ async fn kill_9_loses_no_confirmed_hang_up_and_no_saved_outcome() {
     let created = admin
         .post(format!("{}/api/users", served.http))
         .header("X-CSRF-Token", &csrf)
-        .json(&json!({ "username": "operator2", "role": "operator", "password": PASSWORD }))
+        .json(&json!({ "username": "operator2", "role": "operator", "password": PASSWORD, "must_change_password": false }))
         .send()
         .await
         .unwrap();

@@ -136,7 +136,7 @@ impl Served {
         let created = admin
             .post(format!("{}/api/users", self.http))
             .header("X-CSRF-Token", login["csrf_token"].as_str().unwrap())
-            .json(&json!({ "username": "manager1", "role": "manager", "password": PASSWORD }))
+            .json(&json!({ "username": "manager1", "role": "manager", "password": PASSWORD, "must_change_password": false }))
             .send()
             .await
             .unwrap();

@@ -497,6 +497,7 @@ async fn create_operator(app: &TestApp, username: &str) -> i64 {
                 "username": username,
                 "role": "operator",
                 "password": format!("password-of-{username}"),
+                "must_change_password": false,
             }),
         )
         .await;

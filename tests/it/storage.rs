@@ -59,6 +59,7 @@ fn new_user(name: &str, role: Role) -> NewUser {
         display_name: format!("{name} さん"),
         role,
         password: format!("pw-of-{name}-123"),
+        must_change_password: false,
     }
 }
 
@@ -179,7 +180,10 @@ async fn lockout_after_failures_lasts_the_configured_time() {
                 .unwrap();
             assert_eq!(
                 a.result.unwrap_err(),
-                LoginFailure::InvalidCredentials { failures: i }
+                LoginFailure::InvalidCredentials {
+                    failures: i,
+                    remaining: Some(3 - i)
+                }
             );
         }
         let third = c

@@ -6,6 +6,7 @@ import * as handling from "./handling.js";
 import { api, setCsrfToken } from "./api.js";
 import { byId, h } from "./dom.js";
 import { label, loadLabels } from "./labels.js";
+import { loadLimits } from "./limits.js";
 import * as live from "./live.js";
 import * as manager from "./manager.js";
 import * as operator from "./operator.js";
@@ -27,13 +28,26 @@ async function start() {
       text: "画面の表示に必要なデータを読み込めませんでした。再読み込みしてください：" + e.message }));
     return;
   }
+  await loadLimits();
+  // The name and the role once: an account named after its role shows the role alone.
+  const roleLabel = label("role", me.user.role);
   byId("who-name").textContent = me.user.display_name;
-  byId("who-role").textContent = label("role", me.user.role);
-  const views = buildNav(me.user.role);
+  byId("who-role").textContent = roleLabel;
+  if (me.user.display_name === roleLabel) byId("who-role-wrap").hidden = true;
   byId("logout").addEventListener("click", async () => {
     await api("POST", "/api/logout", {}).catch(() => {});
     location.href = "/login";
   });
+  // A password an administrator set must be replaced before anything else (the server
+  // answers 403 password_change_required to every other call meanwhile).
+  if (me.user.must_change_password) {
+    accounts.init(me);
+    byId("nav").replaceChildren();
+    byId("password-required").hidden = false;
+    show("password");
+    return;
+  }
+  const views = buildNav(me.user.role);
   accounts.init(me);
   if (["city", "manager"].includes(me.user.role)) visits.init();
   if (["admin", "manager"].includes(me.user.role)) handling.init(me);

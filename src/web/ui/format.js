@@ -30,12 +30,11 @@ export function dateTime(iso) {
   return d ? d.toLocaleString("ja-JP", { timeZone: TZ }) : "—";
 }
 
-// Durations in words: "45秒", "3分12秒", "2時間5分", "1日3時間". Null means "no data yet".
+// Durations in words: "45秒", "3分05秒", "2時間5分", "1日3時間". Null means "no data yet".
 export function duration(sec) {
   if (sec === null || sec === undefined || Number.isNaN(Number(sec))) return "—";
-  let s = Number(sec);
-  if (s < 10 && s % 1 !== 0) return s.toFixed(1) + "秒";
-  s = Math.round(s);
+  // One way everywhere (issue 18 item 8): whole seconds, "15秒", "2分05秒".
+  const s = Math.round(Number(sec));
   if (s < 60) return s + "秒";
   if (s < 3600) return Math.floor(s / 60) + "分" + String(s % 60).padStart(2, "0") + "秒";
   if (s < 86400) return Math.floor(s / 3600) + "時間" + Math.floor((s % 3600) / 60) + "分";
@@ -87,4 +86,39 @@ export function visitDate(ymd) {
 export function slot(s, window) {
   if (!s) return "—";
   return [visitDate(s.date), label("half_day", s.half_day), window].filter(Boolean).join(" ");
+}
+
+// The number our line was dialled on, written like callers are: "0120-000-000".
+// Free-dial, navi-dial and mobile/IP numbers have fixed splits; other numbers are shown as
+// they came (their area code length varies, the server formats callers).
+export function lineNumber(digits) {
+  const d = String(digits || "").replace(/\D/g, "");
+  if (!d) return "—";
+  let m;
+  if ((m = /^(0120|0570)(\d{3})(\d{3})$/.exec(d))) return `${m[1]}-${m[2]}-${m[3]}`;
+  if ((m = /^(0800)(\d{3})(\d{4})$/.exec(d))) return `${m[1]}-${m[2]}-${m[3]}`;
+  if ((m = /^(0[5789]0)(\d{4})(\d{4})$/.exec(d))) return `${m[1]}-${m[2]}-${m[3]}`;
+  if ((m = /^(0[36])(\d{4})(\d{4})$/.exec(d))) return `${m[1]}-${m[2]}-${m[3]}`;
+  return String(digits);
+}
+
+// How long ago `iso` was, from the server's clock: "12分" / "2時間5分" (for waiting lists).
+export function waited(iso, nowMs) {
+  const d = parse(iso);
+  if (!d) return "—";
+  return duration(Math.max(0, (nowMs - d.getTime()) / 1000));
+}
+
+// A live character counter for a text field: "12 / 1000文字", turning red over the limit.
+export function counter(field, max) {
+  const out = field.ownerDocument.createTextNode("");
+  const update = () => {
+    const n = [...field.value].length;
+    out.textContent = `${n} / ${max}文字`;
+    field.setAttribute("aria-invalid", n > max ? "true" : "false");
+  };
+  field.setAttribute("maxlength", String(max));
+  field.addEventListener("input", update);
+  update();
+  return { node: out, update };
 }

@@ -121,8 +121,14 @@ async function loadCalls() {
       serverDay = (st.stats || st).date || null;
     } catch (e) { /* the list below reports the failure */ }
   }
-  const date = serverDay;
-  $("calls-today-date").textContent = date || "—";
+  // The chosen day (a past one from the picker), else the server's today.
+  const picked = $("calls-day").value;
+  const date = picked && serverDay && picked <= serverDay ? picked : serverDay;
+  $("calls-today-date").textContent = serverDay || "—"; // the header's 本日 is the server's day
+  if (serverDay) { $("calls-day").max = serverDay; if (!picked) $("calls-day").value = serverDay; }
+  const isToday = date === serverDay;
+  $("calls-day-title").textContent = isToday ? "本日の通話一覧" : `${fmt.visitDate(date)}の通話一覧`;
+  loadBreakdown(date);
   const tbody = $("calls-today").tBodies[0];
   if (!date) {
     tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "error", text: "サーバーの日付を読み込めませんでした。" })));
@@ -138,18 +144,45 @@ async function loadCalls() {
   }
   $("calls-today-count").textContent = `${rows.length}件`;
   if (!rows.length) {
-    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "muted", text: "本日の着信はまだありません。" })));
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "muted", text: isToday ? "本日の着信はまだありません。" : "この日の着信はありません。" })));
     return;
   }
   tbody.replaceChildren(...rows.map((r) => h("tr", { dataset: { callKey: r.call_key }, class: r.end_cause ? "cause-" + r.end_cause : "live" },
-    h("td", { text: fmt.clock(r.arrived_at) }),
-    h("td", { text: fmt.caller(r.caller) }),
+    h("td", { class: "nowrap", text: fmt.clock(r.arrived_at) }),
+    h("td", { class: "nowrap tel", text: fmt.caller(r.caller) }),
     h("td", { class: "num", text: r.ring_seconds === null || r.ring_seconds === undefined ? "—" : fmt.duration(r.ring_seconds) }),
     h("td", { text: r.answered_by ? r.answered_by + (r.answered_extension ? `（${r.answered_extension}）` : "") : "—" }),
     h("td", { class: "num", text: r.talk_seconds ? fmt.duration(r.talk_seconds) : "—" }),
     h("td", { text: endText(r), title: r.end_detail || null }),
     h("td", { class: "outcome", text: fmt.outcome(r.outcome) || (r.answered_at ? "未入力" : "") }),
     h("td", { class: "note", text: r.outcome_note || "", title: r.outcome_note || null }))));
+}
+
+// The chosen day by outcome and by hour (GET /api/stats/day).
+async function loadBreakdown(date) {
+  const box = $("day-breakdown");
+  if (!date) { box.replaceChildren(); return; }
+  let d;
+  try { d = await api("GET", "/api/stats/day?date=" + encodeURIComponent(date)); }
+  catch (e) { box.replaceChildren(h("p", { class: "error", role: "alert", text: e.message })); return; }
+  const outcomes = Object.entries(d.by_outcome).map(([code, n]) =>
+    h("li", {}, code === "none" ? "対応記録なし" : fmt.outcome(code), " ", h("span", { class: "num nowrap", text: `${n}件` })));
+  const hours = d.by_hour.filter((x) => x.calls > 0).map((x) =>
+    h("tr", {}, h("td", { class: "nowrap", text: `${x.hour}時台` }),
+      h("td", { class: "num nowrap", text: `${x.calls}件` }),
+      h("td", { class: "num nowrap", text: `${x.answered}件` }),
+      h("td", { class: "num nowrap", text: `${x.abandoned}件` })));
+  box.replaceChildren(
+    h("p", {}, `着信 ${d.calls}件・応答 ${d.answered}件`),
+    h("div", { class: "breakdown-grid" },
+      h("section", { "aria-label": "対応結果別" }, h("h4", { text: "対応結果別（応答した通話）" }),
+        outcomes.length ? h("ul", { class: "plain", id: "day-by-outcome" }, ...outcomes) : h("p", { class: "muted", text: "応答した通話はありません。" })),
+      h("section", { "aria-label": "時間帯別" }, h("h4", { text: "時間帯別" }),
+        hours.length
+          ? h("table", { class: "compact", id: "day-by-hour" },
+            h("thead", {}, h("tr", {}, h("th", { text: "時間帯" }), h("th", { text: "着信" }), h("th", { text: "応答" }), h("th", { text: label("end_cause", "abandoned") }))),
+            h("tbody", {}, ...hours))
+          : h("p", { class: "muted", text: "着信はありません。" }))));
 }
 
 // ---------------------------------------------------------------- presence
@@ -244,6 +277,9 @@ export function init() {
   live.on("call.ended", refreshCalls);
   live.on("snapshot", refreshCalls);
   document.addEventListener("madoguchi:outcome-saved", refreshCalls);
+  $("calls-day").addEventListener("change", () => loadCalls());
+  $("calls-day-form").addEventListener("submit", (e) => { e.preventDefault(); loadCalls(); });
+  $("calls-day-today").addEventListener("click", () => { $("calls-day").value = serverDay || ""; loadCalls(); });
   onShow("manager", () => {
     loadCalls();
     loadPresence();

@@ -6,6 +6,7 @@ import { serverNow } from "./clock.js";
 import { byId as $, h, serverHtml } from "./dom.js";
 import * as fmt from "./format.js";
 import { codes, label } from "./labels.js";
+import { limits } from "./limits.js";
 import * as live from "./live.js";
 import { isShown, onShow, show } from "./shell.js";
 
@@ -120,7 +121,7 @@ function renderBanner() {
   $("call-banner-state").textContent = stateText(c);
   $("call-banner-caller").textContent = fmt.caller(c.caller);
   $("call-banner-arrived").textContent = fmt.clock(c.arrived_at);
-  $("call-banner-line").textContent = c.line_number || "—";
+  $("call-banner-line").textContent = fmt.lineNumber(c.line_number);
   $("call-banner-answered").textContent = answeredByText(c);
   $("call-banner-more").hidden = others < 1;
   $("call-banner-more").textContent = others ? `ほかに ${others} 件の着信・通話があります` : "";
@@ -143,7 +144,8 @@ function startFrom(path, outcome) {
   const c = key && live.calls.get(key);
   if (!visible()) show("operator");
   if (c && (!bound || bound.call_key !== c.call_key)) bind(c);
-  $("outcome-select").value = outcome;
+  // 予約受付 is recorded by the booking itself once it is made, never preset by hand.
+  if (outcome !== "booking") $("outcome-select").value = outcome;
   dirty = true; // an explicit choice: a new ringing call must not take the form away
   syncTopics();
   setStatus("");
@@ -186,6 +188,7 @@ function bind(row) {
   if (!same) {
     $("outcome-select").value = row.outcome || "";
     $("outcome-note").value = row.outcome_note || "";
+    $("outcome-note").dispatchEvent(new Event("change"));
     for (const cb of document.querySelectorAll('#outcome-topics input[type="checkbox"]')) cb.checked = false;
     dirty = false;
     setStatus("");
@@ -257,14 +260,16 @@ async function loadWrapups() {
       class: "linklike",
       onclick: () => { bind(r); $("outcome-select").focus(); },
     },
-    h("span", { class: "when", text: fmt.when(r.arrived_at) }), " ",
-    h("strong", { text: fmt.caller(r.caller) }),
+    h("span", { class: "when nowrap", text: fmt.dateTime(r.arrived_at) }), " ",
+    h("strong", { class: "tel", text: fmt.caller(r.caller) }),
     ` 通話 ${fmt.duration(r.talk_seconds)}`,
-    r.answered_by ? `・応答 ${r.answered_by === me.user.username ? "あなた" : r.answered_by}` : ""))));
+    `・応答 ${!r.answered_by ? "—" : r.answered_by === me.user.username ? "あなた" : r.answered_by}`))));
   renderTarget();
 }
 
 // ---------------------------------------------------------------- callbacks
+
+let callbackRetry = null;
 
 async function loadCallbacks() {
   const body = $("callbacks-body");
@@ -272,19 +277,23 @@ async function loadCallbacks() {
   try {
     rows = (await api("GET", "/api/callbacks")).callbacks || [];
   } catch (e) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "error", text: "読み込めませんでした：" + e.message })));
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "error", text: "読み込めませんでした：" + e.message + "（しばらくして自動で再読み込みします）" })));
+    // A passing failure (a busy database) must not leave the list empty until the next call.
+    clearTimeout(callbackRetry);
+    callbackRetry = setTimeout(() => { if (visible()) loadCallbacks(); }, 3000);
     return;
   }
   $("callbacks-count").textContent = rows.length ? String(rows.length) : "";
   if (!rows.length) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "muted", text: "折り返しが必要な不在着信はありません。" })));
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "muted", text: "折り返しが必要な不在着信はありません。" })));
     return;
   }
   body.replaceChildren(...rows.map(callbackRow));
 }
 
 function callbackRow(cb) {
-  const note = h("input", { type: "text", class: "cb-note", maxlength: 200, placeholder: "メモ（任意）", "aria-label": "メモ（任意・個人情報は書かない）" });
+  const note = h("input", { type: "text", class: "cb-note", placeholder: "メモ（任意）", "aria-label": "メモ（任意・個人情報は書かない）" });
+  const count = fmt.counter(note, limits.callback_note_max || 500);
   const err = h("span", { class: "error small", role: "alert" });
   const close = async (result, buttons) => {
     buttons.forEach((b) => { b.disabled = true; });
@@ -301,13 +310,26 @@ function callbackRow(cb) {
     label("callback_result", "called_back"));
   const drop = h("button", { type: "button", class: "small secondary", onclick: () => close("closed", [done, drop]) },
     label("callback_result", "closed"));
-  return h("tr", { dataset: { callbackId: cb.id } },
-    h("td", {}, h("strong", { text: fmt.caller(cb.caller) })),
-    h("td", { text: `${cb.missed_count ?? 1}回` }),
-    h("td", {}, fmt.when(cb.last_missed_at),
+  const digits = cb.caller && cb.caller.e164;
+  const number = digits
+    ? h("a", { class: "tel", href: "tel:" + digits, text: fmt.caller(cb.caller) })
+    : h("strong", { class: "tel", text: fmt.caller(cb.caller) });
+  // A row is one stop for the keyboard: Enter moves into its actions (the memo field).
+  const row = h("tr", {
+    dataset: { callbackId: cb.id },
+    tabindex: 0,
+    class: "cb-row",
+    "aria-label": `${fmt.caller(cb.caller)}、${cb.missed_count ?? 1}回、待ち ${fmt.waited(cb.first_missed_at || cb.last_missed_at, serverNow())}`,
+    onkeydown: (e) => { if (e.key === "Enter" && e.target === row) { e.preventDefault(); note.focus(); } },
+  },
+    h("td", {}, number),
+    h("td", { class: "nowrap num", text: `${cb.missed_count ?? 1}回` }),
+    h("td", { class: "nowrap" }, fmt.when(cb.last_missed_at),
       cb.missed_count > 1 ? h("div", { class: "muted small", text: "初回 " + fmt.when(cb.first_missed_at) }) : null),
-    h("td", { text: fmt.endCause(cb.last_cause) }),
-    h("td", { class: "actions" }, done, " ", drop, note, err));
+    h("td", { class: "nowrap num cb-waited", text: fmt.waited(cb.first_missed_at || cb.last_missed_at, serverNow()) }),
+    h("td", { class: "nowrap", text: fmt.endCause(cb.last_cause) }),
+    h("td", { class: "actions" }, done, " ", drop, note, h("span", { class: "muted small nowrap" }, count.node), err));
+  return row;
 }
 
 // ---------------------------------------------------------------- talk script
@@ -374,12 +396,17 @@ export function init(session) {
   me = session;
   const select = $("outcome-select");
   select.replaceChildren(h("option", { value: "" }, "選択してください"),
-    ...codes("outcome").map(([v, text]) => h("option", { value: v }, text)));
+    ...codes("outcome").map(([v, text]) => v === "booking"
+      ? h("option", { value: v, disabled: true }, text + "（予約の登録で自動記録）")
+      : h("option", { value: v }, text)));
   $("outcome-topics-list").replaceChildren(...codes("topic").map(([v, text]) =>
     h("label", { class: "check" }, h("input", { type: "checkbox", name: "topics", value: v }), " " + text)));
   select.addEventListener("change", () => { dirty = true; syncTopics(); setStatus(""); });
   $("outcome-form").addEventListener("input", () => { dirty = true; if ($("outcome-status").classList.contains("ok")) setStatus(""); });
   $("outcome-form").addEventListener("submit", save);
+  const noteCount = fmt.counter($("outcome-note"), limits.call_note_max || 1000);
+  $("outcome-note-count").replaceChildren(noteCount.node);
+  $("outcome-note").addEventListener("change", noteCount.update);
   $("banner-start-booking").addEventListener("click", () => {
     const key = $("call-banner").dataset.callKey;
     startFrom("new", "booking");
@@ -391,14 +418,15 @@ export function init(session) {
   renderTarget();
 
   live.on("calls", renderBanner);
-  live.on("call.ringing", (m) => maybeBind(live.calls.get(m.call.call_key)));
+  // A ringing call does not take the form: it may end unanswered (an abandoned call cannot
+  // take an outcome). The form follows the call this operator answers.
   live.on("call.answered", (m) => {
     if (m.call.answered_by === me.user.username) maybeBind(live.calls.get(m.call.call_key));
   });
   live.on("call.ended", refreshLists);
   live.on("snapshot", (m) => {
     // After a reconnect, pick up a call already in progress and anything missed meanwhile.
-    const mine = (m.calls || []).find((c) => c.state === "ringing" || c.answered_by === me.user.username);
+    const mine = (m.calls || []).find((c) => c.state !== "ended" && c.answered_by === me.user.username);
     if (mine) maybeBind(live.calls.get(mine.call_key));
     refreshLists();
   });

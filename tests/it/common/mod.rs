@@ -397,7 +397,7 @@ impl TestApp {
         let res = admin
             .post(
                 "/api/users",
-                &serde_json::json!({ "username": username, "role": role, "password": "password-of-" .to_string() + username }),
+                &serde_json::json!({ "username": username, "role": role, "password": "password-of-" .to_string() + username, "must_change_password": false }),
             )
             .await;
         assert_eq!(res.status(), 201, "create {username}");

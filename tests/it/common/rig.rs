@@ -193,6 +193,7 @@ impl Rig {
                 "display_name": format!("{u} さん"),
                 "role": role,
                 "password": format!("password-{u}"),
+                "must_change_password": false,
             });
             assert_eq!(admin.post("/api/users", &body).await.status(), 201);
         }
