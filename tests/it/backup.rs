@@ -122,7 +122,7 @@ async fn a_backup_taken_while_serving_restores_into_a_fresh_database() {
         .expect("start on the restored database");
         let res = reqwest::Client::new()
             .post(format!("http://{}/api/login", server.http_addr))
-            .json(&json!({ "username": "yamada", "password": "password-of-yamada", "must_change_password": false }))
+            .json(&json!({ "username": "yamada", "password": "password-of-yamada" }))
             .send()
             .await
             .unwrap();
