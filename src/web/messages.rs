@@ -89,6 +89,10 @@ crate::code_enum! {
         NotDownloaded = "not_downloaded" / "アーカイブとパスワードをダウンロードしてから「送付済み」にしてください。",
         /// A send is running.
         SendInProgress = "send_in_progress" / "この共有は送信中です。画面を更新してください。",
+        /// `/metrics` needs the bearer token from this address.
+        MetricsTokenRequired = "metrics_token_required" / "メトリクスの取得にはトークン（Authorization: Bearer）が必要です。",
+        /// `/metrics` is not open to this address.
+        MetricsForbidden = "metrics_forbidden" / "このアドレスからはメトリクスを取得できません（[metrics] allow）。",
     }
 }
 
@@ -142,6 +146,11 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// developers); errors that are not JSON (axum's plain-text rejections) become JSON errors
 /// under `/api/` and a Japanese HTML page with a way back for browsers elsewhere.
 pub async fn japanese_errors(req: Request, next: Next) -> Response {
+    // The engineer's endpoints answer machines (Prometheus, a load balancer's health check):
+    // their bodies (`/readyz`'s list of failed checks) are passed on as they are.
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(req).await;
+    }
     let api = req.uri().path().starts_with("/api/");
     let wants_html = req
         .headers()

@@ -482,6 +482,18 @@ async fn readyz_names_the_database_when_it_is_gone() {
             .map(|f| f["check"].as_str().unwrap())
             .collect();
         assert_eq!(failed, ["database"], "{body}");
+        // A check that asks like a browser gets the same list, not the error page the
+        // staff's screens get (the Japanese-error layer leaves these endpoints alone).
+        let res = reqwest::Client::new()
+            .get(app.url("/readyz"))
+            .header("Accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "not_ready", "{body}");
+        assert!(body.get("error").is_none(), "{body}");
         // Alive all the same.
         let res = reqwest::get(app.url("/healthz")).await.unwrap();
         assert_eq!(res.status(), 200);
