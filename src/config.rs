@@ -1060,6 +1060,13 @@ mail_to = \"manager@example.jp\"
         let p = write(&d, "[sip]\ninstance_id = \" \"\n");
         let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
         assert!(e.contains("sip.instance_id"), "{e}");
+        // '*' names the dead-line alarm's shared rows.
+        let p = write(&d, "[sip]\ninstance_id = \"*\"\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("sip.instance_id") && e.contains("reserved"),
+            "{e}"
+        );
     }
 
     #[test]

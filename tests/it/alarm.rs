@@ -662,3 +662,80 @@ async fn two_instances_keep_their_own_alarms_and_share_the_silence_alarm() {
     b.stop().await;
     a.stop().await;
 }
+
+/// R-16.3 across a restart (review of the alarm): alarms left open in the table are taken back
+/// by the instance that raised them. The one whose raise was mailed (`mailed_at`) gets its
+/// "cleared" mail when it clears after the restart; the one never mailed (held back by the
+/// rate limit) clears without a mail; another instance's row is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_only_a_mailed_raise_gets_its_clear_mail() {
+    for kind in backends() {
+        clear_mail_after_restart_on(kind).await;
+    }
+}
+
+async fn clear_mail_after_restart_on(kind: Kind) {
+    let test_db = common::TestDb::new(kind).await;
+    let db = test_db.open().await;
+    let now = common::a_working_morning();
+    let before = madoguchi::clock::to_db_time(now - chrono::Duration::minutes(10));
+    for (instance, kind, mailed) in [
+        ("a", "trunk_down", Some(before.clone())),
+        ("a", "registration_failed", None),
+        ("other", "trunk_down", Some(before.clone())),
+    ] {
+        sqlx::query(
+            "INSERT INTO alarms (instance, kind, raised_at, detail, mailed_at) \
+             VALUES ($1, $2, $3, 'before the restart', $4)",
+        )
+        .bind(instance)
+        .bind(kind)
+        .bind(&before)
+        .bind(mailed)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    let sink = SmtpSink::start().await;
+    let port = sink.port;
+    // No trunk and no carrier registration configured: both of A's alarms clear at once.
+    let app = TestApp::spawn_at_on(test_db, now, |c| {
+        alarm_on(c);
+        c.instance_id = "a".into();
+        c.alarm.no_phone = false;
+        c.alarm.mail_to = Some(MANAGER_MAIL.into());
+        c.sharing = SharingConfig {
+            smtp_host: Some("127.0.0.1".into()),
+            smtp_port: Some(port),
+            smtp_tls: SmtpTls::None,
+            from: Some("madoguchi@city.example.jp".into()),
+            ..Default::default()
+        };
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = stored_by_instance(&db).await;
+        if rows.iter().filter(|r| r.0 == "a" && r.2).count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not cleared: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bodies = mails(&sink, 1).await;
+    // A few more checks: no second mail (the unmailed raise's clear is not sent).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.mails().len(), 1, "one clear mail: {bodies:?}");
+    assert!(
+        bodies[0].contains("解除") && bodies[0].contains("応答していません"),
+        "the trunk's clear: {}",
+        bodies[0]
+    );
+    let rows = stored_by_instance(&db).await;
+    assert!(
+        rows.iter().any(|r| r.0 == "other" && !r.2),
+        "another instance's alarm stays open: {rows:?}"
+    );
+    db.close().await;
+    app.stop().await;
+}
