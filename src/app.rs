@@ -702,6 +702,7 @@ pub async fn start(
             state.clock.clone(),
             hours,
             state.config.profile.city.name_ja.clone(),
+            state.config.instance_id.clone(),
         )
         .await
         .map_err(StartError::Alarms)?;

@@ -430,6 +430,13 @@ pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigErr
 
     // Stable across restarts of the same service, distinct for two instances on one host.
     let instance_id = match &file.sip.instance_id {
+        Some(id) if id.trim() == crate::alarm::SHARED => {
+            return Err(ConfigError::value(
+                &file_name,
+                "sip.instance_id",
+                "'*' is reserved (the shared rows of the dead-line alarm)",
+            ));
+        }
         Some(id) if id.trim().is_empty() || id.len() > 64 || id.chars().any(char::is_control) => {
             return Err(ConfigError::value(
                 &file_name,
@@ -1053,6 +1060,13 @@ mail_to = \"manager@example.jp\"
         let p = write(&d, "[sip]\ninstance_id = \" \"\n");
         let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
         assert!(e.contains("sip.instance_id"), "{e}");
+        // '*' names the dead-line alarm's shared rows.
+        let p = write(&d, "[sip]\ninstance_id = \"*\"\n");
+        let e = load(Some(&p), &env_with_profile()).unwrap_err().to_string();
+        assert!(
+            e.contains("sip.instance_id") && e.contains("reserved"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! (and replayed to a screen that connects later) and, when `mail_to` is set, mailed through
 //! the `[sharing]` SMTP relay; it clears by itself when the condition ends.
 //!
+//! Several instances may share one PostgreSQL (`src/instances/`): each row names the
+//! `[sip] instance_id` that raised it, and an instance loads and clears only its own, since
+//! the SIP-side facts (trunk, registration, phones) are its own. The silence alarm reads the
+//! shared call log, so it is one center-wide row (instance [`SHARED`]): the unique index on
+//! open rows lets one instance's insert win; the others take that row without mailing it.
+//!
 //! The SIP side is read through [`FactsSource`] (the app wires it), so this module knows
 //! nothing of SIP; the clock is the [`SharedClock`], so tests pin time.
 
@@ -25,6 +31,10 @@ use crate::hours::OpeningHours;
 use crate::hub::{AlarmView, Hub};
 use crate::sharing::{send_notice, SharingConfig};
 use crate::store::{Db, StoreError};
+
+/// The `instance` of a center-wide alarm's row, shared by every instance (`[sip] instance_id`
+/// may not be this).
+pub const SHARED: &str = "*";
 
 /// `[alarm]` of `madoguchi.toml`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -163,6 +173,11 @@ impl AlarmKind {
         }
     }
 
+    /// Whether one row serves every instance (its facts are the shared database's).
+    fn shared(self) -> bool {
+        self == AlarmKind::Silence
+    }
+
     fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
@@ -213,6 +228,8 @@ pub struct Alarms {
     clock: SharedClock,
     hours: OpeningHours,
     city: String,
+    /// This instance's `[sip] instance_id`.
+    instance: String,
     active: HashMap<AlarmKind, Raised>,
     last_mail: HashMap<AlarmKind, Instant>,
     /// The silence verdict and when it was computed (its queries run at most once a minute).
@@ -231,7 +248,9 @@ pub enum AlarmError {
 }
 
 impl Alarms {
-    /// The checker, with the alarms still open in the table (from before a restart) in force.
+    /// The checker, with this instance's alarms and the shared ones still open in the table
+    /// (from before a restart) in force.
+    #[allow(clippy::too_many_arguments)]
     pub async fn load(
         config: AlarmConfig,
         sharing: SharingConfig,
@@ -240,18 +259,27 @@ impl Alarms {
         clock: SharedClock,
         hours: OpeningHours,
         city: String,
+        instance: String,
     ) -> Result<Self, AlarmError> {
-        let rows =
-            sqlx::query("SELECT id, kind, raised_at, detail FROM alarms WHERE cleared_at IS NULL")
-                .fetch_all(db.pool())
-                .await?;
+        let rows = sqlx::query(
+            "SELECT id, kind, raised_at, detail, instance FROM alarms \
+             WHERE cleared_at IS NULL AND (instance = $1 OR instance = $2)",
+        )
+        .bind(&instance)
+        .bind(SHARED)
+        .fetch_all(db.pool())
+        .await?;
         let mut active = HashMap::new();
         for r in rows {
             let kind: String = r.try_get(1)?;
             let raised_at: String = r.try_get(2)?;
+            let owner: String = r.try_get(4)?;
             if let (Some(kind), Some(raised_at)) =
                 (AlarmKind::parse(&kind), from_db_time(&raised_at))
             {
+                if kind.shared() != (owner == SHARED) {
+                    continue;
+                }
                 active.insert(
                     kind,
                     Raised {
@@ -270,6 +298,7 @@ impl Alarms {
             clock,
             hours,
             city,
+            instance,
             active,
             last_mail: HashMap::new(),
             silence_cache: None,
@@ -406,25 +435,67 @@ impl Alarms {
             }
             return Ok(false);
         }
-        let id: i64 = sqlx::query(
-            "INSERT INTO alarms (kind, raised_at, detail) VALUES ($1, $2, $3) RETURNING id",
+        let owner = if kind.shared() {
+            SHARED
+        } else {
+            self.instance.as_str()
+        };
+        // The unique index on open rows: for a shared alarm another instance's raise may win.
+        let inserted = sqlx::query(
+            "INSERT INTO alarms (instance, kind, raised_at, detail) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING RETURNING id",
         )
+        .bind(owner)
         .bind(kind.as_str())
         .bind(to_db_time(now))
         .bind(&detail)
-        .fetch_one(self.db.pool())
-        .await?
-        .try_get(0)?;
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = inserted else {
+            // Raised already (by another instance): take its row; it mailed it, not us.
+            let open = sqlx::query(
+                "SELECT id, raised_at, detail FROM alarms \
+                 WHERE instance = $1 AND kind = $2 AND cleared_at IS NULL",
+            )
+            .bind(owner)
+            .bind(kind.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+            let Some(r) = open else {
+                return Ok(false); // cleared meanwhile: the next check decides again
+            };
+            let raised_at: String = r.try_get(1)?;
+            tracing::info!(
+                alarm = kind.as_str(),
+                "dead-line alarm raised by another instance"
+            );
+            self.active.insert(
+                kind,
+                Raised {
+                    id: r.try_get(0)?,
+                    raised_at: from_db_time(&raised_at).unwrap_or(now),
+                    detail: r.try_get(2)?,
+                },
+            );
+            return Ok(true);
+        };
+        let id: i64 = row.try_get(0)?;
         tracing::warn!(alarm = kind.as_str(), %detail, "DEAD-LINE ALARM raised: {}", kind.title());
+        if self.mail_raise(kind, &detail, now).await {
+            sqlx::query("UPDATE alarms SET mailed_at = $1 WHERE id = $2")
+                .bind(to_db_time(now))
+                .bind(id)
+                .execute(self.db.pool())
+                .await?;
+        }
         self.active.insert(
             kind,
             Raised {
                 id,
                 raised_at: now,
-                detail: detail.clone(),
+                detail,
             },
         );
-        self.mail(kind, true, &detail, now).await;
         Ok(true)
     }
 
@@ -433,35 +504,53 @@ impl Alarms {
         let Some(r) = self.active.get(&kind).cloned() else {
             return Ok(false);
         };
-        sqlx::query("UPDATE alarms SET cleared_at = $1 WHERE id = $2")
-            .bind(to_db_time(now))
-            .bind(r.id)
-            .execute(self.db.pool())
-            .await?;
+        // Only the row still open: a shared one may have been cleared by another instance,
+        // which then sent the clear mail.
+        let closed = sqlx::query(
+            "UPDATE alarms SET cleared_at = $1 WHERE id = $2 AND cleared_at IS NULL \
+             RETURNING mailed_at",
+        )
+        .bind(to_db_time(now))
+        .bind(r.id)
+        .fetch_optional(self.db.pool())
+        .await?;
         self.active.remove(&kind);
         tracing::info!(alarm = kind.as_str(), since = %r.raised_at, "dead-line alarm cleared");
-        self.mail(kind, false, &r.detail, now).await;
+        if let Some(row) = closed {
+            // The stored mailed_at decides (not memory): a raise mailed before a restart gets
+            // its clear, one held back by the rate limit does not.
+            let mailed_at: Option<String> = row.try_get(0)?;
+            if mailed_at.is_some() {
+                self.mail(kind, false, &r.detail, now).await;
+            }
+        }
         Ok(true)
     }
 
-    /// Mails the manager, at most once per kind in `mail_min_interval_minutes` (a clear
-    /// always follows the raise it ends, so the last word is never lost to the limit).
-    async fn mail(&mut self, kind: AlarmKind, raised: bool, detail: &str, now: DateTime<Utc>) {
-        let Some(to) = self.config.mail_to.clone() else {
-            return;
-        };
-        let limit = Duration::from_secs(self.config.mail_min_interval_minutes * 60);
-        if raised {
-            if let Some(last) = self.last_mail.get(&kind) {
-                if last.elapsed() < limit {
-                    tracing::info!(alarm = kind.as_str(), "alarm mail held back (rate limit)");
-                    return;
-                }
-            }
-            self.last_mail.insert(kind, Instant::now());
-        } else if !self.last_mail.contains_key(&kind) {
-            return;
+    /// Mails a raise, at most once per kind in `mail_min_interval_minutes`; true if sent.
+    async fn mail_raise(&mut self, kind: AlarmKind, detail: &str, now: DateTime<Utc>) -> bool {
+        if self.config.mail_to.is_none() {
+            return false;
         }
+        let limit = Duration::from_secs(self.config.mail_min_interval_minutes * 60);
+        if let Some(last) = self.last_mail.get(&kind) {
+            if last.elapsed() < limit {
+                tracing::info!(alarm = kind.as_str(), "alarm mail held back (rate limit)");
+                return false;
+            }
+        }
+        let sent = self.mail(kind, true, detail, now).await;
+        if sent {
+            self.last_mail.insert(kind, Instant::now());
+        }
+        sent
+    }
+
+    /// Mails the manager a raise or a clear; true if the relay took it.
+    async fn mail(&self, kind: AlarmKind, raised: bool, detail: &str, now: DateTime<Utc>) -> bool {
+        let Some(to) = self.config.mail_to.clone() else {
+            return false;
+        };
         let at = now
             .with_timezone(&self.hours.timezone())
             .format("%Y-%m-%d %H:%M");
@@ -484,8 +573,12 @@ impl Alarms {
                 ),
             )
         };
-        if let Err(e) = send_notice(&self.sharing, &to, &subject, body).await {
-            tracing::warn!(alarm = kind.as_str(), error = %e, "alarm mail could not be sent");
+        match send_notice(&self.sharing, &to, &subject, body).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(alarm = kind.as_str(), error = %e, "alarm mail could not be sent");
+                false
+            }
         }
     }
 

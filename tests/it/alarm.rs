@@ -505,3 +505,237 @@ async fn the_manager_sees_the_alarm_banner_and_the_trunk_state() {
     .await;
     app.stop().await;
 }
+
+/// The rows of the alarms table with their instance: (instance, kind, cleared?, mailed?).
+async fn stored_by_instance(db: &madoguchi::store::Db) -> Vec<(String, String, bool, bool)> {
+    sqlx::query("SELECT instance, kind, cleared_at, mailed_at FROM alarms ORDER BY kind")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let cleared: Option<String> = r.try_get(2).unwrap();
+            let mailed: Option<String> = r.try_get(3).unwrap();
+            (
+                r.try_get(0).unwrap(),
+                r.try_get(1).unwrap(),
+                cleared.is_some(),
+                mailed.is_some(),
+            )
+        })
+        .collect()
+}
+
+/// R-16.3 with several instances on one PostgreSQL (issue 16 item 1, review of the alarm):
+/// instance A's trunk stops answering, B's facts are fine. A's alarm stays raised (B does not
+/// clear it), only A's banner shows it, and it is mailed once. The silence alarm, a fact of
+/// the shared call log, is one shared row mailed once although both instances see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_keep_their_own_alarms_and_share_the_silence_alarm() {
+    if !backends().contains(&Kind::Postgres) {
+        return;
+    }
+    let test_db = common::TestDb::new(Kind::Postgres).await;
+    let url = test_db.url.clone();
+    // Four busy past Wednesdays and a silent morning (as in the silence test).
+    let db = test_db.open().await;
+    let now = common::a_working_morning();
+    for week in 1..=4 {
+        for i in 0..3 {
+            let at = now - chrono::Duration::weeks(week) - chrono::Duration::minutes(12 + i);
+            sqlx::query(
+                "INSERT INTO calls (call_key, sip_call_id, caller_kind, arrived_at, ended_at, end_cause) \
+                 VALUES ($1, $2, 'withheld', $3, $3, 'abandoned')",
+            )
+            .bind(format!("past-{week}-{i}"))
+            .bind(format!("sip-{week}-{i}"))
+            .bind(madoguchi::clock::to_db_time(at))
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+    }
+    let trunk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let trunk_addr = trunk.local_addr().unwrap();
+    let keepalive: KeepaliveFile = toml::from_str(&format!(
+        "targets = [\"{trunk_addr}\"]\ninterval_secs = 1\ntimeout_secs = 1\nfailures = 2\n"
+    ))
+    .unwrap();
+    let settings = carrier::validate(None, Some(&keepalive)).unwrap();
+    let sink = SmtpSink::start().await;
+    let port = sink.port;
+    let tweak = move |c: &mut Config| {
+        alarm_on(c);
+        c.alarm.no_phone = false;
+        c.alarm.silence_minutes = 30;
+        c.alarm.mail_to = Some(MANAGER_MAIL.into());
+        c.sharing = SharingConfig {
+            smtp_host: Some("127.0.0.1".into()),
+            smtp_port: Some(port),
+            smtp_tls: SmtpTls::None,
+            from: Some("madoguchi@city.example.jp".into()),
+            ..Default::default()
+        };
+    };
+    let a = TestApp::spawn_at_on(test_db, now, |c| {
+        tweak(c);
+        c.instance_id = "a".into();
+        c.sip.carrier = settings;
+    })
+    .await;
+    let b = TestApp::spawn_at_on(common::TestDb::shared(&url), now, |c| {
+        tweak(c);
+        c.instance_id = "b".into();
+    })
+    .await;
+
+    // A raises trunk_down (its own row) and one of them the shared silence row.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = stored_by_instance(&db).await;
+        let has = |i: &str, k: &str| rows.iter().any(|r| r.0 == i && r.1 == k && !r.2);
+        if has("a", "trunk_down") && has("*", "silence") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alarms not raised: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several checks of both instances later (every second), nothing changed: B did not clear
+    // A's alarm, nobody raised a second silence row, and no more mail went out.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        stored_by_instance(&db).await,
+        vec![
+            ("*".to_string(), "silence".to_string(), false, true),
+            ("a".to_string(), "trunk_down".to_string(), false, true),
+        ],
+        "one open mailed row each: A's own and the shared one"
+    );
+    let bodies = mails(&sink, 2).await;
+    assert_eq!(bodies.len(), 2, "one mail per alarm: {bodies:?}");
+    assert!(bodies.iter().any(|b| b.contains(&trunk_addr.to_string())));
+    assert!(bodies.iter().any(|b| b.contains("着信が途絶えています")));
+
+    // A's banner: its trunk and the shared silence; B's: the silence only.
+    let kinds = |v: Vec<Value>| {
+        let mut k: Vec<String> = v
+            .iter()
+            .map(|x| x["kind"].as_str().unwrap().to_string())
+            .collect();
+        k.sort();
+        k
+    };
+    let cookie_a = manager_cookie(&a).await;
+    assert_eq!(
+        kinds(api_alarms(&a, &cookie_a).await),
+        vec!["silence", "trunk_down"]
+    );
+    let res = reqwest::Client::new()
+        .post(b.url("/api/login"))
+        .json(&json!({ "username": "manager1", "password": "password-of-manager1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie_b = res.headers()["set-cookie"].to_str().unwrap();
+    let cookie_b = cookie_b.split(';').next().unwrap().to_string();
+    assert_eq!(kinds(api_alarms(&b, &cookie_b).await), vec!["silence"]);
+
+    // A's trunk answers again: A clears its own row and mails the clear.
+    let responder = answer_options(trunk);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = stored_by_instance(&db).await;
+        if rows.iter().any(|r| r.1 == "trunk_down" && r.2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trunk_down not cleared: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bodies = mails(&sink, 3).await;
+    assert!(bodies[2].contains("解除"), "{}", bodies[2]);
+    responder.abort();
+    db.close().await;
+    b.stop().await;
+    a.stop().await;
+}
+
+/// R-16.3 across a restart (review of the alarm): alarms left open in the table are taken back
+/// by the instance that raised them. The one whose raise was mailed (`mailed_at`) gets its
+/// "cleared" mail when it clears after the restart; the one never mailed (held back by the
+/// rate limit) clears without a mail; another instance's row is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_only_a_mailed_raise_gets_its_clear_mail() {
+    for kind in backends() {
+        clear_mail_after_restart_on(kind).await;
+    }
+}
+
+async fn clear_mail_after_restart_on(kind: Kind) {
+    let test_db = common::TestDb::new(kind).await;
+    let db = test_db.open().await;
+    let now = common::a_working_morning();
+    let before = madoguchi::clock::to_db_time(now - chrono::Duration::minutes(10));
+    for (instance, kind, mailed) in [
+        ("a", "trunk_down", Some(before.clone())),
+        ("a", "registration_failed", None),
+        ("other", "trunk_down", Some(before.clone())),
+    ] {
+        sqlx::query(
+            "INSERT INTO alarms (instance, kind, raised_at, detail, mailed_at) \
+             VALUES ($1, $2, $3, 'before the restart', $4)",
+        )
+        .bind(instance)
+        .bind(kind)
+        .bind(&before)
+        .bind(mailed)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    let sink = SmtpSink::start().await;
+    let port = sink.port;
+    // No trunk and no carrier registration configured: both of A's alarms clear at once.
+    let app = TestApp::spawn_at_on(test_db, now, |c| {
+        alarm_on(c);
+        c.instance_id = "a".into();
+        c.alarm.no_phone = false;
+        c.alarm.mail_to = Some(MANAGER_MAIL.into());
+        c.sharing = SharingConfig {
+            smtp_host: Some("127.0.0.1".into()),
+            smtp_port: Some(port),
+            smtp_tls: SmtpTls::None,
+            from: Some("madoguchi@city.example.jp".into()),
+            ..Default::default()
+        };
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = stored_by_instance(&db).await;
+        if rows.iter().filter(|r| r.0 == "a" && r.2).count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not cleared: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bodies = mails(&sink, 1).await;
+    // A few more checks: no second mail (the unmailed raise's clear is not sent).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.mails().len(), 1, "one clear mail: {bodies:?}");
+    assert!(
+        bodies[0].contains("解除") && bodies[0].contains("応答していません"),
+        "the trunk's clear: {}",
+        bodies[0]
+    );
+    let rows = stored_by_instance(&db).await;
+    assert!(
+        rows.iter().any(|r| r.0 == "other" && !r.2),
+        "another instance's alarm stays open: {rows:?}"
+    );
+    db.close().await;
+    app.stop().await;
+}
