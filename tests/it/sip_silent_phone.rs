@@ -1,15 +1,20 @@
-//! A phone that rang, answered our CANCEL with 200 and then never sent the final answer to
-//! the INVITE (crashed or unplugged while ringing): found by the SIP fuzz target (issue 16
-//! item 7). The call and the phone's INVITE transaction used to stay in the tables forever
-//! (pitfall 9 of notes/sip-stack.md). RFC 3261 §9.1: 64*T1 after the CANCEL the branch is
-//! given up. Virtual time, driven through `sip_leaks`' simulator.
+//! Phones that go silent halfway through an INVITE, found by the SIP fuzz target (issue 16
+//! item 7); each used to leave transactions in the tables forever (pitfall 9 of
+//! notes/sip-stack.md):
+//! - a phone that rang, answered our CANCEL with 200 and never sent the final answer to the
+//!   INVITE (crashed or unplugged while ringing): 64*T1 after the CANCEL the branch is given
+//!   up (RFC 3261 §9.1);
+//! - a phone that answered a re-INVITE with 180 and never with a final: Timer C (§16.6 step
+//!   11) cancels it and answers the caller 408.
+//!
+//! Virtual time, driven through `sip_leaks`' simulator.
 
 use std::time::Duration;
 
 use madoguchi::calls::CallEvent;
 use madoguchi::sip::wire::SipMessage;
 
-use crate::sip_leaks::{invite, register, reply, udp, Sim};
+use crate::sip_leaks::{in_dialog, invite, register, reply, udp, Sim};
 
 #[test]
 fn a_phone_silent_after_our_cancel_does_not_hold_the_call_forever() {
@@ -69,4 +74,53 @@ fn a_phone_silent_after_our_cancel_does_not_hold_the_call_forever() {
         );
         assert_eq!(sizes.bindings, 1, "the phone is still registered");
     }
+}
+
+#[test]
+fn a_phone_silent_after_ringing_for_a_re_invite_gets_timer_c() {
+    let mut sim = Sim::new();
+    let (trunk, phone) = (udp(5070), udp(5072));
+    let mut cseq = 0;
+    register(&mut sim, phone, "UDP", &mut cseq, 3600);
+
+    // An answered call …
+    sim.input(trunk, &invite("re"));
+    let inv = sim.take_one(5072, "INVITE");
+    sim.send_msg(phone, &reply(&inv, 200, "pr"));
+    sim.take_one(5070, "200");
+    sim.input(trunk, &in_dialog("ACK", "re", 1, "pr"));
+    // … whose re-INVITE the phone only rings for.
+    sim.input(trunk, &in_dialog("INVITE", "re", 2, "pr"));
+    let reinvite = sim.take_one(5072, "INVITE");
+    sim.send_msg(
+        phone,
+        &SipMessage::response_to(&reinvite, 180, "Ringing", None),
+    );
+    sim.advance(Duration::from_secs(182));
+    let cancel = sim.take_one(5072, "CANCEL");
+    assert_eq!(
+        cancel.cseq().map(|c| c.0),
+        Some(2),
+        "the re-INVITE is cancelled"
+    );
+    let finals: Vec<u16> = sim
+        .take(5070)
+        .iter()
+        .filter_map(SipMessage::status)
+        .filter(|s| *s >= 200)
+        .collect();
+    // (Retransmitted until the caller ACKs it, which this caller does not.)
+    assert!(
+        !finals.is_empty() && finals.iter().all(|s| *s == 408),
+        "the caller's re-INVITE gets 408: {finals:?}"
+    );
+    // The phone stays silent; the CANCEL and the 408 run out too.
+    sim.advance(Duration::from_secs(120));
+    let sizes = sim.proxy.table_sizes();
+    assert_eq!(
+        (sizes.server_txns, sizes.client_txns, sizes.relays),
+        (0, 0, 0),
+        "no transaction is left: {sizes:?}"
+    );
+    assert_eq!(sizes.calls, 1, "the call itself goes on");
 }

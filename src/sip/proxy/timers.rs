@@ -70,6 +70,7 @@ impl Proxy {
                 }
                 self.forget(&k);
             }
+            TimerKey::RelayGuard(client) => self.on_relay_guard(client),
             TimerKey::Binding(aor, contact) => {
                 self.registrar.expire(&aor, &contact, self.clock.now());
             }
