@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::backends;
-use common::load::{duplicates, lingering_phone, logged_calls, sipp_stats, stat};
+use common::load::{duplicates, lingering_phone, logged_calls, lossy_trunk, sipp_stats, stat};
 use common::rig::{jst, wait, Rig, CALLER, LINE};
 use common::sipp::{self, Sipp};
 
@@ -263,7 +263,7 @@ async fn every_call_completes_exactly_once_through_five_percent_loss() {
     let started = Instant::now();
     // One call at a time: the line takes one (R-LINE-1); the caller hangs up after 200 ms.
     let mut trunk = in_ns(
-        &sipp::scenario(dir, "bench-trunk", &[]),
+        &lossy_trunk(dir),
         TRUNK_IP,
         sipp::port(),
         &[
@@ -290,7 +290,7 @@ async fn every_call_completes_exactly_once_through_five_percent_loss() {
     let took = started.elapsed();
     let dropped = ns.dropped(loss);
 
-    let stats = sipp_stats(dir, "bench-trunk");
+    let stats = sipp_stats(dir, "lossy-trunk");
     let (ok, failed, retrans) = (
         stat(&stats, "SuccessfulCall(C)"),
         stat(&stats, "FailedCall(C)"),

@@ -88,3 +88,46 @@ pub fn duplicates(rows: &[(String, Option<String>)]) -> Vec<String> {
         .map(|(id, _)| id.to_string())
         .collect()
 }
+
+/// The benchmark trunk with its BYE's 200 told apart from a retransmitted 200 to the INVITE
+/// (sipp matches a response by code only): on a lossy network the 200 to the INVITE comes
+/// again when the ACK was lost, and must not pass for the answer to the BYE.
+pub fn lossy_trunk(dir: &Path) -> PathBuf {
+    let mut xml =
+        std::fs::read_to_string(super::manifest_dir().join("scripts/sipp/bench-trunk.xml"))
+            .unwrap();
+    for (from, to) in [
+        (
+            r#"<send retrans="500" start_rtd="1">"#,
+            r#"<send retrans="500" start_rtd="1" start_txn="invite">"#,
+        ),
+        (
+            r#"<recv response="100" optional="true"/>"#,
+            r#"<recv response="100" optional="true" response_txn="invite"/>"#,
+        ),
+        (
+            r#"<recv response="180" optional="global" rtd="1">"#,
+            r#"<recv response="180" optional="global" rtd="1" response_txn="invite">"#,
+        ),
+        (
+            r#"<recv response="200" rrs="true"/>"#,
+            r#"<recv response="200" rrs="true" response_txn="invite"/>"#,
+        ),
+        (
+            "  <send>\n    <![CDATA[\n      ACK",
+            "  <send ack_txn=\"invite\">\n    <![CDATA[\n      ACK",
+        ),
+        (
+            "  <send retrans=\"500\">\n    <![CDATA[\n      BYE",
+            "  <send retrans=\"500\" start_txn=\"bye\">\n    <![CDATA[\n      BYE",
+        ),
+        (
+            "<recv response=\"200\"/>\n</scenario>",
+            "<recv response=\"200\" response_txn=\"bye\"/>\n</scenario>",
+        ),
+    ] {
+        assert!(xml.contains(from), "bench-trunk.xml has {from}");
+        xml = xml.replacen(from, to, 1);
+    }
+    sipp::custom(dir, "lossy-trunk", &xml)
+}
