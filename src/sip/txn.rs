@@ -304,6 +304,22 @@ impl<D: Clone> Txns<D> {
         self.map(id, out)
     }
 
+    /// Gives up transaction `id` without waiting for its machine (RFC 3261 §9.1: an INVITE
+    /// with no final answer 64*T1 after its CANCEL is considered cancelled and destroyed): it
+    /// leaves the table and its timers go. No event is delivered.
+    pub fn abandon(&mut self, id: TxnId) -> Vec<TxnAction<D>> {
+        let Some(e) = self.entries.remove(&id) else {
+            return Vec::new();
+        };
+        match e.machine {
+            Machine::Server(_) => self.server.remove(&e.key),
+            Machine::Client(_) => self.client.remove(&e.key),
+        };
+        let mut actions: Vec<_> = TxnTimer::all_of(id).map(TxnAction::Disarm).collect();
+        actions.push(TxnAction::Terminated(id));
+        actions
+    }
+
     /// Client transactions whose destination satisfies `pred` (e.g. all over a dead flow).
     pub fn clients_to(&self, pred: impl Fn(&D) -> bool) -> Vec<TxnId> {
         self.client

@@ -2209,3 +2209,26 @@ async fn malformed_and_tricky_messages_over_udp_and_tcp() {
         failures.join("\n")
     );
 }
+
+/// Every message of the case table as sent over UDP to `srv`, for the fuzz target's seed
+/// corpus (issue 16 item 7): (case name, sent from outside the trunk, bytes).
+pub(crate) fn seed_messages(
+    srv: SocketAddr,
+    trunk_host: SocketAddr,
+    outsider_host: SocketAddr,
+) -> Vec<(&'static str, bool, Vec<u8>)> {
+    cases()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let outsider = c.src != TRUNK;
+            let ctx = Ctx {
+                tr: Tr::Udp,
+                host: if outsider { outsider_host } else { trunk_host },
+                srv,
+                n: format!("seed{i}"),
+            };
+            (c.name, outsider, build(&c.msg, &ctx))
+        })
+        .collect()
+}

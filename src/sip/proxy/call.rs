@@ -495,6 +495,9 @@ impl Proxy {
     /// Drops a call from every table.
     pub(super) fn forget(&mut self, key: &str) {
         if let Some(call) = self.calls.remove(key) {
+            // The wait for silent branches may still be armed (see `guard_silent_branches`).
+            self.queue
+                .out(Output::Disarm(TimerKey::CancelGuard(key.to_string())));
             if self
                 .by_call_id
                 .get(&call.info.sip_call_id)

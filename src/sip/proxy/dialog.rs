@@ -10,7 +10,7 @@ use crate::sip::wire::SipMessage;
 
 use super::call::{Call, Phase};
 use super::ingress::Source;
-use super::{fxhash, same_source, Output, Peer, Proxy, TimerKey};
+use super::{fxhash, same_source, Output, Peer, Proxy, TimerKey, TIMER_C};
 
 impl Proxy {
     /// Which way an in-dialog request goes, and to whom; `None` if the dialog is not ours.
@@ -87,6 +87,10 @@ impl Proxy {
         };
         self.relays.insert(client, id);
         self.queue.txn(actions);
+        if req.method() == Some("INVITE") {
+            self.queue
+                .out(Output::Arm(TimerKey::RelayGuard(client), TIMER_C));
+        }
         if req.method() == Some("BYE") && self.end_answered(&key, from) {
             self.bye_ends.insert(id, key);
         }
@@ -196,6 +200,26 @@ impl Proxy {
                 None => self.queue.txn(actions),
             }
         }
+    }
+
+    /// Timer C of a relayed re-INVITE fired with no final answer: the other side is
+    /// cancelled, the sender gets 408 and our client transaction is given up.
+    pub(super) fn on_relay_guard(&mut self, client: TxnId) {
+        let Some(server) = self.relays.get(&client).copied() else {
+            return;
+        };
+        if let (Some(fwd), Some(peer)) =
+            (self.txns.request(client), self.txns.peer(client).copied())
+        {
+            if let Ok(c) = SipMessage::cancel_for(&fwd, None) {
+                if let Some((_, a)) = self.txns.send_request(c, peer.reliable(), peer) {
+                    self.queue.txn(a);
+                }
+            }
+        }
+        self.relay_failure(server, 408);
+        let actions = self.txns.abandon(client);
+        self.queue.txn(actions);
     }
 
     /// The relayed request got no answer (`408`) or could not be sent (`503`).

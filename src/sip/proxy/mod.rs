@@ -120,6 +120,9 @@ pub enum TimerKey {
     Announcement(String),
     /// Our own requests to the carrier: registration and keep-alive.
     Uac(UacTimer),
+    /// Timer C (RFC 3261 §16.6 step 11) of a relayed re-INVITE, by our client transaction: a
+    /// side that answers 1xx and then never a final must not hold the transactions forever.
+    RelayGuard(TxnId),
 }
 
 /// What goes into the core.
@@ -356,6 +359,8 @@ impl WorkQueue {
 
 /// The methods we answer or relay, for Allow headers.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
+/// Timer C: "greater than 3 minutes" (RFC 3261 §16.6 step 11).
+const TIMER_C: Duration = Duration::from_secs(181);
 /// Rejected INVITEs written to the call log per minute; the rest are only counted, so a
 /// scanner cannot flood the database.
 const REJECTED_LOGGED_PER_MINUTE: u32 = 30;
@@ -517,7 +522,10 @@ impl Proxy {
                     self.uac.forget(id);
                     self.server_to_call.remove(&id);
                     self.branch_of.remove(&id);
-                    self.relays.remove(&id);
+                    if self.relays.remove(&id).is_some() {
+                        self.output
+                            .push_back(Output::Disarm(TimerKey::RelayGuard(id)));
+                    }
                     self.bye_ends.remove(&id);
                 }
                 Work::Txn(TxnAction::Event(id, ev)) => {

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use crate::calls::{CallEvent, EndCause};
 use crate::sip::registrar::BindingTimer;
 use crate::sip::txn::TxnAction;
+use crate::sip::txn::TxnId;
 use crate::sip::wire::uri;
 
 use super::call::Phase;
@@ -43,11 +44,19 @@ impl Proxy {
                     for i in 0..n {
                         self.cancel_branch(&k, i, None);
                     }
+                    self.guard_silent_branches(&k);
                     self.maybe_forget(&k);
                 }
             }
             TimerKey::CancelGuard(k) => {
-                self.finish_unanswered(&k, 487, EndCause::Abandoned);
+                if self.calls.get(&k).is_some_and(|c| c.upstream_final) {
+                    // The caller has its answer and a phone still has not answered our
+                    // CANCEL's INVITE (crashed, unplugged): give its branch up.
+                    self.abandon_silent_branches(&k);
+                } else {
+                    self.finish_unanswered(&k, 487, EndCause::Abandoned);
+                    self.guard_silent_branches(&k);
+                }
                 self.maybe_forget(&k);
             }
             TimerKey::CallGuard(k) => {
@@ -72,12 +81,46 @@ impl Proxy {
                 self.forget(&k);
             }
             TimerKey::Announcement(k) => self.announcement_ended(&k),
+            TimerKey::RelayGuard(client) => self.on_relay_guard(client),
             TimerKey::Binding(aor, contact) => {
                 if self.registrar.expire(&aor, &contact, self.clock.now()) {
                     self.bindings_changed(&aor);
                 }
             }
             TimerKey::Uac(t) => self.on_uac_timer(t),
+        }
+    }
+
+    /// Bounds the wait for branches still without a final answer after they were cancelled
+    /// (RFC 3261 §9.1, 64*T1; Timer C of §16.8 for the same case): without it, a phone that
+    /// never sends its 487 would hold the call and its transaction forever.
+    fn guard_silent_branches(&mut self, key: &str) {
+        let silent = self
+            .calls
+            .get(key)
+            .is_some_and(|c| c.branches.iter().any(|b| b.final_status.is_none()));
+        if silent {
+            self.queue.out(Output::Arm(
+                TimerKey::CancelGuard(key.to_string()),
+                self.settings.t1 * 64,
+            ));
+        }
+    }
+
+    /// Ends every branch of `key` still without a final answer as if it had timed out (408).
+    fn abandon_silent_branches(&mut self, key: &str) {
+        let silent: Vec<(usize, TxnId)> = self.calls.get(key).map_or_else(Vec::new, |c| {
+            c.branches
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.final_status.is_none())
+                .map(|(i, b)| (i, b.txn))
+                .collect()
+        });
+        for (idx, txn) in silent {
+            let actions = self.txns.abandon(txn);
+            self.queue.txn(actions);
+            self.branch_final(key, idx, 408);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Test support: a fresh database per test on each backend, and the real server on port 0.
 
 pub mod digest_client;
+pub mod load;
 pub mod rig;
 pub mod sipp;
 pub mod ua;

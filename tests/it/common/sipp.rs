@@ -75,7 +75,42 @@ impl Sipp {
         port: u16,
         args: &[&str],
     ) -> Sipp {
-        let mut cmd = Command::new("sipp");
+        Self::start_cmd(
+            Command::new("sipp"),
+            dir,
+            target,
+            scenario,
+            local_ip,
+            port,
+            args,
+        )
+    }
+
+    /// [`Sipp::start`] inside the network namespace `netns` (`ip netns exec`, which execs
+    /// sipp, so killing the child kills sipp).
+    pub fn start_in_netns(
+        netns: &str,
+        dir: &Path,
+        target: &str,
+        scenario: &Path,
+        local_ip: &str,
+        port: u16,
+        args: &[&str],
+    ) -> Sipp {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, "sipp"]);
+        Self::start_cmd(cmd, dir, target, scenario, local_ip, port, args)
+    }
+
+    fn start_cmd(
+        mut cmd: Command,
+        dir: &Path,
+        target: &str,
+        scenario: &Path,
+        local_ip: &str,
+        port: u16,
+        args: &[&str],
+    ) -> Sipp {
         cmd.current_dir(dir)
             .arg(target)
             .arg("-sf")
