@@ -7,7 +7,8 @@
 //! An orderly stop goes:
 //!
 //! 1. the SIP side drains: a new INVITE gets 503 with Retry-After; calls in progress go on;
-//! 2. wait until no call is in progress, or the grace period ends;
+//! 2. wait until no call is in progress, or the grace period ends, and until the carrier
+//!    has answered the removal of our registration (at most [`UNREGISTER_LIMIT`]);
 //! 3. stop the intake: SIP sockets, core and connections, and the HTTP server;
 //! 4. the call-log writer writes every event still queued and ends;
 //! 5. the hub ends.
@@ -43,6 +44,9 @@ use crate::store::{Backend, Db, StoreError};
 
 /// How often the drain looks whether calls are still in progress.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
+/// How long the drain waits for the carrier to answer the removal of our registration
+/// (REGISTER with Expires: 0, and our answer to its challenge), grace period or not.
+const UNREGISTER_LIMIT: Duration = Duration::from_secs(5);
 /// How long the SIP side and the HTTP server get to close once told to.
 const INTAKE_STOP_LIMIT: Duration = Duration::from_secs(10);
 /// How long the call-log writer gets to write what is queued (the database may be slow).
@@ -400,8 +404,10 @@ impl RunningServer {
         hurry: impl Future<Output = ()>,
     ) {
         let deadline = Instant::now() + grace;
+        let unregister_deadline = Instant::now() + UNREGISTER_LIMIT;
         tokio::pin!(hurry);
         let mut shown = None;
+        let mut calls_given_up = false;
         loop {
             // No answer: the core is gone, there is nothing left to wait for.
             let Some(status) = sip.status().await else {
@@ -410,20 +416,39 @@ impl RunningServer {
             // Relays: in-dialog requests passed on (a BYE), each counted until its transaction
             // ends (T4 after the answer, over UDP), so the answer has surely gone back.
             let open = (status.tables.calls, status.tables.relays);
-            if open == (0, 0) {
-                tracing::info!("no call in progress");
-                return;
-            }
-            if Instant::now() >= deadline {
-                if !grace.is_zero() {
-                    tracing::warn!(
-                        calls = open.0,
-                        "grace period over with calls in progress; they close as interrupted at the next start"
-                    );
+            // The carrier has not yet answered the removal of our registration: the intake
+            // (socket, retransmissions, our answer to a challenge) must live until it has.
+            let unregistering = status.trunk.unregistering;
+            if !calls_given_up {
+                if open == (0, 0) {
+                    tracing::info!("no call in progress");
+                    calls_given_up = true;
+                } else if Instant::now() >= deadline {
+                    if !grace.is_zero() {
+                        tracing::warn!(
+                            calls = open.0,
+                            "grace period over with calls in progress; they close as interrupted at the next start"
+                        );
+                    }
+                    calls_given_up = true;
                 }
-                return;
             }
-            if shown != Some(open) {
+            if calls_given_up {
+                if !unregistering {
+                    return;
+                }
+                if Instant::now() >= unregister_deadline {
+                    tracing::warn!(
+                        limit_secs = UNREGISTER_LIMIT.as_secs(),
+                        "the carrier did not answer the removal of our registration in time; it lapses at its expiry"
+                    );
+                    return;
+                }
+                if shown != Some((0, 0)) {
+                    tracing::info!("waiting for the carrier to remove our registration");
+                    shown = Some((0, 0));
+                }
+            } else if shown != Some(open) {
                 tracing::info!(
                     calls = open.0,
                     relays = open.1,

@@ -242,3 +242,52 @@ fn carrier_settings_without_password_are_refused_with_the_key() {
         "{err}"
     );
 }
+
+/// R-16.2 (review: shutdown and the carrier unregister): stopping the server sends REGISTER
+/// with Expires: 0; the registrar challenges it, and the server answers with a valid digest
+/// (still Expires: 0) before it is gone, so the carrier stops routing calls to a dead contact.
+#[tokio::test]
+async fn stopping_answers_the_challenge_to_the_unregister() {
+    if !sipp::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = sipp::port();
+    let scenario = sipp::scenario(
+        dir.path(),
+        "carrier-registrar-unregister",
+        &[
+            ("\"USER\"", &format!("\"{DID}\"")),
+            ("\"PASSWORD\"", &format!("\"{PASSWORD}\"")),
+            ("expires=EXPIRES", "expires=300"),
+        ],
+    );
+    let mut registrar = carrier_uas(dir.path(), &scenario, port, &["-m", "1"]);
+    let settings = carrier(
+        dir.path(),
+        &format!(
+            "[trunk.registration]\nregistrar = \"127.0.0.1:{port}\"\nusername = \"{DID}\"\npassword = \"{PASSWORD}\"\nexpires = 300\n"
+        ),
+    );
+    let app = TestApp::spawn_with(backends()[0], |c| c.sip.carrier = settings).await;
+    status_until(&app, "registration shows registered", |s| {
+        s["trunk"]["registration"]["state"] == "registered"
+    })
+    .await;
+    // No call in progress: without waiting for the removal the stop would be immediate.
+    app.stop().await;
+    // The server is gone: whatever sipp got, it got from the running server.
+    let code = wait(&mut registrar, 15).await;
+    assert_eq!(
+        code,
+        0,
+        "the registrar got the authorized REGISTER with Expires: 0 before the server stopped: {}",
+        registrar.errors()
+    );
+    let messages = registrar.messages();
+    assert_eq!(
+        messages.matches("Expires: 0").count(),
+        2,
+        "the removal, then its answer to the challenge: {messages}"
+    );
+}

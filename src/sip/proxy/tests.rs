@@ -408,3 +408,76 @@ fn a_stale_nonce_is_answered_again_but_a_refused_answer_is_refused() {
     assert_eq!(s.state, RegState::Refused);
     assert_eq!(s.last_status, Some(401));
 }
+
+fn digest_challenge(req: &SipMessage) -> bytes::Bytes {
+    let mut r = SipMessage::response_to(req, 401, "Unauthorized", Some("x"));
+    r.add_header(
+        "WWW-Authenticate",
+        &format!(
+            "Digest realm=\"c\", nonce=\"n{}\", qop=\"auth\", algorithm=MD5",
+            wire::new_tag()
+        ),
+    )
+    .unwrap();
+    r.to_bytes()
+}
+
+/// R-16.2 (review: shutdown and the carrier unregister): a challenge to the un-REGISTER is
+/// answered with our credentials, and the drain waits until the removal is answered.
+#[test]
+fn a_challenge_to_the_unregister_is_answered() {
+    let mut p = registering_proxy("127.0.0.1:5070");
+    let _: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    let out = step(&mut p, Input::Timer(TimerKey::Uac(UacTimer::Register)));
+    let (peer, first) = sent(&out).remove(0);
+    let mut ok = SipMessage::response_to(&first, 200, "OK", Some("x"));
+    ok.add_header("Expires", "300").unwrap();
+    step(&mut p, Input::Datagram(ok.to_bytes(), peer));
+    assert!(!p.trunk_status().unregistering);
+
+    let out = step(&mut p, Input::Drain);
+    let (_, unreg) = sent(&out).remove(0);
+    assert_eq!(unreg.header("Expires").as_deref(), Some("0"));
+    assert!(p.trunk_status().unregistering, "the drain waits for it");
+    let out = step(&mut p, Input::Datagram(digest_challenge(&unreg), peer));
+    let reqs = sent(&out);
+    assert_eq!(reqs.len(), 1, "the challenge is answered once");
+    let (_, answered) = &reqs[0];
+    assert_eq!(answered.header("Expires").as_deref(), Some("0"));
+    assert!(answered.header("Authorization").is_some());
+    assert!(p.trunk_status().unregistering);
+
+    let ok = SipMessage::response_to(answered, 200, "OK", Some("x"));
+    step(&mut p, Input::Datagram(ok.to_bytes(), peer));
+    assert!(!p.trunk_status().unregistering);
+    assert!(p.trunk_status().registration.unwrap().expires_at.is_none());
+}
+
+/// R-16.2 (review): stopping while the first REGISTER is in flight: once it is answered (200,
+/// a binding now exists), the un-REGISTER goes out.
+#[test]
+fn draining_while_the_first_register_is_in_flight_unregisters_after_its_answer() {
+    let mut p = registering_proxy("127.0.0.1:5070");
+    let _: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    let out = step(&mut p, Input::Timer(TimerKey::Uac(UacTimer::Register)));
+    let (peer, first) = sent(&out).remove(0);
+    assert_eq!(first.header("Expires").as_deref(), Some("300"));
+
+    let out = step(&mut p, Input::Drain);
+    assert!(sent(&out).is_empty(), "one REGISTER at a time");
+    assert!(p.trunk_status().unregistering);
+
+    let mut ok = SipMessage::response_to(&first, 200, "OK", Some("x"));
+    ok.add_header("Expires", "300").unwrap();
+    let out = step(&mut p, Input::Datagram(ok.to_bytes(), peer));
+    let reqs = sent(&out);
+    assert_eq!(reqs.len(), 1, "the un-REGISTER follows the 200");
+    let (_, unreg) = &reqs[0];
+    assert_eq!(unreg.header("Expires").as_deref(), Some("0"));
+    assert_eq!(unreg.call_id(), first.call_id());
+    assert!(p.trunk_status().unregistering);
+
+    let ok = SipMessage::response_to(unreg, 200, "OK", Some("x"));
+    step(&mut p, Input::Datagram(ok.to_bytes(), peer));
+    assert!(!p.trunk_status().unregistering);
+}

@@ -100,6 +100,9 @@ pub struct TrunkStatus {
     pub registration: Option<RegistrationStatus>,
     /// Empty when keep-alive is not configured.
     pub keepalive: Vec<KeepaliveStatus>,
+    /// Stopping, and the removal of our binding at the carrier (REGISTER with Expires: 0,
+    /// a challenge to it answered) is not finished yet: the drain waits for it, bounded.
+    pub unregistering: bool,
 }
 
 /// Which of our requests a client transaction carries.
@@ -133,6 +136,8 @@ struct RegMachine {
     in_flight: Option<TxnId>,
     /// Shutting down: the binding is being removed (Expires: 0); nothing is retried.
     stopping: bool,
+    /// Stopping while a REGISTER was in flight: the un-REGISTER goes when it is answered.
+    unregister_after: bool,
 }
 
 struct KaTarget {
@@ -187,6 +192,7 @@ impl Uac {
                 answered_fresh: false,
                 in_flight: None,
                 stopping: false,
+                unregister_after: false,
             }
         });
         let ka = settings.keepalive.clone().map(|cfg| {
@@ -271,6 +277,10 @@ impl Uac {
                         .collect()
                 })
                 .unwrap_or_default(),
+            unregistering: self
+                .reg
+                .as_ref()
+                .is_some_and(|r| r.stopping && (r.in_flight.is_some() || r.unregister_after)),
         }
     }
 }
@@ -354,9 +364,23 @@ impl Proxy {
         r.next_at = None;
         self.queue
             .out(Output::Disarm(TimerKey::Uac(UacTimer::Register)));
-        if r.state != RegState::Registered {
+        // Whatever the state: a REGISTER that failed may still have left a binding, and one
+        // in flight may yet create one. That one is answered first (its challenge included):
+        // the un-REGISTER goes when it is.
+        if r.in_flight.is_some() {
+            r.unregister_after = true;
+            tracing::info!(registrar = %r.cfg.registrar, "stopping: our registration at the carrier is removed once the REGISTER in flight is answered");
             return;
         }
+        self.send_unregister();
+    }
+
+    /// Sends the REGISTER with Expires: 0; one challenge to it is answered.
+    fn send_unregister(&mut self) {
+        let Some(r) = self.uac.reg.as_mut() else {
+            return;
+        };
+        r.unregister_after = false;
         r.expires = 0;
         r.answered_fresh = false;
         tracing::info!(registrar = %r.cfg.registrar, "stopping: removing our registration at the carrier");
@@ -539,8 +563,10 @@ impl Proxy {
                     r.in_flight = None;
                 }
                 self.uac.sent.remove(&id);
+                let unregister_after = self.uac.reg.as_ref().is_some_and(|r| r.unregister_after);
                 match resp {
                     Some(resp) => self.register_answered(&resp),
+                    None if unregister_after => self.send_unregister(),
                     None => self.register_failed(
                         RegState::Unreachable,
                         None,
@@ -581,8 +607,24 @@ impl Proxy {
             return;
         };
         r.last_status = Some(status);
+        if r.unregister_after {
+            // The answer to the REGISTER sent before we were stopping: whatever it says,
+            // remove the binding it may have left (its challenge is answered with ours).
+            if status == 401 || status == 407 {
+                let from_proxy = status == 407;
+                let name = if from_proxy {
+                    "Proxy-Authenticate"
+                } else {
+                    "WWW-Authenticate"
+                };
+                r.challenge = Some((resp.headers_all(name), from_proxy));
+                r.nc = 0;
+            }
+            self.send_unregister();
+            return;
+        }
         if r.stopping && status != 401 && status != 407 {
-            if (200..300).contains(&status) {
+            if (200..300).contains(&status) && r.expires == 0 {
                 r.expires_at = None;
                 tracing::info!(registrar = %r.cfg.registrar, "registration at the carrier removed");
             }
