@@ -25,6 +25,9 @@ pub struct CallNote {
     pub instance: String,
     /// A call event; `None`: its call-log writer stored events (the figures changed).
     pub event: Option<CallEvent>,
+    /// Announcements were lost: the others read the call log and registrations again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resync: bool,
 }
 
 /// The payload of `note`, if it fits in a NOTIFY.
@@ -44,8 +47,9 @@ async fn notify(db: &Db, payload: &str) -> Result<(), sqlx::Error> {
 }
 
 /// Announces this instance's call events and stored signals until `stop`. When the database
-/// fails, what is queued is dropped (the other instances re-read the call log when their
-/// link comes back) rather than piled up.
+/// fails, what is queued is dropped rather than piled up; the first announcement that goes
+/// through again is followed by a `resync` note, on which the other instances read the call
+/// log and registrations again (as they do when their own link comes back).
 pub fn spawn_publisher(
     db: Db,
     instance: String,
@@ -61,7 +65,7 @@ pub fn spawn_publisher(
                 // What the SIP side published before the stop still goes out.
                 biased;
                 ev = raw.recv() => match ev {
-                    Some(ev) => CallNote { instance: instance.clone(), event: Some((*ev).clone()) },
+                    Some(ev) => CallNote { instance: instance.clone(), event: Some((*ev).clone()), resync: false },
                     // The channel never closes before the stop; if it did, wait for it.
                     None => {
                         stop.cancelled().await;
@@ -78,7 +82,7 @@ pub fn spawn_publisher(
                         stored.try_recv(),
                         Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_))
                     ) {}
-                    CallNote { instance: instance.clone(), event: None }
+                    CallNote { instance: instance.clone(), event: None, resync: false }
                 }
                 () = stop.cancelled() => break,
             };
@@ -91,6 +95,18 @@ pub fn spawn_publisher(
                     if failing {
                         tracing::info!("announcing call events to the other instances again");
                         failing = false;
+                        // What was dropped meanwhile: the others read the state again.
+                        let again = CallNote {
+                            instance: instance.clone(),
+                            event: None,
+                            resync: true,
+                        };
+                        if let Some(p) = payload(&again) {
+                            if let Err(e) = notify(&db, &p).await {
+                                tracing::warn!(error = %e, "cannot ask the other instances to read the calls again");
+                                failing = true;
+                            }
+                        }
                     }
                 }
                 Err(e) => {

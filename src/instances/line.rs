@@ -232,6 +232,12 @@ pub fn spawn_line_keeper(
                     }
                 }
             }
+            if conn.is_none() && told != Some(0) {
+                // Without the database the others' slots are unknown: a count kept from
+                // before would refuse every call while another instance was mid-call.
+                sip.calls_elsewhere(0).await;
+                told = Some(0);
+            }
             let wait = if conn.is_some() {
                 None
             } else {
@@ -261,7 +267,7 @@ pub fn spawn_line_keeper(
                         _ => Ok(()),
                     };
                     if let Err(e) = result {
-                        tracing::warn!(error = %e, "lost the database connection holding the line's slots");
+                        tracing::warn!(error = %e, "lost the database connection holding the line's slots; deciding by our own calls meanwhile");
                         conn = None;
                     }
                 }
@@ -283,7 +289,7 @@ pub fn spawn_line_keeper(
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "lost the database connection holding the line's slots");
+                        tracing::warn!(error = %e, "lost the database connection holding the line's slots; deciding by our own calls meanwhile");
                         conn = None;
                     }
                 }

@@ -74,6 +74,8 @@ pub fn spawn_listener(
             if let Err(e) = resync(&db, &clock, &instance, &sip, &mut known).await {
                 tracing::warn!(error = %e, "cannot read the other instances' registrations");
             }
+            // Accounts disabled on another instance while this one did not listen.
+            disable_accounts(&db, &sip).await;
             hub.resync_remote().await;
             tracing::info!("listening to the other instances");
             loop {
@@ -89,6 +91,16 @@ pub fn spawn_listener(
                         if note.instance == instance {
                             continue;
                         }
+                        if note.resync {
+                            // The sender dropped announcements: read everything again.
+                            nudge.notify_one();
+                            if let Err(e) = resync(&db, &clock, &instance, &sip, &mut known).await {
+                                tracing::warn!(error = %e, "cannot read the other instances' registrations");
+                            }
+                            disable_accounts(&db, &sip).await;
+                            hub.resync_remote().await;
+                            continue;
+                        }
                         match note.event {
                             Some(ev) => {
                                 // The line's slots may have changed hands.
@@ -102,6 +114,10 @@ pub fn spawn_listener(
                         let Ok(note) = serde_json::from_str::<BindingsNote>(n.payload()) else {
                             continue;
                         };
+                        if note.accounts {
+                            disable_accounts(&db, &sip).await;
+                            continue;
+                        }
                         if note.instance == instance {
                             continue;
                         }
@@ -172,4 +188,14 @@ async fn resync(
         sip.remote_bindings(i, aor, bindings).await;
     }
     Ok(())
+}
+
+/// Takes the phones of every disabled account off this instance's line (an account
+/// disabled on another instance must not ring here either).
+async fn disable_accounts(db: &Db, sip: &SipHandle) {
+    match registrations::disabled_accounts(db).await {
+        Ok(names) if !names.is_empty() => sip.disable_operators(names).await,
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the disabled accounts"),
+    }
 }

@@ -40,6 +40,10 @@ pub struct BindingsNote {
     pub instance: String,
     /// The phone.
     pub aor: String,
+    /// An account was disabled: every instance reads the disabled accounts again and
+    /// takes their phones off its line (`aor` is empty then).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accounts: bool,
 }
 
 const COLUMNS: &str =
@@ -144,6 +148,7 @@ pub async fn replace(
         let note = BindingsNote {
             instance: instance.to_string(),
             aor: aor.to_string(),
+            accounts: false,
         };
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(BINDINGS_CHANNEL)
@@ -221,4 +226,37 @@ pub fn spawn_binding_writer(
             }
         }
     })
+}
+
+/// Tells the other instances (PostgreSQL only) that an account was disabled, so they take
+/// its phones off their line too. A failure is logged: they read the disabled accounts
+/// again whenever their link to the database comes back.
+pub async fn announce_accounts(db: &Db) {
+    if db.backend() != Backend::Postgres {
+        return;
+    }
+    // Every instance acts on it, the sender too (disabling twice changes nothing).
+    let note = BindingsNote {
+        instance: String::new(),
+        aor: String::new(),
+        accounts: true,
+    };
+    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(BINDINGS_CHANNEL)
+        .bind(serde_json::to_string(&note).unwrap_or_default())
+        .execute(db.pool())
+        .await
+    {
+        tracing::warn!(error = %e, "cannot tell the other instances an account was disabled");
+    }
+}
+
+/// The usernames of the disabled accounts.
+pub async fn disabled_accounts(db: &Db) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT username FROM users WHERE disabled <> 0")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+        .collect()
 }

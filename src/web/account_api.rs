@@ -255,6 +255,8 @@ pub async fn disable_user(
     if let Some(sip) = &state.sip {
         sip.disable_operators(vec![user.username.clone()]).await;
     }
+    // The other instances' phones of this account too (several instances).
+    crate::instances::registrations::announce_accounts(&state.db).await;
     Ok(Json(user))
 }
 

@@ -619,3 +619,69 @@ async fn an_instance_started_mid_call_shows_the_call_in_progress_elsewhere() {
     b.stop().await;
     a.stop().await;
 }
+
+/// An operator account disabled by the admin on instance B takes its phone off the line on
+/// every instance (review of issue 16 item 1; R-PII-1: a disabled account's phone must not
+/// ring with the caller's number): a call arriving on A rings the other operator's phone,
+/// never the disabled one's, although that phone is registered on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_disabled_on_one_instance_is_not_rung_on_another() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    b.staff().await;
+    // ph1 (operator1) on A answers at once; ph2 (operator2) on B answers later.
+    let ph1 = a.sipp_phone("ph1", "phone-answer", &[]).await;
+    let slow = [("timeout=\"500\"", "timeout=\"2000\"")];
+    let mut ph2 = b.sipp_phone("ph2", "phone-answer", &slow).await;
+    // Disabling accounts is the admin's (the manager gets 403).
+    let admin = b.app.admin().await;
+    let users: Value = admin.get("/api/users").await.json().await.unwrap();
+    let id = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "operator1")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let res = admin
+        .post(&format!("/api/users/{id}/disable"), &json!({}))
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // A takes ph1 off its line once told.
+    let admin_a = a.app.admin().await;
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = admin_a.get("/api/sip/status").await.json().await.unwrap();
+        let listed = status["phones"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["username"] == "ph1"));
+        if !listed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !status["phones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["username"] == "ph1"),
+        "A no longer lists the disabled operator's phone: {status}"
+    );
+    let mut trunk = a.trunk(
+        &sipp::scenario(a.dir.path(), "trunk-call", &[]),
+        "127.0.0.1",
+        &["-d", "300"],
+    );
+    assert_eq!(wait(&mut trunk, 20).await, 0, "{}", trunk.errors());
+    assert_eq!(wait(&mut ph2, 10).await, 0, "{}", ph2.errors());
+    let calls = a.ended_calls(1).await;
+    assert_eq!(calls[0]["end_cause"], "completed", "{}", calls[0]);
+    assert_eq!(calls[0]["answered_extension"], "ph2", "{}", calls[0]);
+    // ph1 was never rung: its sipp still waits for an INVITE and is killed.
+    drop(ph1);
+    b.stop().await;
+    a.stop().await;
+}
