@@ -3,11 +3,12 @@
 //! results and targets are written in Japanese from the label table, with the actor's and
 //! the target account's names; the export itself is recorded (`audit.export`).
 
+use super::download;
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use rust_xlsxwriter::{Format, Workbook};
 use serde::Deserialize;
@@ -155,14 +156,14 @@ fn build_file(format: &str, cells: &[[String; 10]], stamp: &str) -> Result<Respo
             out.push_str(&r.iter().map(|f| field(f)).collect::<Vec<_>>().join(","));
             out.push_str("\r\n");
         }
-        Ok(download(
+        Ok(download::attachment(
             out.into_bytes(),
             "text/csv; charset=utf-8",
             &format!("audit-log-{stamp}.csv"),
         ))
     } else {
         let bytes = xlsx(cells).map_err(ApiError::internal)?;
-        Ok(download(
+        Ok(download::attachment(
             bytes,
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             &format!("audit-log-{stamp}.xlsx"),
@@ -201,14 +202,4 @@ fn xlsx(rows: &[[String; 10]]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
     }
     sheet.set_freeze_panes(1, 0)?;
     wb.save_to_buffer()
-}
-
-fn download(body: Vec<u8>, mime: &'static str, name: &str) -> Response {
-    let mut res = body.into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    res
 }

@@ -1,8 +1,9 @@
 //! Slots, home bookings, the bookings export and the reception list (issue 14 items 4, 5, 8,
 //! 11; R-SLOT, R-BOOK, R-PREP-5). Translation only: the rules live in `booking`.
 
+use super::download;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{NaiveDate, Weekday};
@@ -237,19 +238,11 @@ pub async fn reception_list(
         )),
         "xlsx" => {
             let bytes = reception::reception_xlsx(&rows).map_err(ApiError::internal)?;
-            let mut res = bytes.into_response();
-            let h = res.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                ),
-            );
-            h.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"reception-list.xlsx\""),
-            );
-            Ok(res)
+            Ok(download::attachment(
+                bytes,
+                download::XLSX,
+                "reception-list.xlsx",
+            ))
         }
         other => Err(ApiError::invalid(format!(
             "出力形式「{other}」は指定できません（json、csv、xlsx のいずれか）。"
@@ -258,16 +251,7 @@ pub async fn reception_list(
 }
 
 fn csv_response(name: &'static str, body: &str) -> Response {
-    let mut res = body.to_string().into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    res
+    download::attachment(body.to_string(), download::CSV, name)
 }
 
 /// `POST /api/facility-requests`: the operator records a facility's request (R-BOOK-5).

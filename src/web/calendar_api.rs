@@ -1,9 +1,10 @@
 //! The visit calendar over HTTP (R-CAL-1..3): read with counts and warnings, export, propose,
 //! import, fix, and the manager's day edits. The rules live in [`crate::booking::calendar`].
 
+use super::download;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -127,14 +128,11 @@ pub async fn export(
             )))
         }
     };
-    let mut res = body.into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"visit-calendar.{ext}\""))
-    {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(res)
+    Ok(download::attachment(
+        body,
+        mime,
+        &format!("visit-calendar.{ext}"),
+    ))
 }
 
 /// The answer of a change: the calendar after it, and the warnings.

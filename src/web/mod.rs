@@ -13,6 +13,7 @@ mod calls_api;
 pub mod client_addr;
 mod console_api;
 mod day_stats_api;
+mod download;
 mod error;
 mod labels;
 mod messages;

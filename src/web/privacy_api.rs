@@ -2,8 +2,9 @@
 //! 4–6). Translation only: the rules live in `booking` (visits, purge) and `privacy`
 //! (handling report).
 
+use super::download;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
+
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -115,17 +116,9 @@ pub async fn handling_report(
         return Ok(Json(report).into_response());
     }
     let bytes = report.xlsx().map_err(ApiError::internal)?;
-    let mut res = bytes.into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        ),
-    );
-    let name = format!("attachment; filename=\"handling-{}.xlsx\"", report.month);
-    if let Ok(v) = HeaderValue::from_str(&name) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(res)
+    Ok(download::attachment(
+        bytes,
+        download::XLSX,
+        &format!("handling-{}.xlsx", report.month),
+    ))
 }

@@ -2,7 +2,7 @@
 //! sending (frozen versions), and the opinions and complaints with their follow-up.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
@@ -57,19 +57,16 @@ fn week_of(state: &AppState, week: Option<&str>) -> Result<IsoWeek, ApiError> {
     }
 }
 
-/// A file download.
+/// A file download, or a page shown inline.
 fn file(body: impl IntoResponse, mime: &'static str, name: &str, inline: bool) -> Response {
-    let mut res = body.into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    let disposition = if inline { "inline" } else { "attachment" };
-    if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
+    if inline {
+        download::inline(body, mime, name)
+    } else {
+        download::attachment(body, mime, name)
     }
-    res
 }
 
-const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+use super::download::{self, XLSX};
 
 /// `GET /api/reports/weekly-calls?week=2026-W24&format=json|csv|xlsx|svg|html&version=…`.
 pub async fn weekly_calls(

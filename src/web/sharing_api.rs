@@ -2,9 +2,10 @@
 //! the allow-list, preparation, approval, sending and the no-SMTP downloads. Translation
 //! only: the rules live in `sharing`.
 
+use super::download;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -113,19 +114,11 @@ async fn secret(
         .sharing
         .download(&staff.actor, parse_id(id)?, kind)
         .await?;
-    let mut res = s.bytes.into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(match kind {
-            SecretKind::Archive => "application/zip",
-            SecretKind::Password => "text/plain; charset=utf-8",
-        }),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", s.name)) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(res)
+    let mime = match kind {
+        SecretKind::Archive => "application/zip",
+        SecretKind::Password => "text/plain; charset=utf-8",
+    };
+    Ok(download::attachment(s.bytes, mime, &s.name))
 }
 
 /// `GET /api/shares/{id}/archive` (no-SMTP path; preparer or approver).
