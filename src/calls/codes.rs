@@ -153,6 +153,18 @@ crate::code_enum! {
 }
 
 crate::code_enum! {
+    /// An operator phone (extension) on the manager's presence list (issue 18 item 5).
+    pub enum PresenceState: "presence_state" {
+        /// Registered and in no call: it rings for the next one.
+        Available = "available" / "受付可",
+        /// Registered and in a call.
+        Talking = "talking" / "通話中",
+        /// No live registration: it does not ring.
+        Unregistered = "unregistered" / "未登録",
+    }
+}
+
+crate::code_enum! {
     /// What the line is doing now.
     pub enum LineState: "line_state" {
         /// No call.

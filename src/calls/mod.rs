@@ -15,7 +15,7 @@ pub mod tally;
 
 pub use codes::{
     CallPhase, CallbackResult, CallbackStatus, CallerKind, EndCode, LineState, Outcome, Party,
-    TalkPath, Topic,
+    PresenceState, TalkPath, Topic,
 };
 pub use events::{CallEvent, CallEvents, CallInfo, EndCause};
 pub use line::LineProfile;

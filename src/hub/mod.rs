@@ -13,6 +13,7 @@
 //! The rows are written per screen, off the SIP side and off the hub's own loop, in one
 //! transaction for whatever the screen has queued.
 
+mod presence;
 mod remote;
 
 use std::collections::{BTreeMap, HashSet};

@@ -27,6 +27,11 @@ pub struct Binding<F> {
     source: IpAddr,
     /// RFC 5626 (`reg-id` on the Contact): reachable over the registering flow only.
     outbound: bool,
+    /// The phone's `+sip.instance` (RFC 5626 §4.1), when it sends one: the same device
+    /// whatever its contact.
+    instance: Option<String>,
+    /// Its `reg-id`, with `instance`.
+    reg_id: Option<String>,
     call_id: String,
     cseq: u32,
 }
@@ -313,6 +318,29 @@ fn header_param(value: &str, name: &str) -> Option<String> {
             .eq_ignore_ascii_case(name)
             .then(|| v.trim().trim_matches('"').to_string())
     })
+}
+
+/// Whether a new contact (with these `+sip.instance` and `reg-id`, registered over `flow` in
+/// the REGISTER dialog `call_id`) is the same phone as the bound `old` one, and so replaces it:
+/// - the same instance (and reg-id): RFC 5626 §6 step 3, RFC 5627 §4.1;
+/// - the same flow (transport, source address and port, connection): two contacts cannot
+///   be two devices there;
+/// - the same REGISTER Call-ID: RFC 3261 §10.2.4 keeps it for a UA's boot cycle, so a new
+///   contact in it is the same UA moved (a NAT binding changed its port).
+///
+/// A phone rebooted behind a new port with a new Call-ID and no instance is not caught: its
+/// old binding lapses at its expiry (the operator's row still shows one phone).
+fn replaces<F: PartialEq>(
+    old: &Binding<F>,
+    instance: &Option<String>,
+    reg_id: &Option<String>,
+    flow: &F,
+    call_id: &str,
+) -> bool {
+    if let (Some(new), Some(was)) = (instance, &old.instance) {
+        return new == was && reg_id == &old.reg_id;
+    }
+    old.flow == *flow || (!call_id.is_empty() && old.call_id == call_id)
 }
 
 fn unix(now: DateTime<Utc>) -> u64 {
@@ -712,18 +740,34 @@ impl<F: Clone + PartialEq> Registrar<F> {
                     summary: RegisterOutcome::TooBrief,
                 };
             }
-            let outbound = header_param(c, "reg-id").is_some();
+            let reg_id = header_param(c, "reg-id");
             changes.push((
                 u.to_string(),
                 expires.min(self.settings.max_expires),
-                outbound,
+                reg_id,
+                header_param(c, "+sip.instance"),
             ));
         }
-        for (contact, expires, outbound) in changes {
+        let named: HashSet<String> = changes.iter().map(|c| c.0.clone()).collect();
+        for (contact, expires, reg_id, instance) in changes {
             list.retain(|b| b.contact != contact);
             if expires == 0 {
                 timers.push(BindingTimer::Disarm(aor.to_string(), contact));
                 continue;
+            }
+            // A new contact of a phone that is already bound replaces its old one: a phone
+            // rebooted or moved to another port must not be rung twice, nor shown twice.
+            let mut replaced = Vec::new();
+            list.retain(|b| {
+                let same =
+                    !named.contains(&b.contact) && replaces(b, &instance, &reg_id, &flow, &call_id);
+                if same {
+                    replaced.push(b.contact.clone());
+                }
+                !same
+            });
+            for old in replaced {
+                timers.push(BindingTimer::Disarm(aor.to_string(), old));
             }
             let expires_at = now + Duration::seconds(i64::from(expires));
             timers.push(BindingTimer::Arm(
@@ -740,7 +784,9 @@ impl<F: Clone + PartialEq> Registrar<F> {
                     .header("User-Agent")
                     .map(|u| u.chars().take(100).collect()),
                 source,
-                outbound,
+                outbound: reg_id.is_some(),
+                instance,
+                reg_id,
                 call_id: call_id.clone(),
                 cseq,
             });
@@ -825,6 +871,8 @@ impl<F: Clone + PartialEq> Registrar<F> {
             user_agent: b.user_agent,
             source: b.source.ip(),
             outbound: b.outbound,
+            instance: None,
+            reg_id: None,
             call_id: b.call_id,
             cseq: b.cseq,
         }
@@ -1052,6 +1100,128 @@ mod tests {
         r.set_remote("b", "ph2", vec![], now);
         assert_eq!(r.remote_len(), 0);
         assert!(r.targets(now + Duration::seconds(601)).is_empty());
+    }
+
+    /// A REGISTER of ph1 binding `contact` (a full Contact header value).
+    fn register_of(contact: &str, call_id: &str, cseq: u32) -> SipMessage {
+        let text = format!(
+            "REGISTER sip:example.jp SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{call_id}{cseq}\r\n\
+             From: <sip:ph1@example.jp>;tag=1\r\n\
+             To: <sip:ph1@example.jp>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             Contact: {contact}\r\n\
+             Expires: 600\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        SipMessage::parse_datagram(text.as_bytes()).unwrap()
+    }
+
+    fn contacts(r: &Registrar<u8>, now: DateTime<Utc>) -> Vec<(String, u8)> {
+        r.targets(now)
+            .into_iter()
+            .map(|b| (b.contact, b.flow))
+            .collect()
+    }
+
+    #[test]
+    fn a_phone_on_a_new_port_replaces_its_old_binding() {
+        // Issue 18 item 5: the same REGISTER dialog (Call-ID) from a new port is the same
+        // phone; the old contact is neither rung nor shown, and its timer goes.
+        let now = Utc::now();
+        let mut r = registrar();
+        let first = r.apply_bindings(
+            &register_of("<sip:ph1@192.0.2.1:5060>", "boot1", 1),
+            "ph1",
+            1,
+            ip(1),
+            now,
+        );
+        assert_eq!(first.response.status(), Some(200));
+        let moved = r.apply_bindings(
+            &register_of("<sip:ph1@192.0.2.1:5072>", "boot1", 2),
+            "ph1",
+            2,
+            ip(1),
+            now,
+        );
+        assert_eq!(
+            contacts(&r, now),
+            vec![("sip:ph1@192.0.2.1:5072".to_string(), 2)]
+        );
+        assert!(moved.timers.contains(&BindingTimer::Disarm(
+            "ph1".into(),
+            "sip:ph1@192.0.2.1:5060".into()
+        )));
+        // A new contact from the very same source port (new Call-ID) is the same device too.
+        r.apply_bindings(
+            &register_of("<sip:ph1@10.0.0.9:5072>", "boot2", 1),
+            "ph1",
+            2,
+            ip(1),
+            now,
+        );
+        assert_eq!(
+            contacts(&r, now),
+            vec![("sip:ph1@10.0.0.9:5072".to_string(), 2)]
+        );
+        // Another device of the same account (new Call-ID, other port) is kept beside it.
+        r.apply_bindings(
+            &register_of("<sip:ph1@192.0.2.7:5060>", "desk2", 1),
+            "ph1",
+            3,
+            ip(7),
+            now,
+        );
+        assert_eq!(contacts(&r, now).len(), 2);
+    }
+
+    #[test]
+    fn the_same_instance_replaces_and_two_contacts_in_one_register_stay() {
+        let now = Utc::now();
+        let mut r = registrar();
+        let inst = |c: &str, reg: u8| {
+            format!("<{c}>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000000000001>\";reg-id={reg}")
+        };
+        r.apply_bindings(
+            &register_of(&inst("sip:ph1@192.0.2.1:5060", 1), "a", 1),
+            "ph1",
+            1,
+            ip(1),
+            now,
+        );
+        // Rebooted: new Call-ID, new address, same instance and reg-id.
+        r.apply_bindings(
+            &register_of(&inst("sip:ph1@192.0.2.9:5062", 1), "b", 1),
+            "ph1",
+            9,
+            ip(9),
+            now,
+        );
+        assert_eq!(
+            contacts(&r, now),
+            vec![("sip:ph1@192.0.2.9:5062".to_string(), 9)]
+        );
+        // A second flow of the same instance (RFC 5626 reg-id 2) is kept.
+        r.apply_bindings(
+            &register_of(&inst("sip:ph1@192.0.2.9:5064", 2), "c", 1),
+            "ph1",
+            8,
+            ip(9),
+            now,
+        );
+        assert_eq!(contacts(&r, now).len(), 2);
+        // Two contacts named in one REGISTER do not replace each other.
+        let mut r = registrar();
+        r.apply_bindings(
+            &register_of("<sip:ph1@192.0.2.1:5060>, <sip:ph1@192.0.2.1:5061>", "d", 1),
+            "ph1",
+            1,
+            ip(1),
+            now,
+        );
+        assert_eq!(contacts(&r, now).len(), 2);
     }
 
     #[test]

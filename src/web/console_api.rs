@@ -15,10 +15,10 @@ use crate::app::AppState;
 use crate::calls::callbacks::{self, Callback};
 use crate::calls::script::{parse_talk_script, ScriptSection};
 use crate::calls::stats::LiveStats;
-use crate::calls::{CallRow, CallbackResult, OutcomeInput, TalkPath};
+use crate::calls::{CallRow, CallbackResult, OutcomeInput, PresenceState, TalkPath};
 use crate::privacy::{Actor, Role, Session};
+use crate::sip::proxy::Transport;
 use crate::sip::proxy::TrunkStatus;
-use crate::sip::transport::RegisteredPhone;
 
 use super::access::Staff;
 use super::{parse_id, ApiError, Done, JsonBody};
@@ -251,7 +251,22 @@ pub struct StaffPresence {
     display_name: String,
     role: Role,
     logged_in: bool,
-    phones: Vec<RegisteredPhone>,
+    /// The person's phones (extensions), each once, with its state (issue 18 item 5).
+    phones: Vec<PhonePresence>,
+}
+
+/// One extension on the presence list.
+#[derive(Serialize)]
+pub struct PhonePresence {
+    /// The phone's SIP username: its extension.
+    username: String,
+    /// 受付可 / 通話中 / 未登録.
+    state: PresenceState,
+    /// Live registrations of it (a binding replaced by a newer one from the same phone is
+    /// gone; two lines on one phone are two).
+    registrations: usize,
+    /// The transport of its registration, if any.
+    transport: Option<Transport>,
 }
 
 /// The presence list.
@@ -262,11 +277,11 @@ pub struct Presence {
     trunk: TrunkStatus,
 }
 
-/// `GET /api/presence`: staff, whether logged in, and their registered phones.
+/// `GET /api/presence`: staff, whether logged in, and their phones with their state.
 pub async fn presence(State(state): State<AppState>) -> Result<Json<Presence>, ApiError> {
     let users = state.users.list().await?;
     let active = state.sessions.active_user_ids().await?;
-    let (phones, trunk) = match &state.sip {
+    let (registered, trunk) = match &state.sip {
         Some(sip) => sip
             .status()
             .await
@@ -274,15 +289,49 @@ pub async fn presence(State(state): State<AppState>) -> Result<Json<Presence>, A
             .unwrap_or_default(),
         None => Default::default(),
     };
+    let talking = state.hub.talking();
+    // Every configured phone once (registered or not), then any registered one the
+    // configuration does not name (it cannot ring for an account, but it is there).
+    let mut extensions: Vec<(String, Option<String>)> = state
+        .config
+        .sip
+        .phones
+        .iter()
+        .map(|p| (p.username.clone(), p.operator.clone()))
+        .collect();
+    for r in &registered {
+        if !extensions.iter().any(|(u, _)| *u == r.username) {
+            extensions.push((r.username.clone(), r.operator.clone()));
+        }
+    }
+    extensions.sort();
+    let phones_of = |user: &str| -> Vec<PhonePresence> {
+        extensions
+            .iter()
+            .filter(|(_, op)| op.as_deref() == Some(user))
+            .map(|(ext, _)| {
+                let bindings: Vec<_> = registered.iter().filter(|r| r.username == *ext).collect();
+                let state = if bindings.is_empty() {
+                    PresenceState::Unregistered
+                } else if talking.contains(ext) {
+                    PresenceState::Talking
+                } else {
+                    PresenceState::Available
+                };
+                PhonePresence {
+                    username: ext.clone(),
+                    state,
+                    registrations: bindings.len(),
+                    transport: bindings.first().map(|b| b.transport),
+                }
+            })
+            .collect()
+    };
     let staff = users
         .into_iter()
         .filter(|u| !u.disabled && matches!(u.role, Role::Operator | Role::Manager))
         .map(|u| StaffPresence {
-            phones: phones
-                .iter()
-                .filter(|p| p.operator.as_deref() == Some(u.username.as_str()))
-                .cloned()
-                .collect(),
+            phones: phones_of(&u.username),
             logged_in: active.contains(&u.id),
             username: u.username,
             display_name: u.display_name,

@@ -14,7 +14,7 @@ use crate::booking::{
 use crate::calls::callerid::WithheldReason;
 use crate::calls::{
     CallPhase, CallbackResult, CallbackStatus, CallerKind, EndCode, LineState, Outcome, Party,
-    TalkPath, Topic,
+    PresenceState, TalkPath, Topic,
 };
 use crate::codes::Code;
 use crate::hours::ClosedReason;
@@ -49,6 +49,7 @@ pub fn label_table() -> BTreeMap<&'static str, KindLabels> {
     kind::<Party>(&mut t);
     kind::<CallPhase>(&mut t);
     kind::<LineState>(&mut t);
+    kind::<PresenceState>(&mut t);
     kind::<TalkPath>(&mut t);
     kind::<Role>(&mut t);
     kind::<AuditAction>(&mut t);

@@ -305,7 +305,23 @@ async fn operator_sees_the_pop_records_an_outcome_and_the_dashboard_counts_it() 
         "document.getElementById('stat-answered').textContent.trim() === '1'",
     )
     .await;
+    // Presence (issue 18 item 5): the extension once, with its state, no raw contact URI.
+    until(
+        &mgr,
+        "ph1 once on the presence list, 受付可",
+        "(() => { const l = document.querySelectorAll('#presence li[data-extension=\"ph1\"]'); \
+         return l.length === 1 && l[0].textContent === '内線 ph1：受付可' \
+         && !document.getElementById('presence').textContent.includes('sip:'); })()",
+    )
+    .await;
     artifact("dashboard.png", &mgr.screenshot().await.unwrap());
+    mgr.execute(
+        "document.getElementById('presence').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    artifact("presence.png", &mgr.screenshot().await.unwrap());
 
     // The 取扱記録 view names each action by the server's label table, not its code.
     mgr.execute(

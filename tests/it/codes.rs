@@ -9,7 +9,7 @@ use chrono::Duration;
 use madoguchi::calls::callerid::{CallerId, WithheldReason};
 use madoguchi::calls::{
     CallEvent, CallInfo, CallPhase, CallbackResult, CallbackStatus, CallerKind, EndCause, EndCode,
-    LineState, Outcome, Party, TalkPath, Topic,
+    LineState, Outcome, Party, PresenceState, TalkPath, Topic,
 };
 use madoguchi::codes::Code;
 use madoguchi::hours::ClosedReason;
@@ -128,6 +128,7 @@ async fn every_code_round_trips_through_each_database() {
         db_round_trip::<Party>(&db).await;
         db_round_trip::<CallPhase>(&db).await;
         db_round_trip::<LineState>(&db).await;
+        db_round_trip::<PresenceState>(&db).await;
         db_round_trip::<TalkPath>(&db).await;
         db_round_trip::<Role>(&db).await;
         db_round_trip::<AuditAction>(&db).await;
@@ -163,6 +164,7 @@ async fn the_label_table_covers_every_variant_of_every_kind() {
     json_round_trip::<Party>(&raw, &labels);
     json_round_trip::<CallPhase>(&raw, &labels);
     json_round_trip::<LineState>(&raw, &labels);
+    json_round_trip::<PresenceState>(&raw, &labels);
     json_round_trip::<TalkPath>(&raw, &labels);
     json_round_trip::<Role>(&raw, &labels);
     json_round_trip::<AuditAction>(&raw, &labels);
@@ -195,7 +197,7 @@ async fn the_label_table_covers_every_variant_of_every_kind() {
     json_round_trip::<madoguchi::web::ErrorCode>(&raw, &labels);
     assert_eq!(
         labels.as_object().unwrap().len(),
-        35,
+        36,
         "a new kind needs its round-trip here too"
     );
     // Nobody outside the staff gets it.

@@ -338,7 +338,13 @@ async fn talk_script_and_presence() {
         .find(|s| s["username"] == "operator1")
         .unwrap();
     assert_eq!(op1["logged_in"], true);
-    assert_eq!(op1["phones"][0]["username"], "ph1");
+    let ph1 = op1["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["username"] == "ph1")
+        .unwrap_or_else(|| panic!("ph1 listed: {op1}"));
+    assert_eq!(ph1["state"], "available", "{op1}");
     assert_eq!(
         op.get("/api/presence").await.status(),
         403,

@@ -44,6 +44,7 @@ mod sip_limits;
 mod sip_logs;
 mod sip_loss;
 mod sip_malformed;
+mod sip_presence;
 mod sip_reach;
 mod sip_silent_phone;
 mod storage;

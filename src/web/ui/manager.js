@@ -199,18 +199,25 @@ async function loadPresence() {
     return;
   }
   // Only people who can take calls matter for "is the line staffed"; the others are listed for completeness.
-  const ready = staff.filter((s) => s.logged_in && (s.phones || []).length).length;
+  // One row per extension: its name and state (受付可 / 通話中 / 未登録), never raw contacts.
+  const live = (s) => (s.phones || []).filter((p) => p.state !== "unregistered");
+  const ready = staff.filter((s) => s.logged_in && live(s).length).length;
   $("presence-summary").textContent = `ログイン中 ${staff.filter((s) => s.logged_in).length}名・受電可能（ログイン中かつ電話機登録あり） ${ready}名`;
   tbody.replaceChildren(...staff.map((s) => {
     const phones = s.phones || [];
-    const warn = (s.logged_in && !phones.length && s.role === "operator") || (!s.logged_in && phones.length);
+    const warn = (s.logged_in && !live(s).length && s.role === "operator") || (!s.logged_in && live(s).length);
     return h("tr", { class: warn ? "warn" : "", dataset: { username: s.username } },
       h("td", {}, h("strong", { text: s.display_name || s.username }), h("div", { class: "muted small", text: s.username })),
       h("td", { text: label("role", s.role) }),
       h("td", { text: s.logged_in ? "ログイン中" : "—" }),
       h("td", {}, phones.length
-        ? h("ul", { class: "plain" }, phones.map((p) => h("li", { class: "small", text: `${p.contact}${p.transport ? `（${p.transport.toUpperCase()}）` : ""}` })))
-        : h("span", { class: "muted", text: "未登録" })));
+        ? h("ul", { class: "plain" }, phones.map((p) => h("li", {
+          class: `small presence-${p.state}`,
+          dataset: { extension: p.username, state: p.state },
+          title: p.registrations > 1 ? `登録 ${p.registrations}件（複数の回線）` : "",
+          text: `内線 ${p.username}：${label("presence_state", p.state)}`,
+        })))
+        : h("span", { class: "muted", text: "電話機なし" })));
   }));
 }
 

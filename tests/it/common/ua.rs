@@ -125,6 +125,19 @@ impl Phone {
         }
     }
 
+    /// The phone moves to a new UDP port on the same address, as after a NAT rebinding or a
+    /// restart of its SIP stack, keeping its REGISTER Call-ID (RFC 3261 §10.2.4). Returns the
+    /// old socket, to check that nothing reaches it any more.
+    pub async fn move_to_new_port(&mut self) -> UdpSocket {
+        let ip = self.local.ip();
+        let s = UdpSocket::bind((ip, 0)).await.unwrap();
+        self.local = s.local_addr().unwrap();
+        match std::mem::replace(&mut self.sock, Sock::Udp(s)) {
+            Sock::Udp(old) => old,
+            Sock::Tcp(..) => panic!("move_to_new_port is for UDP phones"),
+        }
+    }
+
     fn contact(&self) -> String {
         let at = self.contact_at.unwrap_or(self.local);
         match self.sock {
