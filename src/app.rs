@@ -734,6 +734,8 @@ pub async fn start(
         let task = tokio::spawn(alarms.run(line_facts(sip), signals.intake.clone()));
         supervisor.watch("dead-line alarm", Stage::Intake, task);
     }
+    let trim = tokio::spawn(give_back_memory(signals.intake.clone()));
+    supervisor.watch("memory give-back", Stage::Intake, trim);
     let http = tokio::spawn(crate::web::serve(
         listener,
         crate::web::router(state.clone()),
@@ -750,6 +752,40 @@ pub async fn start(
         signals,
         supervisor,
     })
+}
+
+/// How often freed heap memory is handed back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Hands the heap's free pages back to the system every few seconds until `stop` (issue 17):
+/// glibc keeps what a burst of calls freed (their transactions, messages, log rows) in its
+/// arenas, so without this the process would stay at its peak size after a ramp. The tables
+/// themselves shrink in the SIP core (`sip::shrink`).
+async fn give_back_memory(stop: CancellationToken) {
+    let mut tick = tokio::time::interval(TRIM_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                // A trim walks the heap: off the runtime's threads.
+                let _ = tokio::task::spawn_blocking(trim_heap).await;
+            }
+        }
+    }
+}
+
+/// Returns free heap pages to the system; true if some were.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn trim_heap() -> bool {
+    // SAFETY: malloc_trim only walks glibc's own arenas; it takes their locks itself.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// Returns free heap pages to the system (other allocators do it themselves).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn trim_heap() -> bool {
+    false
 }
 
 /// This instance's phone bindings stored before a restart; lapsed rows of any instance are

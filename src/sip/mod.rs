@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod registrar;
 pub mod rtp;
 pub mod settings;
+pub mod shrink;
 pub mod transport;
 pub mod txn;
 pub mod wire;

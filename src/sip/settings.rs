@@ -179,7 +179,7 @@ impl Default for SipLimits {
             tcp_idle_timeout_secs: 600,
             tcp_message_timeout_secs: 30,
             tcp_write_queue_bytes: 256 * 1024,
-            max_server_transactions: 4096,
+            max_server_transactions: 65_536,
             source_messages_per_sec: 50,
             trunk_messages_per_sec: 20_000,
             register_max_failures: 10,

@@ -52,6 +52,8 @@ const INPUT_QUEUE: usize = 8192;
 const HOLD_LIMIT: Duration = Duration::from_secs(2);
 /// How long a stored end is remembered for a BYE answer that comes after it.
 const STORED_MEMORY: Duration = Duration::from_secs(30);
+/// How often the core gives back the room of its mostly empty tables (issue 17).
+const SHRINK_EVERY: Duration = Duration::from_secs(10);
 /// Bytes of datagrams queued for the core: 8192 datagrams of 64 KiB would be half a gigabyte.
 const INPUT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -920,6 +922,8 @@ impl CoreLoop {
         // What the core asked for at start (the carrier UAC's first timers) and was given
         // before it ran (bindings taken back: their expiry timers).
         self.execute();
+        let mut shrink = tokio::time::interval(SHRINK_EVERY);
+        shrink.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let hold_until = self.held.oldest().map(|t| t + HOLD_LIMIT);
             let hold_over = async {
@@ -964,6 +968,7 @@ impl CoreLoop {
                         self.release_all();
                     }
                 },
+                _ = shrink.tick() => self.shrink_tables(),
                 _ = hold_over => {
                     tracing::warn!("call log slow: a BYE's answer sent before the end was stored");
                     let now = Instant::now();
@@ -1014,6 +1019,22 @@ impl CoreLoop {
         }
         // Stopping: whatever still waits for the log goes out now, best effort.
         self.release_all();
+    }
+
+    /// Gives back the room a burst left in the proxy's and the driver's tables.
+    fn shrink_tables(&mut self) {
+        use super::shrink::{map, queue, set};
+        self.proxy.shrink_tables();
+        map(&mut self.timer_index);
+        map(&mut self.announcing);
+        map(&mut self.held.waiting);
+        set(&mut self.held.stored);
+        queue(&mut self.held.stored_order);
+        if let Ok(mut f) = self.shared.flows.lock() {
+            map(&mut f.writers);
+            map(&mut f.per_address);
+            map(&mut f.connecting);
+        }
     }
 
     fn status(&self) -> SipStatus {

@@ -407,3 +407,12 @@ impl<D: Clone> Txns<D> {
         actions
     }
 }
+
+impl<D> Txns<D> {
+    /// Gives back the room of a burst the tables no longer need (issue 17).
+    pub fn shrink(&mut self) {
+        super::shrink::map(&mut self.server);
+        super::shrink::map(&mut self.client);
+        super::shrink::map(&mut self.entries);
+    }
+}

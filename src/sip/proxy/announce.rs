@@ -73,6 +73,11 @@ pub(super) struct Announcer {
 }
 
 impl Announcer {
+    /// Gives back the room of a burst of closed-hours calls.
+    pub(super) fn shrink(&mut self) {
+        crate::sip::shrink::map(&mut self.playing);
+    }
+
     /// Announcements playing now.
     pub(super) fn len(&self) -> usize {
         self.playing.len()

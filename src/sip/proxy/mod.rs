@@ -609,3 +609,21 @@ fn fxhash(s: &str) -> u64 {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+impl Proxy {
+    /// Gives back the room of a burst the tables no longer need (issue 17): the driver calls
+    /// it every few seconds; nothing in the tables changes.
+    pub fn shrink_tables(&mut self) {
+        use super::shrink::{map, queue};
+        self.txns.shrink();
+        map(&mut self.calls);
+        map(&mut self.by_call_id);
+        map(&mut self.server_to_call);
+        map(&mut self.branch_of);
+        map(&mut self.relays);
+        map(&mut self.bye_ends);
+        queue(&mut self.output);
+        queue(&mut self.queue.0);
+        self.announcer.shrink();
+    }
+}
