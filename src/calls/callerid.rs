@@ -110,11 +110,8 @@ impl CallerId {
             let Some(clean) = clean_number(&candidate) else {
                 continue;
             };
-            if let Some(number) = parse_valid(&clean) {
-                return Self::Number {
-                    e164: e164_of(&number),
-                    display: display_of(&number),
-                };
+            if let Some((e164, display)) = parsed(&clean) {
+                return Self::Number { e164, display };
             }
             if first_raw.is_none() {
                 first_raw = Some(clean.chars().take(MAX_RAW_DIGITS).collect());
@@ -147,7 +144,7 @@ impl CallerId {
 /// The E.164 form of a Japanese number in national (`0134-32-4111`) or `+81` form, if valid.
 pub fn to_e164(input: &str) -> Option<String> {
     let clean = clean_number(input)?;
-    parse_valid(&clean).map(|n| e164_of(&n))
+    parsed(&clean).map(|(e164, _)| e164)
 }
 
 /// National format with hyphens for an E.164 number: `+81134324111` → `0134-32-4111`.
@@ -155,9 +152,37 @@ pub fn to_e164(input: &str) -> Option<String> {
 // that a screen never shows an empty cell.
 pub fn display_national(e164: &str) -> String {
     clean_number(e164)
-        .and_then(|clean| parse_valid(&clean))
-        .map(|n| display_of(&n))
+        .and_then(|clean| parsed(&clean))
+        .map(|(_, display)| display)
         .unwrap_or_else(|| e164.to_string())
+}
+
+/// Numbers whose parse is remembered; past this the memo starts afresh.
+const MEMO_MAX: usize = 4096;
+
+/// (E.164, display) of a cleaned number if it is valid, remembered (issue 17): the parse
+/// (phonenumber's metadata and regular expressions) costs some 100,000 instructions, and the
+/// same few numbers come back on every call, history row and callback of a day.
+fn parsed(clean: &str) -> Option<(String, String)> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Memo = Mutex<HashMap<String, Option<(String, String)>>>;
+    static MEMO: OnceLock<Memo> = OnceLock::new();
+    if clean.len() > MAX_PARSE_DIGITS + 1 {
+        return None; // never a number (see parse_valid), and not worth a memo entry
+    }
+    let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(hit) = memo.lock().ok().and_then(|m| m.get(clean).cloned()) {
+        return hit;
+    }
+    let result = parse_valid(clean).map(|n| (e164_of(&n), display_of(&n)));
+    if let Ok(mut m) = memo.lock() {
+        if m.len() >= MEMO_MAX {
+            m.clear();
+        }
+        m.insert(clean.to_string(), result.clone());
+    }
+    result
 }
 
 fn is_withheld(headers: &CallerHeaders) -> bool {
