@@ -37,10 +37,59 @@ pub struct LiveTally {
     pending_wrapup: HashSet<String>,
     /// Some such calls were not remembered (more than [`PENDING_MAX`]).
     pending_full: bool,
-    /// Open callbacks: number → first missed call.
-    callbacks: HashMap<String, DateTime<Utc>>,
+    callbacks: OpenCallbacks,
+}
+
+/// The open callbacks, as the figures need them: one per number, with its first missed call.
+#[derive(Debug, Clone, Default)]
+pub struct OpenCallbacks {
+    /// Number → first missed call.
+    by_number: HashMap<String, DateTime<Utc>>,
     /// The same, oldest first.
-    callbacks_by_age: BTreeSet<(DateTime<Utc>, String)>,
+    by_age: BTreeSet<(DateTime<Utc>, String)>,
+}
+
+impl OpenCallbacks {
+    /// Reads them from the database.
+    pub async fn load(db: &Db) -> Result<Self, CallsError> {
+        let rows = sqlx::query(
+            "SELECT caller_e164, first_missed_at FROM callbacks WHERE status = $1 AND caller_e164 IS NOT NULL",
+        )
+        .bind(CallbackStatus::Open)
+        .fetch_all(db.pool())
+        .await?;
+        let mut open = OpenCallbacks::default();
+        for r in &rows {
+            let e164: String = r.try_get(0)?;
+            let first: String = r.try_get(1)?;
+            if let Some(first) = from_db_time(&first) {
+                open.by_age.insert((first, e164.clone()));
+                open.by_number.insert(e164, first);
+            }
+        }
+        Ok(open)
+    }
+
+    /// How many, and the oldest first missed call.
+    fn waiting(&self) -> (u32, Option<DateTime<Utc>>) {
+        (
+            u32::try_from(self.by_number.len()).unwrap_or(u32::MAX),
+            self.by_age.first().map(|(t, _)| *t),
+        )
+    }
+
+    fn missed(&mut self, e164: &str, at: DateTime<Utc>) {
+        if !self.by_number.contains_key(e164) {
+            self.by_number.insert(e164.to_string(), at);
+            self.by_age.insert((at, e164.to_string()));
+        }
+    }
+
+    fn answered(&mut self, e164: &str) {
+        if let Some(first) = self.by_number.remove(e164) {
+            self.by_age.remove(&(first, e164.to_string()));
+        }
+    }
 }
 
 /// What a saved outcome did to the tally.
@@ -72,8 +121,7 @@ impl LiveTally {
             open: HashMap::new(),
             pending_wrapup: HashSet::new(),
             pending_full: false,
-            callbacks: HashMap::new(),
-            callbacks_by_age: BTreeSet::new(),
+            callbacks: OpenCallbacks::default(),
         }
     }
 
@@ -122,29 +170,13 @@ impl LiveTally {
         for r in &rows {
             t.remember_pending(r.try_get(0)?);
         }
-        t.load_callbacks(db).await?;
+        t.callbacks = OpenCallbacks::load(db).await?;
         Ok(t)
     }
 
-    /// Reads the open callbacks again (one was closed by hand, or purged).
-    pub async fn load_callbacks(&mut self, db: &Db) -> Result<(), CallsError> {
-        let rows = sqlx::query(
-            "SELECT caller_e164, first_missed_at FROM callbacks WHERE status = $1 AND caller_e164 IS NOT NULL",
-        )
-        .bind(CallbackStatus::Open)
-        .fetch_all(db.pool())
-        .await?;
-        self.callbacks.clear();
-        self.callbacks_by_age.clear();
-        for r in &rows {
-            let e164: String = r.try_get(0)?;
-            let first: String = r.try_get(1)?;
-            if let Some(first) = from_db_time(&first) {
-                self.callbacks_by_age.insert((first, e164.clone()));
-                self.callbacks.insert(e164, first);
-            }
-        }
-        Ok(())
+    /// Replaces the open callbacks (read again: one was closed by hand, or purged).
+    pub fn set_callbacks(&mut self, open: OpenCallbacks) {
+        self.callbacks = open;
     }
 
     /// The day counted.
@@ -159,15 +191,11 @@ impl LiveTally {
 
     /// The figures now.
     pub fn stats(&self, line_state: LineState, now: DateTime<Utc>) -> LiveStats {
-        let waiting = (
-            u32::try_from(self.callbacks.len()).unwrap_or(u32::MAX),
-            self.callbacks_by_age.first().map(|(t, _)| *t),
-        );
         stats::compute(
             self.date,
             &self.totals,
             line_state,
-            waiting,
+            self.callbacks.waiting(),
             now,
             self.service_level_secs,
         )
@@ -181,19 +209,6 @@ impl LiveTally {
         }
     }
 
-    fn callback_missed(&mut self, e164: &str, at: DateTime<Utc>) {
-        if !self.callbacks.contains_key(e164) {
-            self.callbacks.insert(e164.to_string(), at);
-            self.callbacks_by_age.insert((at, e164.to_string()));
-        }
-    }
-
-    fn callback_answered(&mut self, e164: &str) {
-        if let Some(first) = self.callbacks.remove(e164) {
-            self.callbacks_by_age.remove(&(first, e164.to_string()));
-        }
-    }
-
     /// Moves the figures by one event the call log has committed. Each event counts once: the
     /// writer announces every event once, and a call ends once.
     pub fn apply(&mut self, ev: &CallEvent) {
@@ -202,9 +217,9 @@ impl LiveTally {
         if let Some(e164) = call.caller.as_ref().and_then(|c| c.e164()) {
             match ev {
                 CallEvent::Ended { cause, at, .. } if cause.code().is_missed() => {
-                    self.callback_missed(e164, *at)
+                    self.callbacks.missed(e164, *at)
                 }
-                CallEvent::Answered { .. } => self.callback_answered(e164),
+                CallEvent::Answered { .. } => self.callbacks.answered(e164),
                 _ => {}
             }
         }
