@@ -19,9 +19,18 @@ use crate::store::Db;
 use super::stats::{self, LineState, LiveStats};
 use super::{CallEvent, CallbackStatus, CallsError, DayTotals, EndCode};
 
-/// Answered, ended calls waiting for their wrap-up time that the tally remembers; past this
-/// a saved outcome it does not know asks for a re-base instead.
-pub const PENDING_MAX: usize = 10_000;
+/// Answered, ended calls waiting for their wrap-up time that the tally remembers (a 64-bit
+/// hash of the key each, about 20 bytes: 4 MB at most); past this a saved outcome it does not
+/// know asks for a re-base instead.
+pub const PENDING_MAX: usize = 200_000;
+
+/// The remembered form of a call key.
+fn key_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
 
 /// Today's figures, moved per call event (see the module documentation).
 #[derive(Debug, Clone)]
@@ -33,8 +42,8 @@ pub struct LiveTally {
     totals: DayTotals,
     /// Calls of the day with a row and no end yet: key → answered.
     open: HashMap<String, bool>,
-    /// Answered, ended calls of the day whose wrap-up time is not counted yet.
-    pending_wrapup: HashSet<String>,
+    /// Answered, ended calls of the day whose wrap-up time is not counted yet (key hashes).
+    pending_wrapup: HashSet<u64>,
     /// Some such calls were not remembered (more than [`PENDING_MAX`]).
     pending_full: bool,
     callbacks: OpenCallbacks,
@@ -168,7 +177,7 @@ impl LiveTally {
         .fetch_all(db.pool())
         .await?;
         for r in &rows {
-            t.remember_pending(r.try_get(0)?);
+            t.remember_pending(&r.try_get::<String, _>(0)?);
         }
         t.callbacks = OpenCallbacks::load(db).await?;
         Ok(t)
@@ -201,9 +210,9 @@ impl LiveTally {
         )
     }
 
-    fn remember_pending(&mut self, key: String) {
+    fn remember_pending(&mut self, key: &str) {
         if self.pending_wrapup.len() < PENDING_MAX {
-            self.pending_wrapup.insert(key);
+            self.pending_wrapup.insert(key_hash(key));
         } else {
             self.pending_full = true;
         }
@@ -292,7 +301,7 @@ impl LiveTally {
                 if let (true, Some(talk)) = (answered, talk_ms) {
                     t.handle_ms_sum += talk;
                     t.handle_n += 1;
-                    self.remember_pending(call.key.clone());
+                    self.remember_pending(&call.key);
                 }
             }
         }
@@ -312,7 +321,7 @@ impl LiveTally {
         if arrived_at < self.from || arrived_at >= self.to {
             return WrapupApplied::Done;
         }
-        if self.pending_wrapup.remove(key) {
+        if self.pending_wrapup.remove(&key_hash(key)) {
             self.totals.handle_ms_sum += wrapup;
             WrapupApplied::Done
         } else if self.pending_full {
