@@ -737,6 +737,8 @@ impl Hub {
                         // An event the writer gave up on is announced but not in the log.
                         let dead = dead_letters();
                         if dead != seen_dead_letters || self.tally_stale() {
+                            // The re-base reads it; its caller's history is stale all the same.
+                            self.stored_event(&ev, false);
                             seen_dead_letters = dead;
                             rebase_now = true;
                         } else {
