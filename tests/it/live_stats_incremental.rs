@@ -26,7 +26,7 @@ use madoguchi::clock::{to_db_time, ManualClock, SharedClock};
 use madoguchi::hours::ClosedReason;
 use madoguchi::hub::{Hub, Subscription};
 use madoguchi::privacy::{Actor, Role};
-use madoguchi::store::Db;
+use madoguchi::store::{Backend, Db};
 use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -204,6 +204,13 @@ async fn each_event_moves_the_figures_without_reading_the_day_again() {
         let mut line = Line::start(&db, now);
         let mut screen = line.hub.subscribe(Actor::system("screen"));
         let first = figures_match_a_fresh_aggregate(&mut screen, &line.hub).await;
+        // A figure, not a pass/fail timing: what every event cost before (a full aggregate).
+        let started = std::time::Instant::now();
+        line.hub.compute_stats().await.unwrap();
+        eprintln!(
+            "{kind:?}: one full aggregate of {SEEDED} calls takes {:?}",
+            started.elapsed()
+        );
         assert!(first["offered"].as_u64().unwrap() >= 80_000, "{first}");
         let rebases = line.hub.stats_rebases();
 
@@ -361,6 +368,61 @@ async fn a_ringing_call_reads_no_history_until_a_screen_connects() {
         assert_eq!(line.hub.history_reads(), 2);
         line.stop.cancel();
         drop((screen, second));
+        db.close().await;
+        tdb.cleanup().await;
+    }
+}
+
+/// The database refuses one call for good, as a constraint or a bad value would.
+async fn poison(db: &Db) {
+    let statements: &[&str] = match db.backend() {
+        Backend::Sqlite => &[
+            "CREATE TRIGGER poison BEFORE INSERT ON calls WHEN NEW.call_key = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.call_key = 'poison' THEN RAISE EXCEPTION 'refused'; END IF; \
+             RETURN NEW; END $$",
+            "CREATE TRIGGER poison BEFORE INSERT ON calls FOR EACH ROW EXECUTE FUNCTION poison()",
+        ],
+    };
+    for sql in statements {
+        sqlx::query(sql).execute(db.pool()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_call_log_refuses_is_not_counted() {
+    for kind in backends() {
+        eprintln!("backend {kind:?}");
+        let tdb = TestDb::new(kind).await;
+        let db = tdb.open().await;
+        poison(&db).await;
+        let now = jst(2026, 11, 25, 11, 0);
+        let mut line = Line::start(&db, now);
+        let mut screen = line.hub.subscribe(Actor::system("screen"));
+        let before = figures_match_a_fresh_aggregate(&mut screen, &line.hub).await;
+        let rebases = line.hub.stats_rebases();
+        // The writer gives up on it (a dead letter): the figures are read again, not moved.
+        let refused = call("poison", None, now - chrono::Duration::minutes(1));
+        line.publish(ended(&refused, EndCause::Busy, false, None, 5))
+            .await;
+        let after = figures_match_a_fresh_aggregate(&mut screen, &line.hub).await;
+        assert_eq!(
+            after["busy"], before["busy"],
+            "the refused call is not in the log"
+        );
+        assert_eq!(line.hub.stats_rebases(), rebases + 1);
+        // The next call moves them again without a re-base.
+        let next = call("next", None, now - chrono::Duration::minutes(1));
+        line.publish(ended(&next, EndCause::Busy, false, None, 5))
+            .await;
+        let last = figures_match_a_fresh_aggregate(&mut screen, &line.hub).await;
+        assert_eq!(last["busy"], before["busy"].as_u64().unwrap() + 1);
+        assert_eq!(line.hub.stats_rebases(), rebases + 1);
+        line.stop.cancel();
+        drop(screen);
         db.close().await;
         tdb.cleanup().await;
     }
