@@ -971,6 +971,36 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
+    #[test]
+    fn the_history_cache_serves_its_call_holds_1024_numbers_and_forgets_on_a_new_call() {
+        let mut cache = HistoryCache::default();
+        for i in 0..(HISTORY_CACHE + 10) {
+            cache.put(
+                &format!("+8190{i:08}"),
+                &format!("k{i}"),
+                PopHistory::default(),
+            );
+        }
+        assert_eq!(cache.by_number.len(), HISTORY_CACHE);
+        let last = format!("+8190{:08}", HISTORY_CACHE + 9);
+        let key = format!("k{}", HISTORY_CACHE + 9);
+        assert!(cache.get(&last, &key).is_some(), "the call it was read for");
+        assert!(
+            cache.get(&last, "another call").is_none(),
+            "not another call's"
+        );
+        cache.logged(&last, &key);
+        assert!(
+            cache.get(&last, &key).is_some(),
+            "its own call's events change nothing"
+        );
+        cache.logged(&last, "another call");
+        assert!(
+            cache.get(&last, &key).is_none(),
+            "another call of the number was logged"
+        );
+    }
+
     #[tokio::test]
     async fn a_client_that_stops_reading_is_dropped_and_others_go_on() {
         let dir = tempfile::tempdir().unwrap();
