@@ -6,7 +6,12 @@
 //! [`super::stats::compute`] while the work per event stays the same however many calls the
 //! day already has. What the tally must remember per call is small and bounded: the calls of
 //! the day still open (answered or not), the answered, ended calls whose wrap-up time has not
-//! been saved yet (at most [`PENDING_MAX`]), and the open callbacks (one per number).
+//! been saved yet (at most [`PENDING_MAX`] key hashes), and the open callbacks (one per
+//! number).
+//!
+//! A saved outcome is not a call event: its wrap-up time comes in through
+//! [`LiveTally::wrapup_saved`] (the hub's `outcome_saved`), before or after the end it follows
+//! reached the tally — the sums are the same either way.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -46,6 +51,9 @@ pub struct LiveTally {
     pending_wrapup: HashSet<u64>,
     /// Some such calls were not remembered (more than [`PENDING_MAX`]).
     pending_full: bool,
+    /// Wrap-up times saved for calls whose end the tally has not applied yet (the outcome
+    /// came in before the hub heard that the end was stored): key hash → ms.
+    early_wrapup: HashMap<u64, i64>,
     callbacks: OpenCallbacks,
 }
 
@@ -130,6 +138,7 @@ impl LiveTally {
             open: HashMap::new(),
             pending_wrapup: HashSet::new(),
             pending_full: false,
+            early_wrapup: HashMap::new(),
             callbacks: OpenCallbacks::default(),
         }
     }
@@ -301,7 +310,10 @@ impl LiveTally {
                 if let (true, Some(talk)) = (answered, talk_ms) {
                     t.handle_ms_sum += talk;
                     t.handle_n += 1;
-                    self.remember_pending(&call.key);
+                    match self.early_wrapup.remove(&key_hash(&call.key)) {
+                        Some(wrapup) => t.handle_ms_sum += wrapup,
+                        None => self.remember_pending(&call.key),
+                    }
                 }
             }
         }
@@ -321,9 +333,18 @@ impl LiveTally {
         if arrived_at < self.from || arrived_at >= self.to {
             return WrapupApplied::Done;
         }
-        if self.pending_wrapup.remove(&key_hash(key)) {
+        let h = key_hash(key);
+        if self.pending_wrapup.remove(&h) {
             self.totals.handle_ms_sum += wrapup;
             WrapupApplied::Done
+        } else if self.open.contains_key(key) {
+            // Its end is stored (a wrap-up needs it) and on its way to the tally.
+            if self.early_wrapup.len() < PENDING_MAX {
+                self.early_wrapup.insert(h, wrapup);
+                WrapupApplied::Done
+            } else {
+                WrapupApplied::Unknown
+            }
         } else if self.pending_full {
             WrapupApplied::Unknown
         } else {
@@ -561,6 +582,23 @@ mod tests {
             );
             assert_eq!(tally.stats(LineState::Idle, now()), fresh(&db, &log).await);
         }
+        // An outcome saved before the tally heard of the end it follows.
+        let h = call("h", None, t0);
+        for ev in [ringing(&h, 10), answered(&h, 2_000)] {
+            log.apply(&ev).await.unwrap();
+            tally.apply(&ev);
+        }
+        let end = ended(&h, EndCause::Completed, Some(10), Some(2_000), 40_000);
+        log.apply(&end).await.unwrap();
+        let row = log.set_outcome(&manager, "h", &input, now()).await.unwrap();
+        let saved = saved_wrapup(&db, row.id).await.unwrap().unwrap();
+        assert_eq!(
+            tally.wrapup_saved(&saved.call_key, saved.arrived_at, saved.wrapup_ms),
+            WrapupApplied::Done
+        );
+        tally.apply(&end);
+        assert_eq!(tally.stats(LineState::Idle, now()), fresh(&db, &log).await);
+
         // A re-base knows which calls still wait for their wrap-up.
         let mut tally = LiveTally::load(&db, date, SL).await.unwrap();
         let row = log.set_outcome(&manager, "e", &input, now()).await.unwrap();
