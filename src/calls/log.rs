@@ -930,6 +930,9 @@ pub struct StoredEvents(broadcast::Sender<Arc<CallEvent>>, Arc<Backlog>);
 
 /// Events published and not yet stored, for the overload policy.
 struct Backlog {
+    /// Held by the writer from each write attempt until its events are announced; see
+    /// [`StoredEvents::fence`].
+    fence: tokio::sync::Mutex<()>,
     events: AtomicU64,
     behind: std::sync::atomic::AtomicBool,
     high: u64,
@@ -951,6 +954,7 @@ impl StoredEvents {
     /// A channel whose writer counts as far behind from `high` waiting events.
     pub fn with_backlog_max(high: u64) -> Self {
         let backlog = Backlog {
+            fence: tokio::sync::Mutex::new(()),
             events: AtomicU64::new(0),
             behind: std::sync::atomic::AtomicBool::new(false),
             high,
@@ -998,6 +1002,14 @@ impl StoredEvents {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
                 Some(w.saturating_sub(n))
             });
+    }
+
+    /// Waits until the writer is between writes and keeps it there while the guard lives:
+    /// meanwhile no event is committed, and every event committed before has been announced
+    /// (is in each reader's queue). A reader that drains its queue and then reads the
+    /// database under the guard sees exactly the events it will not hear of again.
+    pub async fn fence(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.1.fence.lock().await
     }
 
     /// A new reader; it hears of events stored from now on.
@@ -1087,13 +1099,17 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
 async fn write_batch(log: &CallLog, stored: &StoredEvents, batch: &mut Vec<Arc<CallEvent>>) {
     let started = log.write_started();
     let mut backoff = Duration::from_millis(100);
-    loop {
+    // Held from the attempt that succeeds until its events are announced (not while waiting
+    // to retry): see `StoredEvents::fence`.
+    let _fence = loop {
+        let fence = stored.fence().await;
         match log.apply_batch(batch).await {
             Ok(()) => {
                 log.counters.batches.fetch_add(1, Ordering::Relaxed);
-                break;
+                break fence;
             }
             Err(CallsError::Store(e)) if is_transient(&e) => {
+                drop(fence);
                 log.counters.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, events = batch.len(), "call log write failed; retrying");
                 tokio::time::sleep(backoff).await;
@@ -1106,10 +1122,10 @@ async fn write_batch(log: &CallLog, stored: &StoredEvents, batch: &mut Vec<Arc<C
                 for event in batch.iter() {
                     write_alone(log, event).await;
                 }
-                break;
+                break fence;
             }
         }
-    }
+    };
     log.write_done(started, batch);
     log.counters
         .written

@@ -8,6 +8,7 @@ pub mod callerid;
 mod codes;
 mod events;
 mod line;
+pub mod live_tally;
 mod log;
 pub mod script;
 pub mod stats;

@@ -12,14 +12,23 @@
 //! its screen, before the screen gets it; a pop that cannot be recorded is not delivered.
 //! The rows are written per screen, off the SIP side and off the hub's own loop, in one
 //! transaction for whatever the screen has queued.
+//!
+//! The figures are kept by a [`LiveTally`] (issue 17): each committed call event moves its
+//! counters, and the whole day is read from the call log (a *re-base*) only at the start,
+//! when the day changes, every [`REBASE_EVERY`], when the hub missed stored events (lagged),
+//! after the writer gave up on an event, when a saved outcome is one the tally cannot place,
+//! and when another instance sharing the database stored calls. So the work per call does not
+//! grow with the calls already logged today. The caller's history for a pop is read only while
+//! a screen is connected (a screen connecting while a call rings reads it then), and kept per
+//! number for a short while ([`HISTORY_TTL`], at most [`HISTORY_CACHE`] numbers).
 
 mod presence;
 mod remote;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -30,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::booking::bookings::Bookings;
 use crate::calls::callbacks;
 use crate::calls::callerid::CallerId;
+use crate::calls::live_tally::{self, LiveTally, WrapupApplied};
 use crate::calls::stats::{self, LineState, LiveStats};
 use crate::calls::{
     CallEvent, CallEvents, CallInfo, CallLog, CallPhase, CallerKind, CallerView, CallsError,
@@ -45,6 +55,12 @@ const CLIENT_QUEUE: usize = 256;
 const BATCH_MAX: usize = 64;
 /// Statistics are pushed at least this often.
 const STATS_EVERY: Duration = Duration::from_secs(5);
+/// The tally is re-based from the call log at least this often.
+pub const REBASE_EVERY: Duration = Duration::from_secs(300);
+/// How long a caller's history read for a pop is reused.
+pub const HISTORY_TTL: Duration = Duration::from_secs(30);
+/// Numbers whose history is kept at most.
+pub const HISTORY_CACHE: usize = 1024;
 
 /// A call as the screens see it.
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +81,9 @@ pub struct CallState {
     pub extension: Option<String>,
     /// Earlier calls and bookings of this number.
     pub history: PopHistory,
+    /// Whether `history` was read (it is not while no screen is connected).
+    #[serde(skip)]
+    pub(crate) history_read: bool,
 }
 
 /// What the pop shows of a caller's past.
@@ -232,9 +251,85 @@ struct Client {
 struct Live {
     calls: BTreeMap<String, CallState>,
     stats: Option<LiveStats>,
+    /// Today's figures as moved per event; `None` until the first re-base succeeds.
+    tally: Option<LiveTally>,
     alarms: Vec<AlarmView>,
     clients: Vec<Client>,
     seq: u64,
+}
+
+/// A caller's history as read for the pop of one call.
+struct CachedHistory {
+    /// The call it was read for (its own row is not in it).
+    read_for: String,
+    read_at: Instant,
+    history: PopHistory,
+}
+
+/// Histories per number (see [`HISTORY_TTL`]). An entry serves the call it was read for —
+/// a screen connecting later, another instance's announcement of the same call — and goes
+/// when another call of the number is logged or a call's outcome is saved.
+#[derive(Default)]
+struct HistoryCache {
+    by_number: HashMap<String, CachedHistory>,
+}
+
+impl HistoryCache {
+    fn get(&self, e164: &str, key: &str) -> Option<PopHistory> {
+        self.by_number
+            .get(e164)
+            .filter(|c| c.read_for == key && c.read_at.elapsed() < HISTORY_TTL)
+            .map(|c| c.history.clone())
+    }
+
+    fn put(&mut self, e164: &str, key: &str, history: PopHistory) {
+        if self.by_number.len() >= HISTORY_CACHE && !self.by_number.contains_key(e164) {
+            self.by_number
+                .retain(|_, c| c.read_at.elapsed() < HISTORY_TTL);
+            if self.by_number.len() >= HISTORY_CACHE {
+                let oldest = self
+                    .by_number
+                    .iter()
+                    .min_by_key(|(_, c)| c.read_at)
+                    .map(|(n, _)| n.clone());
+                if let Some(n) = oldest {
+                    self.by_number.remove(&n);
+                }
+            }
+        }
+        self.by_number.insert(
+            e164.to_string(),
+            CachedHistory {
+                read_for: key.to_string(),
+                read_at: Instant::now(),
+                history,
+            },
+        );
+    }
+
+    /// Call `key` of `e164` was logged or changed.
+    fn logged(&mut self, e164: &str, key: &str) {
+        if self.by_number.get(e164).is_some_and(|c| c.read_for != key) {
+            self.by_number.remove(e164);
+        }
+    }
+}
+
+/// The hub's counters, for the metrics and the tests.
+#[derive(Default)]
+struct HubCounters {
+    rebases: AtomicU64,
+    history_reads: AtomicU64,
+}
+
+/// What the hub loop is asked to do besides the events.
+#[derive(Default)]
+struct Requests {
+    /// Read the whole day again.
+    rebase: std::sync::atomic::AtomicBool,
+    /// Read the open callbacks again.
+    callbacks: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
 }
 
 /// The hub handle; cheap to clone.
@@ -247,6 +342,10 @@ pub struct Hub {
     db: Db,
     clock: SharedClock,
     service_level_secs: u32,
+    stored: StoredEvents,
+    counters: Arc<HubCounters>,
+    requests: Arc<Requests>,
+    histories: Arc<Mutex<HistoryCache>>,
 }
 
 /// The caller as the screens show it.
@@ -277,6 +376,10 @@ impl Hub {
             db,
             clock,
             service_level_secs,
+            stored: stored.clone(),
+            counters: Arc::default(),
+            requests: Arc::default(),
+            histories: Arc::default(),
         };
         let task = tokio::spawn(
             hub.clone()
@@ -317,6 +420,81 @@ impl Hub {
             rx,
             recorded: HashSet::new(),
         }
+    }
+
+    /// Like [`Hub::subscribe`], and the callers of calls ringing or in progress whose history
+    /// was not read (no screen was connected when they rang) get it first, so this screen's
+    /// pop shows it.
+    pub async fn subscribe_with_history(&self, actor: Actor) -> Subscription {
+        let missing: Vec<(String, String)> = self
+            .lock()
+            .calls
+            .values()
+            .filter(|c| !c.history_read)
+            .filter_map(|c| Some((c.call_key.clone(), c.caller.e164.clone()?)))
+            .collect();
+        for (key, e164) in missing {
+            let history = self.history_of(&e164, &key).await;
+            if let Some(c) = self.lock().calls.get_mut(&key) {
+                c.history = history;
+                c.history_read = true;
+            }
+        }
+        self.subscribe(actor)
+    }
+
+    /// Times the whole day was read from the call log for the figures (re-bases).
+    pub fn stats_rebases(&self) -> u64 {
+        self.counters.rebases.load(Ordering::Relaxed)
+    }
+
+    /// Times a caller's history was read from the database for a pop.
+    pub fn history_reads(&self) -> u64 {
+        self.counters.history_reads.load(Ordering::Relaxed)
+    }
+
+    /// An outcome was saved for call `id` (by hand, or by a booking taken on it): its
+    /// wrap-up time joins the figures, and its caller's history is read afresh.
+    pub async fn outcome_saved(&self, id: i64) {
+        self.histories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_number
+            .clear();
+        let saved = match live_tally::saved_wrapup(&self.db, id).await {
+            Ok(Some(saved)) => saved,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "saved outcome not read; the figures are read again");
+                self.request(|r| &r.rebase);
+                return;
+            }
+        };
+        let applied = self
+            .lock()
+            .tally
+            .as_mut()
+            .map(|t| t.wrapup_saved(&saved.call_key, saved.arrived_at, saved.wrapup_ms));
+        match applied {
+            Some(WrapupApplied::Done) => self.push_stats(),
+            Some(WrapupApplied::Unknown) | None => self.request(|r| &r.rebase),
+        }
+    }
+
+    /// A callback was closed (or the list otherwise changed outside the call events): the
+    /// open callbacks are read again.
+    pub fn callbacks_changed(&self) {
+        self.histories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_number
+            .clear();
+        self.request(|r| &r.callbacks);
+    }
+
+    fn request(&self, which: impl FnOnce(&Requests) -> &std::sync::atomic::AtomicBool) {
+        which(&self.requests).store(true, Ordering::Relaxed);
+        self.requests.wake.notify_one();
     }
 
     /// Forgets a client (its socket closed).
@@ -376,16 +554,31 @@ impl Hub {
         live.clients.retain(|c| c.tx.try_send(out.clone()).is_ok());
     }
 
-    async fn history(&self, call: &CallInfo) -> PopHistory {
+    /// The pop's history of a ringing call: read only while a screen is connected (`None`:
+    /// not read).
+    async fn history(&self, call: &CallInfo) -> Option<PopHistory> {
         let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) else {
-            return PopHistory::default();
+            return Some(PopHistory::default());
         };
-        let earlier = self
-            .log
-            .history(e164, &call.key, 10)
-            .await
-            .unwrap_or_default();
-        PopHistory {
+        if self.clients() == 0 {
+            return None;
+        }
+        Some(self.history_of(e164, &call.key).await)
+    }
+
+    /// Earlier calls and bookings of `e164` for the pop of call `key`.
+    async fn history_of(&self, e164: &str, key: &str) -> PopHistory {
+        let cached = self
+            .histories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(e164, key);
+        if let Some(history) = cached {
+            return history;
+        }
+        self.counters.history_reads.fetch_add(1, Ordering::Relaxed);
+        let earlier = self.log.history(e164, key, 10).await.unwrap_or_default();
+        let history = PopHistory {
             calls: earlier
                 .iter()
                 .map(|c| EarlierCall {
@@ -403,10 +596,16 @@ impl Hub {
                 .into_iter()
                 .filter_map(|b| serde_json::to_value(b).ok())
                 .collect(),
-        }
+        };
+        self.histories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(e164, key, history.clone());
+        history
     }
 
-    /// Today's figures, computed from the call log.
+    /// Today's figures aggregated afresh from the call log (for `GET /api/stats/live`; the
+    /// screens get the tally's).
     pub async fn compute_stats(&self) -> Option<LiveStats> {
         let now = self.clock.now();
         let date = now.with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
@@ -427,13 +626,80 @@ impl Hub {
         ))
     }
 
-    async fn push_stats(&self) {
-        if let Some(s) = self.compute_stats().await {
+    /// Today's date in Japan.
+    fn today(&self) -> chrono::NaiveDate {
+        self.clock
+            .now()
+            .with_timezone(&chrono_tz::Asia::Tokyo)
+            .date_naive()
+    }
+
+    /// Sends the tally's figures to every screen.
+    fn push_stats(&self) {
+        let now = self.clock.now();
+        let figures = {
+            let live = self.lock();
+            live.tally
+                .as_ref()
+                .map(|t| t.stats(line_state(&live.calls), now))
+        };
+        if let Some(s) = figures {
             let update = s.clone();
             self.broadcast(HubMessage::Stats { stats: s }, |live| {
                 live.stats = Some(update)
             });
         }
+    }
+
+    /// Reads the whole day again. Under the writer's fence: the stored events still queued
+    /// are in what is read, so they are dropped, and none is committed meanwhile.
+    async fn rebase(&self, stored: &mut broadcast::Receiver<Arc<CallEvent>>) {
+        let fence = self.stored.fence().await;
+        self.drain(stored, false);
+        self.requests.rebase.store(false, Ordering::Relaxed);
+        self.requests.callbacks.store(false, Ordering::Relaxed);
+        self.counters.rebases.fetch_add(1, Ordering::Relaxed);
+        match LiveTally::load(&self.db, self.today(), self.service_level_secs).await {
+            Ok(t) => self.lock().tally = Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "live statistics not read; trying again");
+                self.lock().tally = None;
+            }
+        }
+        drop(fence);
+    }
+
+    /// Takes the stored events queued; applies them to the tally when `apply`.
+    fn drain(&self, stored: &mut broadcast::Receiver<Arc<CallEvent>>, apply: bool) {
+        loop {
+            match stored.try_recv() {
+                Ok(ev) => self.stored_event(&ev, apply),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// One committed event: the caller's cached history is stale, the figures move.
+    fn stored_event(&self, ev: &CallEvent, apply: bool) {
+        let call = ev.call();
+        if let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) {
+            self.histories
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .logged(e164, &call.key);
+        }
+        if apply {
+            if let Some(t) = self.lock().tally.as_mut() {
+                t.apply(ev);
+            }
+        }
+    }
+
+    /// Whether the tally must be read again before it can move: none yet, another day.
+    fn tally_stale(&self) -> bool {
+        let today = self.today();
+        self.lock().tally.as_ref().is_none_or(|t| t.date() != today)
     }
 
     async fn run(
@@ -444,7 +710,13 @@ impl Hub {
     ) {
         let mut tick = tokio::time::interval(STATS_EVERY);
         let mut writer_running = true;
+        let dead_letters = || self.log.counters().dead_letters;
+        let mut seen_dead_letters = dead_letters();
+        self.rebase(&mut stored).await;
+        let mut rebased = Instant::now();
         loop {
+            // What the tally needs before it can move by the events that came.
+            let mut rebase_now = false;
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
@@ -452,23 +724,73 @@ impl Hub {
                 ev = raw.recv() => {
                     let Some(ev) = ev else { break };
                     self.on_event(&ev).await;
+                    continue;
                 }
-                // The figures are read back from the call log only once the writer says the
-                // event is committed; a burst of commits is one recomputation.
-                note = stored.recv(), if writer_running => {
-                    if matches!(note, Err(broadcast::error::RecvError::Closed)) {
+                // The figures move only once the writer says the event is committed.
+                note = stored.recv(), if writer_running => match note {
+                    Err(broadcast::error::RecvError::Closed) => {
                         writer_running = false;
                         continue;
                     }
-                    while matches!(
-                        stored.try_recv(),
-                        Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_))
-                    ) {}
-                    self.push_stats().await;
+                    // Missed some: only the call log knows what they did.
+                    Err(broadcast::error::RecvError::Lagged(_)) => rebase_now = true,
+                    Ok(ev) => {
+                        // An event the writer gave up on is announced but not in the log.
+                        let dead = dead_letters();
+                        if dead != seen_dead_letters || self.tally_stale() {
+                            // The re-base reads it; its caller's history is stale all the same.
+                            self.stored_event(&ev, false);
+                            seen_dead_letters = dead;
+                            rebase_now = true;
+                        } else {
+                            self.stored_event(&ev, true);
+                            self.drain(&mut stored, true);
+                            let dead = dead_letters();
+                            if dead != seen_dead_letters {
+                                seen_dead_letters = dead;
+                                rebase_now = true;
+                            }
+                        }
+                    }
+                },
+                () = self.requests.wake.notified() => {
+                    if self.requests.rebase.load(Ordering::Relaxed) {
+                        rebase_now = true;
+                    } else if self.requests.callbacks.swap(false, Ordering::Relaxed) {
+                        self.reload_callbacks(&mut stored).await;
+                    }
                 }
-                _ = tick.tick() => self.push_stats().await,
+                _ = tick.tick() => {
+                    rebase_now = self.tally_stale() || rebased.elapsed() >= REBASE_EVERY;
+                }
+            }
+            if rebase_now {
+                seen_dead_letters = dead_letters();
+                self.rebase(&mut stored).await;
+                rebased = Instant::now();
+            }
+            self.push_stats();
+        }
+    }
+
+    /// Reads the open callbacks again, under the writer's fence after applying what is
+    /// queued.
+    async fn reload_callbacks(&self, stored: &mut broadcast::Receiver<Arc<CallEvent>>) {
+        let fence = self.stored.fence().await;
+        self.drain(stored, true);
+        match live_tally::OpenCallbacks::load(&self.db).await {
+            Ok(open) => {
+                if let Some(t) = self.lock().tally.as_mut() {
+                    t.set_callbacks(open);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "open callbacks not read; the figures are read again");
+                self.requests.rebase.store(true, Ordering::Relaxed);
+                self.requests.wake.notify_one();
             }
         }
+        drop(fence);
     }
 
     async fn on_event(&self, ev: &CallEvent) {
@@ -482,8 +804,14 @@ impl Hub {
                     state: CallPhase::Ringing,
                     answered_by: None,
                     extension: None,
-                    history: self.history(call).await,
+                    history: PopHistory::default(),
+                    history_read: false,
                 };
+                let mut state = state;
+                if let Some(history) = self.history(call).await {
+                    state.history = history;
+                    state.history_read = true;
+                }
                 let message = HubMessage::CallRinging {
                     call: state.clone(),
                 };
@@ -544,6 +872,7 @@ impl Hub {
                         answered_by: None,
                         extension: None,
                         history: PopHistory::default(),
+                        history_read: true,
                     });
                 state.state = CallPhase::Ended;
                 let secs = |a: Option<DateTime<Utc>>, b: DateTime<Utc>| {
@@ -642,6 +971,36 @@ fn line_state(calls: &BTreeMap<String, CallState>) -> LineState {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+
+    #[test]
+    fn the_history_cache_serves_its_call_holds_1024_numbers_and_forgets_on_a_new_call() {
+        let mut cache = HistoryCache::default();
+        for i in 0..(HISTORY_CACHE + 10) {
+            cache.put(
+                &format!("+8190{i:08}"),
+                &format!("k{i}"),
+                PopHistory::default(),
+            );
+        }
+        assert_eq!(cache.by_number.len(), HISTORY_CACHE);
+        let last = format!("+8190{:08}", HISTORY_CACHE + 9);
+        let key = format!("k{}", HISTORY_CACHE + 9);
+        assert!(cache.get(&last, &key).is_some(), "the call it was read for");
+        assert!(
+            cache.get(&last, "another call").is_none(),
+            "not another call's"
+        );
+        cache.logged(&last, &key);
+        assert!(
+            cache.get(&last, &key).is_some(),
+            "its own call's events change nothing"
+        );
+        cache.logged(&last, "another call");
+        assert!(
+            cache.get(&last, &key).is_none(),
+            "another call of the number was logged"
+        );
+    }
 
     #[tokio::test]
     async fn a_client_that_stops_reading_is_dropped_and_others_go_on() {

@@ -11,9 +11,10 @@ impl Hub {
         self.on_event(ev).await;
     }
 
-    /// Another instance stored call events: today's figures are read again.
+    /// Another instance stored call events: today's figures are read again (the tally
+    /// moves by this instance's events only).
     pub async fn remote_stored(&self) {
-        self.push_stats().await;
+        self.request(|r| &r.rebase);
     }
 
     /// When the link to the other instances is (re)opened: calls shown as ringing or talking
@@ -63,6 +64,7 @@ impl Hub {
                     answered_by: row.answered_by.clone(),
                     extension: row.answered_extension.clone(),
                     history: PopHistory::default(),
+                    history_read: false,
                 };
                 let message = HubMessage::CallRinging {
                     call: state.clone(),
@@ -72,6 +74,6 @@ impl Hub {
                 });
             }
         }
-        self.push_stats().await;
+        self.request(|r| &r.rebase);
     }
 }

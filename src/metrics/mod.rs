@@ -255,6 +255,18 @@ pub async fn render(state: &AppState) -> String {
         "Browsers connected to the live WebSocket (/ws)",
         state.hub.clients() as u64,
     );
+    counter(
+        reg,
+        "live_stats_rebases",
+        "Times the live statistics read the whole day from the call log (start, day change, every 5 minutes, after missed or unwritten events, other instances' calls)",
+        state.hub.stats_rebases(),
+    );
+    counter(
+        reg,
+        "pop_history_reads",
+        "Caller histories read from the database for a screen pop (only while a screen is connected; cached per number)",
+        state.hub.history_reads(),
+    );
     counter_family(
         reg,
         "booking_conflicts",

@@ -119,6 +119,10 @@ pub async fn create_booking(
         .bookings
         .create_home(&actor, state.clock.now(), &input, &at)
         .await?;
+    // The call it was taken on has its outcome now.
+    if let Some(call) = input.call_id {
+        state.hub.outcome_saved(call).await;
+    }
     Ok((StatusCode::CREATED, Json(booked)))
 }
 

@@ -60,7 +60,7 @@ async fn client(state: AppState, actor: Actor, session: Session, socket: WebSock
     // Watch first, then check: a session ended between the upgrade and here is found by the
     // first check, which runs at once.
     let watch = state.sessions.watch(&session);
-    let mut pops = state.hub.subscribe(actor);
+    let mut pops = state.hub.subscribe_with_history(actor).await;
     let (mut sink, mut stream) = socket.split();
     let writer = async {
         let mut recheck = tokio::time::interval(Duration::from_secs(u64::from(
@@ -153,6 +153,7 @@ pub async fn set_outcome(
         .calls
         .set_outcome(&actor, &id, &outcome, state.clock.now())
         .await?;
+    state.hub.outcome_saved(row.id).await;
     Ok(Json(row))
 }
 
@@ -212,6 +213,7 @@ pub async fn callback_close(
         state.clock.now(),
     )
     .await?;
+    state.hub.callbacks_changed();
     Ok(Json(Done::OK))
 }
 

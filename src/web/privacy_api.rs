@@ -83,9 +83,10 @@ pub async fn purge(
         return Ok(Json(state.bookings.purge_preview(PurgeScope::Due).await?));
     }
     let now = state.clock.now();
-    Ok(Json(
-        state.bookings.purge(&actor, now, PurgeScope::Due).await?,
-    ))
+    let plan = state.bookings.purge(&actor, now, PurgeScope::Due).await?;
+    // Numbers purged from the callback list no longer wait; cached histories go too.
+    state.hub.callbacks_changed();
+    Ok(Json(plan))
 }
 
 /// `?month=2026-07&format=json|xlsx`.

@@ -24,6 +24,7 @@ mod http_server;
 mod hub;
 mod instances;
 mod japanese_ui;
+mod live_stats_incremental;
 mod metrics;
 mod pg_restart;
 mod purge;
