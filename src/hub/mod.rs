@@ -55,6 +55,9 @@ const CLIENT_QUEUE: usize = 256;
 const BATCH_MAX: usize = 64;
 /// Statistics are pushed at least this often.
 const STATS_EVERY: Duration = Duration::from_secs(5);
+/// Statistics are pushed at most this often (issue 17): at hundreds of calls a second the
+/// figures of one moment cover many events, and a screen cannot read faster anyway.
+const STATS_GAP: Duration = Duration::from_millis(250);
 /// The tally is re-based from the call log at least this often.
 pub const REBASE_EVERY: Duration = Duration::from_secs(300);
 /// How long a caller's history read for a pop is reused.
@@ -714,12 +717,17 @@ impl Hub {
         let mut seen_dead_letters = dead_letters();
         self.rebase(&mut stored).await;
         let mut rebased = Instant::now();
+        // The last push, and whether the figures moved since.
+        let mut pushed_at = tokio::time::Instant::now() - STATS_GAP;
+        let mut moved = false;
         loop {
             // What the tally needs before it can move by the events that came.
             let mut rebase_now = false;
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
+                // Figures that moved within the gap go out at its end.
+                () = tokio::time::sleep_until(pushed_at + STATS_GAP), if moved => {}
                 // Screen pops go out from the raw event at once, before the database has it.
                 ev = raw.recv() => {
                     let Some(ev) = ev else { break };
@@ -769,7 +777,12 @@ impl Hub {
                 self.rebase(&mut stored).await;
                 rebased = Instant::now();
             }
-            self.push_stats();
+            moved = true;
+            if pushed_at.elapsed() >= STATS_GAP {
+                self.push_stats();
+                pushed_at = tokio::time::Instant::now();
+                moved = false;
+            }
         }
     }
 
