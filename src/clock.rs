@@ -83,7 +83,19 @@ pub type SharedClock = Arc<dyn Clock>;
 ///
 /// Fixed width, so the text sorts in time order on both database backends.
 pub fn to_db_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    // Written out rather than through a strftime pattern, which is parsed on every call:
+    // this runs several times for every call event (issue 17).
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        (t.nanosecond() % 1_000_000_000) / 1_000_000
+    )
 }
 
 /// Parses a time written by [`to_db_time`] (or any RFC 3339 instant).
@@ -105,6 +117,14 @@ mod tests {
         assert_eq!(to_db_time(a), "2026-06-01T00:00:00.000Z");
         assert_eq!(from_db_time(&to_db_time(b)), Some(b));
         assert!(to_db_time(a) < to_db_time(b));
+        // The same text as the strftime pattern it replaced, milliseconds cut, not rounded.
+        let c = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap()
+            + Duration::nanoseconds(987_654_321);
+        assert_eq!(to_db_time(c), "2026-12-31T23:59:59.987Z");
+        assert_eq!(
+            to_db_time(c),
+            c.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        );
     }
 
     #[test]

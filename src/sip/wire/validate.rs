@@ -34,11 +34,10 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), (u16, &'static str)> {
         return Err((f.status(), finding_reason(&f)));
     }
     // sipx checks only the first hop; a broken lower hop would strand our response later.
-    if req.headers.typed_all::<sh::Via>().any(|v| v.is_err()) {
-        return Err((400, "Malformed Via"));
-    }
-    if !vias_are_sip_2_0(&req.headers) {
-        return Err((400, "Unsupported Via Protocol"));
+    match via_hops(&req.headers) {
+        Hops::Malformed => return Err((400, "Malformed Via")),
+        Hops::NotSip20 => return Err((400, "Unsupported Via Protocol")),
+        Hops::Fine => {}
     }
     if req.method == Method::Register
         && req
@@ -59,21 +58,40 @@ pub fn validate_response(msg: &SipMessage) -> Result<(), &'static str> {
     if let Some(f) = sipx_sip::validate_response(resp).first() {
         return Err(finding_reason(f));
     }
-    if resp.headers.typed_all::<sh::Via>().any(|v| v.is_err()) {
-        return Err("Malformed Via");
+    match via_hops(&resp.headers) {
+        Hops::Malformed => Err("Malformed Via"),
+        Hops::NotSip20 => Err("Unsupported Via Protocol"),
+        Hops::Fine => Ok(()),
     }
-    if !vias_are_sip_2_0(&resp.headers) {
-        return Err("Unsupported Via Protocol");
-    }
-    Ok(())
 }
 
-/// Whether every Via hop's sent-protocol is `SIP/2.0` (RFC 3261 §20.42: protocol name and
-/// version are those of the message; the transport may be anything, RFC 4475 §3.1.1.10).
-fn vias_are_sip_2_0(headers: &sipx_sip::Headers) -> bool {
-    headers
-        .typed_all::<sh::Via>()
-        .all(|v| v.is_ok_and(|v| v.protocol.eq_ignore_ascii_case(b"SIP") && v.version == b"2.0"))
+/// What the Via hops of a message are like, all of them read once (issue 17).
+enum Hops {
+    /// Every hop parses and says `SIP/2.0`.
+    Fine,
+    /// Some hop does not parse (this wins over `NotSip20`).
+    Malformed,
+    /// Every hop parses, and some hop's sent-protocol is not `SIP/2.0` (RFC 3261 §20.42:
+    /// protocol name and version are those of the message; the transport may be anything,
+    /// RFC 4475 §3.1.1.10).
+    NotSip20,
+}
+
+fn via_hops(headers: &sipx_sip::Headers) -> Hops {
+    let mut not_sip20 = false;
+    for v in headers.typed_all::<sh::Via>() {
+        match v {
+            Err(_) => return Hops::Malformed,
+            Ok(v) => {
+                not_sip20 |= !(v.protocol.eq_ignore_ascii_case(b"SIP") && v.version == b"2.0");
+            }
+        }
+    }
+    if not_sip20 {
+        Hops::NotSip20
+    } else {
+        Hops::Fine
+    }
 }
 
 /// Whether a header value carries a control character (C0 but HTAB, or DEL) that RFC 3261
