@@ -157,6 +157,18 @@ pub fn display_national(e164: &str) -> String {
         .unwrap_or_else(|| e164.to_string())
 }
 
+type Memo = std::sync::Mutex<std::collections::HashMap<String, Option<(String, String)>>>;
+static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+
+/// Forgets the numbers the parse remembers (after a purge of personal data, R-PII-5: the
+/// memo holds the numbers of recent callers).
+pub fn forget_numbers() {
+    if let Some(Ok(mut m)) = MEMO.get().map(|m| m.lock()) {
+        m.clear();
+        m.shrink_to_fit();
+    }
+}
+
 /// Numbers whose parse is remembered; past this the memo starts afresh.
 const MEMO_MAX: usize = 4096;
 
@@ -164,14 +176,10 @@ const MEMO_MAX: usize = 4096;
 /// (phonenumber's metadata and regular expressions) costs some 100,000 instructions, and the
 /// same few numbers come back on every call, history row and callback of a day.
 fn parsed(clean: &str) -> Option<(String, String)> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    type Memo = Mutex<HashMap<String, Option<(String, String)>>>;
-    static MEMO: OnceLock<Memo> = OnceLock::new();
     if clean.len() > MAX_PARSE_DIGITS + 1 {
         return None; // never a number (see parse_valid), and not worth a memo entry
     }
-    let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
+    let memo = MEMO.get_or_init(Default::default);
     if let Some(hit) = memo.lock().ok().and_then(|m| m.get(clean).cloned()) {
         return hit;
     }

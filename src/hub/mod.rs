@@ -60,6 +60,9 @@ const STATS_EVERY: Duration = Duration::from_secs(5);
 const STATS_GAP: Duration = Duration::from_millis(250);
 /// The tally is re-based from the call log at least this often.
 pub const REBASE_EVERY: Duration = Duration::from_secs(300);
+/// Re-bases asked for in a row (another instance storing calls, missed events) are at least
+/// this far apart: each holds the call-log writer while it reads the day.
+const REBASE_GAP: Duration = Duration::from_secs(1);
 /// How long a caller's history read for a pop is reused.
 pub const HISTORY_TTL: Duration = Duration::from_secs(30);
 /// Numbers whose history is kept at most.
@@ -323,6 +326,9 @@ impl HistoryCache {
 struct HubCounters {
     rebases: AtomicU64,
     history_reads: AtomicU64,
+    /// Screens connecting (reading the histories of their snapshot): calls that ring
+    /// meanwhile read theirs too, as if the screen were there already.
+    connecting: AtomicU64,
 }
 
 /// What the hub loop is asked to do besides the events.
@@ -429,6 +435,15 @@ impl Hub {
     /// was not read (no screen was connected when they rang) get it first, so this screen's
     /// pop shows it.
     pub async fn subscribe_with_history(&self, actor: Actor) -> Subscription {
+        // Counted while connecting, even if this future is dropped half-way.
+        struct Connecting<'a>(&'a AtomicU64);
+        impl Drop for Connecting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.counters.connecting.fetch_add(1, Ordering::SeqCst);
+        let _connecting = Connecting(&self.counters.connecting);
         let missing: Vec<(String, String)> = self
             .lock()
             .calls
@@ -459,6 +474,8 @@ impl Hub {
     /// An outcome was saved for call `id` (by hand, or by a booking taken on it): its
     /// wrap-up time joins the figures, and its caller's history is read afresh.
     pub async fn outcome_saved(&self, id: i64) {
+        // Not while a re-base reads the day: the wrap-up would be in neither tally.
+        let _fence = self.stored.fence().await;
         self.histories
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -563,7 +580,7 @@ impl Hub {
         let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) else {
             return Some(PopHistory::default());
         };
-        if self.clients() == 0 {
+        if self.clients() == 0 && self.counters.connecting.load(Ordering::SeqCst) == 0 {
             return None;
         }
         Some(self.history_of(e164, &call.key).await)
@@ -658,7 +675,8 @@ impl Hub {
     /// are in what is read, so they are dropped, and none is committed meanwhile.
     async fn rebase(&self, stored: &mut broadcast::Receiver<Arc<CallEvent>>) {
         let fence = self.stored.fence().await;
-        self.drain(stored, false);
+        // What is queued is in what is read next: missed or not, nothing is lost.
+        let _ = self.drain(stored, false);
         self.requests.rebase.store(false, Ordering::Relaxed);
         self.requests.callbacks.store(false, Ordering::Relaxed);
         self.counters.rebases.fetch_add(1, Ordering::Relaxed);
@@ -673,14 +691,18 @@ impl Hub {
     }
 
     /// Takes the stored events queued; applies them to the tally when `apply`.
-    fn drain(&self, stored: &mut broadcast::Receiver<Arc<CallEvent>>, apply: bool) {
+    /// Returns whether some were missed (the channel overflowed): then only a re-base knows.
+    #[must_use]
+    fn drain(&self, stored: &mut broadcast::Receiver<Arc<CallEvent>>, apply: bool) -> bool {
+        let mut missed = false;
         loop {
             match stored.try_recv() {
                 Ok(ev) => self.stored_event(&ev, apply),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(broadcast::error::TryRecvError::Lagged(_)) => missed = true,
                 Err(_) => break,
             }
         }
+        missed
     }
 
     /// One committed event: the caller's cached history is stale, the figures move.
@@ -716,7 +738,8 @@ impl Hub {
         let dead_letters = || self.log.counters().dead_letters;
         let mut seen_dead_letters = dead_letters();
         self.rebase(&mut stored).await;
-        let mut rebased = Instant::now();
+        let mut rebased = tokio::time::Instant::now();
+        let mut rebase_pending = false;
         // The last push, and whether the figures moved since.
         let mut pushed_at = tokio::time::Instant::now() - STATS_GAP;
         let mut moved = false;
@@ -728,6 +751,8 @@ impl Hub {
                 () = stop.cancelled() => break,
                 // Figures that moved within the gap go out at its end.
                 () = tokio::time::sleep_until(pushed_at + STATS_GAP), if moved => {}
+                // A re-base held back by the gap.
+                () = tokio::time::sleep_until(rebased + REBASE_GAP), if rebase_pending => {}
                 // Screen pops go out from the raw event at once, before the database has it.
                 ev = raw.recv() => {
                     let Some(ev) = ev else { break };
@@ -752,7 +777,7 @@ impl Hub {
                             rebase_now = true;
                         } else {
                             self.stored_event(&ev, true);
-                            self.drain(&mut stored, true);
+                            rebase_now = self.drain(&mut stored, true);
                             let dead = dead_letters();
                             if dead != seen_dead_letters {
                                 seen_dead_letters = dead;
@@ -772,10 +797,12 @@ impl Hub {
                     rebase_now = self.tally_stale() || rebased.elapsed() >= REBASE_EVERY;
                 }
             }
-            if rebase_now {
+            rebase_pending |= rebase_now;
+            if rebase_pending && rebased.elapsed() >= REBASE_GAP {
+                rebase_pending = false;
                 seen_dead_letters = dead_letters();
                 self.rebase(&mut stored).await;
-                rebased = Instant::now();
+                rebased = tokio::time::Instant::now();
             }
             moved = true;
             if pushed_at.elapsed() >= STATS_GAP {
@@ -790,7 +817,10 @@ impl Hub {
     /// queued.
     async fn reload_callbacks(&self, stored: &mut broadcast::Receiver<Arc<CallEvent>>) {
         let fence = self.stored.fence().await;
-        self.drain(stored, true);
+        if self.drain(stored, true) {
+            self.requests.rebase.store(true, Ordering::Relaxed);
+            self.requests.wake.notify_one();
+        }
         match live_tally::OpenCallbacks::load(&self.db).await {
             Ok(open) => {
                 if let Some(t) = self.lock().tally.as_mut() {

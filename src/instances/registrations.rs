@@ -46,8 +46,8 @@ pub struct BindingsNote {
     pub accounts: bool,
 }
 
-const COLUMNS: &str =
-    "instance, aor, contact, transport, source, outbound, expires_at, user_agent, call_id, cseq";
+const COLUMNS: &str = "instance, aor, contact, transport, source, outbound, expires_at, \
+     user_agent, call_id, cseq, sip_instance, reg_id";
 
 fn row_to_binding(r: &sqlx::any::AnyRow) -> Result<Option<StoredBinding>, sqlx::Error> {
     let source: String = r.try_get("source")?;
@@ -69,6 +69,8 @@ fn row_to_binding(r: &sqlx::any::AnyRow) -> Result<Option<StoredBinding>, sqlx::
             user_agent: r.try_get("user_agent")?,
             call_id: r.try_get("call_id")?,
             cseq: u32::try_from(cseq).unwrap_or(0),
+            instance: r.try_get("sip_instance")?,
+            reg_id: r.try_get("reg_id")?,
         },
     }))
 }
@@ -129,7 +131,7 @@ pub async fn replace(
     for b in saved {
         sqlx::query(&format!(
             "INSERT INTO registrations ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(instance)
         .bind(&b.aor)
@@ -141,6 +143,8 @@ pub async fn replace(
         .bind(b.user_agent.as_deref())
         .bind(&b.call_id)
         .bind(i64::from(b.cseq))
+        .bind(b.instance.as_deref())
+        .bind(b.reg_id.as_deref())
         .execute(&mut *tx)
         .await?;
     }

@@ -323,24 +323,23 @@ fn header_param(value: &str, name: &str) -> Option<String> {
 /// Whether a new contact (with these `+sip.instance` and `reg-id`, registered over `flow` in
 /// the REGISTER dialog `call_id`) is the same phone as the bound `old` one, and so replaces it:
 /// - the same instance (and reg-id): RFC 5626 §6 step 3, RFC 5627 §4.1;
-/// - the same flow (transport, source address and port, connection): two contacts cannot
-///   be two devices there;
-/// - the same REGISTER Call-ID: RFC 3261 §10.2.4 keeps it for a UA's boot cycle, so a new
-///   contact in it is the same UA moved (a NAT binding changed its port).
+/// - otherwise the same REGISTER Call-ID: RFC 3261 §10.2.4 keeps it for a UA's boot cycle, so
+///   a new contact in it is the same UA moved (a NAT binding or its SIP stack changed its
+///   port or address). Contacts named together in one REGISTER stay together.
 ///
-/// A phone rebooted behind a new port with a new Call-ID and no instance is not caught: its
-/// old binding lapses at its expiry (the operator's row still shows one phone).
-fn replaces<F: PartialEq>(
+/// The source address alone decides nothing: phones behind one NAT or SBC share it. A phone
+/// rebooted with a new Call-ID, a new contact and no instance is not caught: its old binding
+/// lapses at its expiry.
+fn replaces<F>(
     old: &Binding<F>,
     instance: &Option<String>,
     reg_id: &Option<String>,
-    flow: &F,
     call_id: &str,
 ) -> bool {
     if let (Some(new), Some(was)) = (instance, &old.instance) {
         return new == was && reg_id == &old.reg_id;
     }
-    old.flow == *flow || (!call_id.is_empty() && old.call_id == call_id)
+    !call_id.is_empty() && old.call_id == call_id
 }
 
 fn unix(now: DateTime<Utc>) -> u64 {
@@ -759,8 +758,7 @@ impl<F: Clone + PartialEq> Registrar<F> {
             // rebooted or moved to another port must not be rung twice, nor shown twice.
             let mut replaced = Vec::new();
             list.retain(|b| {
-                let same =
-                    !named.contains(&b.contact) && replaces(b, &instance, &reg_id, &flow, &call_id);
+                let same = !named.contains(&b.contact) && replaces(b, &instance, &reg_id, &call_id);
                 if same {
                     replaced.push(b.contact.clone());
                 }
@@ -830,6 +828,13 @@ pub struct SavedBinding {
     pub call_id: String,
     /// See `call_id`.
     pub cseq: u32,
+    /// The phone's `+sip.instance` (RFC 5626), if it sent one: a later registration of the
+    /// same instance replaces this binding, whatever its flow.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Its `reg-id`, with `instance`.
+    #[serde(default)]
+    pub reg_id: Option<String>,
 }
 
 impl<F: Clone + PartialEq> Registrar<F> {
@@ -855,6 +860,8 @@ impl<F: Clone + PartialEq> Registrar<F> {
                             user_agent: b.user_agent.clone(),
                             call_id: b.call_id.clone(),
                             cseq: b.cseq,
+                            instance: b.instance.clone(),
+                            reg_id: b.reg_id.clone(),
                         }
                     })
                     .collect()
@@ -871,8 +878,8 @@ impl<F: Clone + PartialEq> Registrar<F> {
             user_agent: b.user_agent,
             source: b.source.ip(),
             outbound: b.outbound,
-            instance: None,
-            reg_id: None,
+            instance: b.instance,
+            reg_id: b.reg_id,
             call_id: b.call_id,
             cseq: b.cseq,
         }
@@ -1045,6 +1052,8 @@ mod tests {
             user_agent: None,
             call_id: "c".into(),
             cseq: 1,
+            instance: None,
+            reg_id: None,
         }
     }
 
@@ -1154,24 +1163,13 @@ mod tests {
             "ph1".into(),
             "sip:ph1@192.0.2.1:5060".into()
         )));
-        // A new contact from the very same source port (new Call-ID) is the same device too.
-        r.apply_bindings(
-            &register_of("<sip:ph1@10.0.0.9:5072>", "boot2", 1),
-            "ph1",
-            2,
-            ip(1),
-            now,
-        );
-        assert_eq!(
-            contacts(&r, now),
-            vec![("sip:ph1@10.0.0.9:5072".to_string(), 2)]
-        );
-        // Another device of the same account (new Call-ID, other port) is kept beside it.
+        // Another device of the same account (its own Call-ID) is kept beside it, even from
+        // the same address and port (phones behind one NAT or SBC share them).
         r.apply_bindings(
             &register_of("<sip:ph1@192.0.2.7:5060>", "desk2", 1),
             "ph1",
-            3,
-            ip(7),
+            2,
+            ip(1),
             now,
         );
         assert_eq!(contacts(&r, now).len(), 2);
@@ -1212,6 +1210,31 @@ mod tests {
             now,
         );
         assert_eq!(contacts(&r, now).len(), 2);
+        // Stored and taken back after a restart, the instance still identifies the phone: a
+        // reboot onto a new flow with a new Call-ID replaces the restored binding.
+        let stored = r.saved("ph1", |_| ("udp".into(), "192.0.2.9:5062".parse().unwrap()));
+        let mut r = registrar();
+        for b in stored {
+            r.restore(b, 9, now);
+        }
+        assert_eq!(contacts(&r, now).len(), 2);
+        r.apply_bindings(
+            &register_of(&inst("sip:ph1@192.0.2.20:5070", 1), "after-restart", 1),
+            "ph1",
+            20,
+            ip(20),
+            now,
+        );
+        let mut left = contacts(&r, now);
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                ("sip:ph1@192.0.2.20:5070".to_string(), 20),
+                ("sip:ph1@192.0.2.9:5064".to_string(), 9)
+            ],
+            "reg-id 1 replaced, reg-id 2 kept"
+        );
         // Two contacts named in one REGISTER do not replace each other.
         let mut r = registrar();
         r.apply_bindings(

@@ -84,8 +84,10 @@ pub async fn purge(
     }
     let now = state.clock.now();
     let plan = state.bookings.purge(&actor, now, PurgeScope::Due).await?;
-    // Numbers purged from the callback list no longer wait; cached histories go too.
+    // Numbers purged from the callback list no longer wait; cached histories go too, and so
+    // do the numbers the caller-ID parse remembers.
     state.hub.callbacks_changed();
+    crate::calls::callerid::forget_numbers();
     Ok(Json(plan))
 }
 
