@@ -775,17 +775,13 @@ async fn give_back_memory(stop: CancellationToken) {
     }
 }
 
-/// Returns free heap pages to the system; true if some were.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn trim_heap() -> bool {
+/// Returns free heap pages to the system (glibc; other allocators do it themselves).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own arenas; it takes their locks itself.
-    unsafe { libc::malloc_trim(0) == 1 }
-}
-
-/// Returns free heap pages to the system (other allocators do it themselves).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn trim_heap() -> bool {
-    false
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// This instance's phone bindings stored before a restart; lapsed rows of any instance are

@@ -21,6 +21,7 @@ use sqlx::Row;
 use crate::clock::{from_db_time, to_db_time};
 use crate::store::Db;
 
+use super::log::millis;
 use super::stats::{self, LineState, LiveStats};
 use super::{CallEvent, CallbackStatus, CallsError, DayTotals, EndCode};
 
@@ -116,13 +117,6 @@ pub enum WrapupApplied {
     Done,
     /// The tally cannot tell whether its wrap-up is counted: re-base.
     Unknown,
-}
-
-fn millis(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some((b - a).num_milliseconds().max(0)),
-        _ => None,
-    }
 }
 
 impl LiveTally {
@@ -353,31 +347,27 @@ impl LiveTally {
     }
 }
 
-/// A saved outcome's call as the tally needs it: key, arrival, the caller's number, wrap-up.
+/// A saved outcome's call as the tally needs it: key, arrival, wrap-up.
 pub struct SavedWrapup {
     /// Our call id.
     pub call_key: String,
     /// Arrival.
     pub arrived_at: DateTime<Utc>,
-    /// The caller's number, if any.
-    pub e164: Option<String>,
     /// The wrap-up time now stored.
     pub wrapup_ms: Option<i64>,
 }
 
 /// Reads what [`LiveTally::wrapup_saved`] needs of call `id` (one row by its key).
 pub async fn saved_wrapup(db: &Db, id: i64) -> Result<Option<SavedWrapup>, CallsError> {
-    let row =
-        sqlx::query("SELECT call_key, arrived_at, caller_e164, wrapup_ms FROM calls WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?;
+    let row = sqlx::query("SELECT call_key, arrived_at, wrapup_ms FROM calls WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
     let Some(r) = row else { return Ok(None) };
     Ok(Some(SavedWrapup {
         call_key: r.try_get(0)?,
         arrived_at: from_db_time(&r.try_get::<String, _>(1)?).unwrap_or_default(),
-        e164: r.try_get(2)?,
-        wrapup_ms: r.try_get(3)?,
+        wrapup_ms: r.try_get(2)?,
     }))
 }
 

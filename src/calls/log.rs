@@ -355,7 +355,8 @@ fn row_to_call(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
     })
 }
 
-fn millis(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<i64> {
+/// Milliseconds from `a` to `b` (never negative), when both are known.
+pub(super) fn millis(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some((b - a).num_milliseconds().max(0)),
         _ => None,

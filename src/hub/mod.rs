@@ -476,11 +476,7 @@ impl Hub {
     pub async fn outcome_saved(&self, id: i64) {
         // Not while a re-base reads the day: the wrap-up would be in neither tally.
         let _fence = self.stored.fence().await;
-        self.histories
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_number
-            .clear();
+        self.histories().by_number.clear();
         let saved = match live_tally::saved_wrapup(&self.db, id).await {
             Ok(Some(saved)) => saved,
             Ok(None) => return,
@@ -504,12 +500,12 @@ impl Hub {
     /// A callback was closed (or the list otherwise changed outside the call events): the
     /// open callbacks are read again.
     pub fn callbacks_changed(&self) {
-        self.histories
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_number
-            .clear();
+        self.histories().by_number.clear();
         self.request(|r| &r.callbacks);
+    }
+
+    fn histories(&self) -> std::sync::MutexGuard<'_, HistoryCache> {
+        self.histories.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn request(&self, which: impl FnOnce(&Requests) -> &std::sync::atomic::AtomicBool) {
@@ -588,11 +584,7 @@ impl Hub {
 
     /// Earlier calls and bookings of `e164` for the pop of call `key`.
     async fn history_of(&self, e164: &str, key: &str) -> PopHistory {
-        let cached = self
-            .histories
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(e164, key);
+        let cached = self.histories().get(e164, key);
         if let Some(history) = cached {
             return history;
         }
@@ -617,10 +609,7 @@ impl Hub {
                 .filter_map(|b| serde_json::to_value(b).ok())
                 .collect(),
         };
-        self.histories
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(e164, key, history.clone());
+        self.histories().put(e164, key, history.clone());
         history
     }
 
@@ -709,10 +698,7 @@ impl Hub {
     fn stored_event(&self, ev: &CallEvent, apply: bool) {
         let call = ev.call();
         if let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) {
-            self.histories
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .logged(e164, &call.key);
+            self.histories().logged(e164, &call.key);
         }
         if apply {
             if let Some(t) = self.lock().tally.as_mut() {
@@ -818,8 +804,7 @@ impl Hub {
     async fn reload_callbacks(&self, stored: &mut broadcast::Receiver<Arc<CallEvent>>) {
         let fence = self.stored.fence().await;
         if self.drain(stored, true) {
-            self.requests.rebase.store(true, Ordering::Relaxed);
-            self.requests.wake.notify_one();
+            self.request(|r| &r.rebase);
         }
         match live_tally::OpenCallbacks::load(&self.db).await {
             Ok(open) => {
@@ -829,8 +814,7 @@ impl Hub {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "open callbacks not read; the figures are read again");
-                self.requests.rebase.store(true, Ordering::Relaxed);
-                self.requests.wake.notify_one();
+                self.request(|r| &r.rebase);
             }
         }
         drop(fence);
@@ -839,6 +823,7 @@ impl Hub {
     async fn on_event(&self, ev: &CallEvent) {
         match ev {
             CallEvent::Ringing { call, .. } => {
+                let history = self.history(call).await;
                 let state = CallState {
                     call_key: call.key.clone(),
                     caller: caller_view(&call.caller),
@@ -847,14 +832,9 @@ impl Hub {
                     state: CallPhase::Ringing,
                     answered_by: None,
                     extension: None,
-                    history: PopHistory::default(),
-                    history_read: false,
+                    history_read: history.is_some(),
+                    history: history.unwrap_or_default(),
                 };
-                let mut state = state;
-                if let Some(history) = self.history(call).await {
-                    state.history = history;
-                    state.history_read = true;
-                }
                 let message = HubMessage::CallRinging {
                     call: state.clone(),
                 };

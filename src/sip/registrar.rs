@@ -320,8 +320,8 @@ fn header_param(value: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Whether a new contact (with these `+sip.instance` and `reg-id`, registered over `flow` in
-/// the REGISTER dialog `call_id`) is the same phone as the bound `old` one, and so replaces it:
+/// Whether a new contact (with these `+sip.instance` and `reg-id`, registered in the REGISTER
+/// dialog `call_id`) is the same phone as the bound `old` one, and so replaces it:
 /// - the same instance (and reg-id): RFC 5626 §6 step 3, RFC 5627 §4.1;
 /// - otherwise the same REGISTER Call-ID: RFC 3261 §10.2.4 keeps it for a UA's boot cycle, so
 ///   a new contact in it is the same UA moved (a NAT binding or its SIP stack changed its
@@ -1127,6 +1127,24 @@ mod tests {
         SipMessage::parse_datagram(text.as_bytes()).unwrap()
     }
 
+    /// Binds `contact` for ph1 as a REGISTER in dialog `call_id` over flow `flow` (from the
+    /// address `ip(flow)`) would.
+    fn bind(
+        r: &mut Registrar<u8>,
+        contact: &str,
+        call_id: &str,
+        flow: u8,
+        now: DateTime<Utc>,
+    ) -> RegisterResult {
+        r.apply_bindings(
+            &register_of(contact, call_id, 1),
+            "ph1",
+            flow,
+            ip(flow),
+            now,
+        )
+    }
+
     fn contacts(r: &Registrar<u8>, now: DateTime<Utc>) -> Vec<(String, u8)> {
         r.targets(now)
             .into_iter()
@@ -1140,13 +1158,7 @@ mod tests {
         // phone; the old contact is neither rung nor shown, and its timer goes.
         let now = Utc::now();
         let mut r = registrar();
-        let first = r.apply_bindings(
-            &register_of("<sip:ph1@192.0.2.1:5060>", "boot1", 1),
-            "ph1",
-            1,
-            ip(1),
-            now,
-        );
+        let first = bind(&mut r, "<sip:ph1@192.0.2.1:5060>", "boot1", 1, now);
         assert_eq!(first.response.status(), Some(200));
         let moved = r.apply_bindings(
             &register_of("<sip:ph1@192.0.2.1:5072>", "boot1", 2),
@@ -1165,13 +1177,7 @@ mod tests {
         )));
         // Another device of the same account (its own Call-ID) is kept beside it, even from
         // the same address and port (phones behind one NAT or SBC share them).
-        r.apply_bindings(
-            &register_of("<sip:ph1@192.0.2.7:5060>", "desk2", 1),
-            "ph1",
-            2,
-            ip(1),
-            now,
-        );
+        bind(&mut r, "<sip:ph1@192.0.2.7:5060>", "desk2", 2, now);
         assert_eq!(contacts(&r, now).len(), 2);
     }
 
@@ -1182,33 +1188,15 @@ mod tests {
         let inst = |c: &str, reg: u8| {
             format!("<{c}>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000000000001>\";reg-id={reg}")
         };
-        r.apply_bindings(
-            &register_of(&inst("sip:ph1@192.0.2.1:5060", 1), "a", 1),
-            "ph1",
-            1,
-            ip(1),
-            now,
-        );
+        bind(&mut r, &inst("sip:ph1@192.0.2.1:5060", 1), "a", 1, now);
         // Rebooted: new Call-ID, new address, same instance and reg-id.
-        r.apply_bindings(
-            &register_of(&inst("sip:ph1@192.0.2.9:5062", 1), "b", 1),
-            "ph1",
-            9,
-            ip(9),
-            now,
-        );
+        bind(&mut r, &inst("sip:ph1@192.0.2.9:5062", 1), "b", 9, now);
         assert_eq!(
             contacts(&r, now),
             vec![("sip:ph1@192.0.2.9:5062".to_string(), 9)]
         );
         // A second flow of the same instance (RFC 5626 reg-id 2) is kept.
-        r.apply_bindings(
-            &register_of(&inst("sip:ph1@192.0.2.9:5064", 2), "c", 1),
-            "ph1",
-            8,
-            ip(9),
-            now,
-        );
+        bind(&mut r, &inst("sip:ph1@192.0.2.9:5064", 2), "c", 8, now);
         assert_eq!(contacts(&r, now).len(), 2);
         // Stored and taken back after a restart, the instance still identifies the phone: a
         // reboot onto a new flow with a new Call-ID replaces the restored binding.
@@ -1218,11 +1206,11 @@ mod tests {
             r.restore(b, 9, now);
         }
         assert_eq!(contacts(&r, now).len(), 2);
-        r.apply_bindings(
-            &register_of(&inst("sip:ph1@192.0.2.20:5070", 1), "after-restart", 1),
-            "ph1",
+        bind(
+            &mut r,
+            &inst("sip:ph1@192.0.2.20:5070", 1),
+            "after-restart",
             20,
-            ip(20),
             now,
         );
         let mut left = contacts(&r, now);
@@ -1237,11 +1225,11 @@ mod tests {
         );
         // Two contacts named in one REGISTER do not replace each other.
         let mut r = registrar();
-        r.apply_bindings(
-            &register_of("<sip:ph1@192.0.2.1:5060>, <sip:ph1@192.0.2.1:5061>", "d", 1),
-            "ph1",
+        bind(
+            &mut r,
+            "<sip:ph1@192.0.2.1:5060>, <sip:ph1@192.0.2.1:5061>",
+            "d",
             1,
-            ip(1),
             now,
         );
         assert_eq!(contacts(&r, now).len(), 2);

@@ -2,9 +2,7 @@
 //! 4–6). Translation only: the rules live in `booking` (visits, purge) and `privacy`
 //! (handling report).
 
-use super::download;
 use axum::extract::{Path, State};
-
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -14,7 +12,7 @@ use crate::booking::purge::{PurgePlan, PurgeScope};
 use crate::booking::visits::{IsoWeek, VisitDone, VisitDoneInput, VisitWeek};
 
 use super::access::Staff;
-use super::{parse_id, ApiError, JsonBody, QueryParams};
+use super::{download, parse_id, ApiError, JsonBody, QueryParams};
 
 /// `?week=2026-W30` (default: the current week).
 #[derive(Debug, Deserialize)]
