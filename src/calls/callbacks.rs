@@ -96,16 +96,26 @@ pub async fn answered_later(
     e164: &str,
     at: DateTime<Utc>,
 ) -> Result<(), CallsError> {
-    sqlx::query(
-        "UPDATE callbacks SET status = $3, closed_at = $1 WHERE caller_e164 = $2 AND status = $4",
-    )
-    .bind(to_db_time(at))
-    .bind(e164)
-    .bind(CallbackStatus::AnsweredLater)
-    .bind(CallbackStatus::Open)
-    .execute(conn)
-    .await?;
+    bind_answered_later(sqlx::query(ANSWERED_LATER_SQL), e164, to_db_time(at))
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// [`answered_later`]'s statement: closes the number's open callback.
+pub(super) const ANSWERED_LATER_SQL: &str =
+    "UPDATE callbacks SET status = $3, closed_at = $1 WHERE caller_e164 = $2 AND status = $4";
+
+/// Binds [`ANSWERED_LATER_SQL`]'s four values next on `q`.
+pub(super) fn bind_answered_later<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    e164: &'q str,
+    at: String,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(at)
+        .bind(e164)
+        .bind(CallbackStatus::AnsweredLater)
+        .bind(CallbackStatus::Open)
 }
 
 /// Open callbacks for `actor`, oldest first (the one waiting longest on top); the read of

@@ -398,9 +398,26 @@ impl CallLog {
 
     /// Writes `events` in order in one transaction: all or none.
     pub async fn apply_batch(&self, events: &[Arc<CallEvent>]) -> Result<(), CallsError> {
-        let mut tx = self.db.pool().begin().await?;
-        for e in events {
-            apply_on(&mut tx, &self.instance, e).await?;
+        let mut conn = self.db.pool().acquire().await?;
+        self.apply_batch_on(&mut conn, events).await
+    }
+
+    /// [`Self::apply_batch`] on a connection the caller keeps: the writer holds one, so its
+    /// page cache stays warm instead of each batch meeting a connection whose cache another
+    /// batch made stale (issue 17).
+    async fn apply_batch_on(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[Arc<CallEvent>],
+    ) -> Result<(), CallsError> {
+        use sqlx::Connection;
+        let mut tx = conn.begin().await?;
+        if self.db.backend() == crate::store::Backend::Sqlite {
+            apply_all_sqlite(&mut tx, &self.instance, events).await?;
+        } else {
+            for e in events {
+                apply_on(&mut tx, &self.instance, e).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -492,53 +509,86 @@ async fn apply_on(
     instance: &str,
     event: &CallEvent,
 ) -> Result<(), CallsError> {
-    let u = match event {
-        CallEvent::Ringing { at, .. } => Upsert {
-            rang_at: Some(*at),
-            ..Default::default()
-        },
-        CallEvent::Answered {
-            at,
-            operator,
-            extension,
-            ..
-        } => Upsert {
-            answered_at: Some(*at),
-            answered_by: operator.clone(),
-            extension: Some(extension.clone()),
-            ..Default::default()
-        },
-        CallEvent::Ended {
-            at,
-            cause,
-            hangup_by,
-            rang_at,
-            answered_at,
-            ..
-        } => Upsert {
-            rang_at: *rang_at,
-            answered_at: *answered_at,
-            ended_at: Some(*at),
-            end_cause: Some(cause.code()),
-            end_detail: cause.detail(),
-            hangup_by: *hangup_by,
-            // Ringing lasts until the answer, or until the caller or the timeout gave up.
-            ring_ms: millis(*rang_at, Some(answered_at.unwrap_or(*at))),
-            talk_ms: millis(*answered_at, Some(*at)),
-            ..Default::default()
-        },
-    };
-    let call = event.call();
-    let (kind, e164, raw, withheld) = match &call.caller {
-        Some(CallerId::Number { e164, .. }) => (CallerKind::Number, Some(e164.clone()), None, None),
-        Some(CallerId::Unparsed { raw_digits }) => {
-            (CallerKind::Unparsed, None, Some(raw_digits.clone()), None)
+    let row = UpsertRow::of(event);
+    row.bind(sqlx::query(UPSERT_SQL), instance)
+        .execute(&mut *conn)
+        .await?;
+    callbacks_on(conn, event).await
+}
+
+/// Writes `events` on an SQLite `conn` (inside the caller's transaction) as [`apply_on`] one
+/// by one would, with the statements of up to [`CHUNK_MAX`] events in one statement list: one
+/// trip to the database thread instead of one per event (issue 17). SQLite runs a list of
+/// statements whose `$N` name the list's arguments; PostgreSQL's prepared statements take one
+/// statement, so it writes event by event.
+async fn apply_all_sqlite(
+    conn: &mut AnyConnection,
+    instance: &str,
+    events: &[Arc<CallEvent>],
+) -> Result<(), CallsError> {
+    let rows: Vec<UpsertRow> = events.iter().map(|e| UpsertRow::of(e)).collect();
+    for chunk in chunks(&rows) {
+        let mut q = sqlx::query(UPSERTS.list(chunk.len()));
+        for row in chunk {
+            q = row.bind(q, instance);
         }
-        Some(CallerId::Withheld { reason }) => (CallerKind::Withheld, None, None, Some(*reason)),
-        None => (CallerKind::Unknown, None, None, None),
-    };
-    sqlx::query(
-        "INSERT INTO calls (call_key, sip_call_id, caller_kind, caller_e164, caller_raw, caller_withheld, line_number, source, arrived_at, \
+        q.execute(&mut *conn).await?;
+    }
+    // The callbacks after every row of the batch, in event order: they read only their own
+    // table, and each call's row is there before its callback names it. Answers in a row
+    // close their numbers' callbacks in one list; a missed call between them is written in
+    // its place.
+    let mut answered: Vec<(&str, String)> = Vec::new();
+    for e in events {
+        let e164 = e.call().caller.as_ref().and_then(CallerId::e164);
+        match (e.as_ref(), e164) {
+            (CallEvent::Answered { at, .. }, Some(e164)) => answered.push((e164, to_db_time(*at))),
+            (CallEvent::Ended { cause, .. }, Some(_)) if cause.code().is_missed() => {
+                close_answered(conn, &mut answered).await?;
+                callbacks_on(conn, e).await?;
+            }
+            _ => {}
+        }
+    }
+    close_answered(conn, &mut answered).await
+}
+
+/// Closes the callbacks of the numbers in `answered` (see `callbacks::answered_later`).
+async fn close_answered(
+    conn: &mut AnyConnection,
+    answered: &mut Vec<(&str, String)>,
+) -> Result<(), CallsError> {
+    let rows = std::mem::take(answered);
+    for chunk in chunks(&rows) {
+        let mut q = sqlx::query(ANSWERED.list(chunk.len()));
+        for (e164, at) in chunk {
+            q = super::callbacks::bind_answered_later(q, e164, at.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `rows` in chunks of a power of two, largest first, up to [`CHUNK_MAX`]: a handful of
+/// statement lists per statement, each prepared once per connection.
+fn chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, tail) = rest.split_at(1usize << rest.len().min(CHUNK_MAX).ilog2());
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Most statements in one list.
+const CHUNK_MAX: usize = 32;
+
+/// One event's upsert of its call's row: new columns are set, set ones are kept (an event
+/// that arrives twice changes nothing).
+const UPSERT_SQL: &str = "INSERT INTO calls (call_key, sip_call_id, caller_kind, caller_e164, caller_raw, caller_withheld, line_number, source, arrived_at, \
             rang_at, answered_at, answered_by_username, answered_by_user_id, answered_extension, ended_at, end_cause, end_detail, hangup_by, ring_ms, talk_ms, instance) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, (SELECT id FROM users WHERE username = $12), $13, $14, $15, $16, $17, $18, $19, $20) \
          ON CONFLICT (call_key) DO UPDATE SET \
@@ -552,30 +602,207 @@ async fn apply_on(
             end_detail = COALESCE(calls.end_detail, excluded.end_detail), \
             hangup_by = COALESCE(calls.hangup_by, excluded.hangup_by), \
             ring_ms = COALESCE(calls.ring_ms, excluded.ring_ms), \
-            talk_ms = COALESCE(calls.talk_ms, excluded.talk_ms)",
-    )
-    .bind(clean(&call.key).as_ref())
-    .bind(clean(&call.sip_call_id).as_ref())
-    .bind(kind)
-    .bind(e164)
-    .bind(raw.as_deref().map(clean).as_deref())
-    .bind(withheld)
-    .bind(call.line_number.as_deref().map(clean).as_deref())
-    .bind(clean(&call.source).as_ref())
-    .bind(to_db_time(call.arrived_at))
-    .bind(u.rang_at.map(to_db_time))
-    .bind(u.answered_at.map(to_db_time))
-    .bind(u.answered_by.as_deref().map(clean).as_deref())
-    .bind(u.extension.as_deref().map(clean).as_deref())
-    .bind(u.ended_at.map(to_db_time))
-    .bind(u.end_cause)
-    .bind(u.end_detail.as_deref().map(clean).as_deref())
-    .bind(u.hangup_by)
-    .bind(u.ring_ms)
-    .bind(u.talk_ms)
-    .bind(instance)
-    .execute(&mut *conn)
-    .await?;
+            talk_ms = COALESCE(calls.talk_ms, excluded.talk_ms)";
+
+/// The upserts as statement lists.
+static UPSERTS: Lists = Lists::new(UPSERT_SQL, 20);
+
+/// `callbacks::answered_later` as statement lists.
+static ANSWERED: Lists = Lists::new(super::callbacks::ANSWERED_LATER_SQL, 4);
+
+/// One statement repeated as lists of a power of two up to [`CHUNK_MAX`], the k-th copy
+/// naming arguments `k*params+1 ..= k*params+params`; built once.
+struct Lists {
+    sql: &'static str,
+    params: usize,
+    built: std::sync::OnceLock<Vec<String>>,
+}
+
+impl Lists {
+    const fn new(sql: &'static str, params: usize) -> Self {
+        Self {
+            sql,
+            params,
+            built: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The list of `n` copies (`n` a power of two up to [`CHUNK_MAX`]; anything else: one).
+    fn list(&self, n: usize) -> &str {
+        let built = self.built.get_or_init(|| {
+            (0..=CHUNK_MAX.ilog2())
+                .map(|p| {
+                    (0..1usize << p)
+                        .map(|k| renumber(self.sql, k * self.params))
+                        .collect::<Vec<_>>()
+                        .join(";\n")
+                })
+                .collect()
+        });
+        let i = if n.is_power_of_two() && n <= CHUNK_MAX {
+            n.ilog2() as usize
+        } else {
+            0
+        };
+        built.get(i).map_or(self.sql, String::as_str)
+    }
+}
+
+/// `sql` with every `$N` written as `$(N + by)` (our own constant SQL: no strings or
+/// comments in it hold a `$`).
+fn renumber(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 40);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut n = 0usize;
+        let mut digits = false;
+        while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+            n = n * 10 + d as usize;
+            digits = true;
+            chars.next();
+        }
+        if digits {
+            out.push_str(&(n + by).to_string());
+        }
+    }
+    out
+}
+
+/// The bind values of one event's upsert, in the order of [`UPSERT_SQL`]'s `$1..$20`.
+struct UpsertRow {
+    key: String,
+    sip_call_id: String,
+    kind: CallerKind,
+    e164: Option<String>,
+    raw: Option<String>,
+    withheld: Option<WithheldReason>,
+    line_number: Option<String>,
+    source: String,
+    arrived_at: String,
+    rang_at: Option<String>,
+    answered_at: Option<String>,
+    answered_by: Option<String>,
+    extension: Option<String>,
+    ended_at: Option<String>,
+    end_cause: Option<EndCode>,
+    end_detail: Option<String>,
+    hangup_by: Option<Party>,
+    ring_ms: Option<i64>,
+    talk_ms: Option<i64>,
+}
+
+impl UpsertRow {
+    fn of(event: &CallEvent) -> Self {
+        let u = match event {
+            CallEvent::Ringing { at, .. } => Upsert {
+                rang_at: Some(*at),
+                ..Default::default()
+            },
+            CallEvent::Answered {
+                at,
+                operator,
+                extension,
+                ..
+            } => Upsert {
+                answered_at: Some(*at),
+                answered_by: operator.clone(),
+                extension: Some(extension.clone()),
+                ..Default::default()
+            },
+            CallEvent::Ended {
+                at,
+                cause,
+                hangup_by,
+                rang_at,
+                answered_at,
+                ..
+            } => Upsert {
+                rang_at: *rang_at,
+                answered_at: *answered_at,
+                ended_at: Some(*at),
+                end_cause: Some(cause.code()),
+                end_detail: cause.detail(),
+                hangup_by: *hangup_by,
+                // Ringing lasts until the answer, or until the caller or the timeout gave up.
+                ring_ms: millis(*rang_at, Some(answered_at.unwrap_or(*at))),
+                talk_ms: millis(*answered_at, Some(*at)),
+                ..Default::default()
+            },
+        };
+        let call = event.call();
+        let (kind, e164, raw, withheld) = match &call.caller {
+            Some(CallerId::Number { e164, .. }) => {
+                (CallerKind::Number, Some(e164.clone()), None, None)
+            }
+            Some(CallerId::Unparsed { raw_digits }) => {
+                (CallerKind::Unparsed, None, Some(raw_digits.clone()), None)
+            }
+            Some(CallerId::Withheld { reason }) => {
+                (CallerKind::Withheld, None, None, Some(*reason))
+            }
+            None => (CallerKind::Unknown, None, None, None),
+        };
+        let owned = |s: &str| clean(s).into_owned();
+        UpsertRow {
+            key: owned(&call.key),
+            sip_call_id: owned(&call.sip_call_id),
+            kind,
+            e164,
+            raw: raw.as_deref().map(owned),
+            withheld,
+            line_number: call.line_number.as_deref().map(owned),
+            source: owned(&call.source),
+            arrived_at: to_db_time(call.arrived_at),
+            rang_at: u.rang_at.map(to_db_time),
+            answered_at: u.answered_at.map(to_db_time),
+            answered_by: u.answered_by.as_deref().map(owned),
+            extension: u.extension.as_deref().map(owned),
+            ended_at: u.ended_at.map(to_db_time),
+            end_cause: u.end_cause,
+            end_detail: u.end_detail.as_deref().map(owned),
+            hangup_by: u.hangup_by,
+            ring_ms: u.ring_ms,
+            talk_ms: u.talk_ms,
+        }
+    }
+
+    /// Binds this row's 20 values next on `q`.
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        instance: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        q.bind(self.key.as_str())
+            .bind(self.sip_call_id.as_str())
+            .bind(self.kind)
+            .bind(self.e164.as_deref())
+            .bind(self.raw.as_deref())
+            .bind(self.withheld)
+            .bind(self.line_number.as_deref())
+            .bind(self.source.as_str())
+            .bind(self.arrived_at.as_str())
+            .bind(self.rang_at.as_deref())
+            .bind(self.answered_at.as_deref())
+            .bind(self.answered_by.as_deref())
+            .bind(self.extension.as_deref())
+            .bind(self.ended_at.as_deref())
+            .bind(self.end_cause)
+            .bind(self.end_detail.as_deref())
+            .bind(self.hangup_by)
+            .bind(self.ring_ms)
+            .bind(self.talk_ms)
+            .bind(instance)
+    }
+}
+
+/// What an event changes in the callback list: a missed call of a number opens or updates
+/// its callback; an answered one closes it.
+async fn callbacks_on(conn: &mut AnyConnection, event: &CallEvent) -> Result<(), CallsError> {
+    let call = event.call();
     if let Some(e164) = call.caller.as_ref().and_then(CallerId::e164) {
         match event {
             CallEvent::Ended { cause, at, .. } if cause.code().is_missed() => {
@@ -715,12 +942,21 @@ impl CallLog {
         pops: &[(String, &'static str)],
         at: DateTime<Utc>,
     ) -> Result<(), CallsError> {
-        let mut tx = self.db.pool().begin().await?;
-        for (key, via) in pops {
-            let entry = AuditEntry::new(AuditAction::CallPop)
+        let entry = |(key, via): &(String, &'static str)| {
+            AuditEntry::new(AuditAction::CallPop)
                 .target(AuditTarget::Call, key)
-                .detail(serde_json::json!({ "via": via }));
-            append_audit(&mut tx, at, actor, &entry).await?;
+                .detail(serde_json::json!({ "via": via }))
+        };
+        if let [one] = pops {
+            // One row is one statement, atomic by itself: no BEGIN and COMMIT around it,
+            // two trips to the database fewer for each call a screen shows (issue 17).
+            let mut conn = self.db.pool().acquire().await?;
+            append_audit(&mut conn, at, actor, &entry(one)).await?;
+            return Ok(());
+        }
+        let mut tx = self.db.pool().begin().await?;
+        for pop in pops {
+            append_audit(&mut tx, at, actor, &entry(pop)).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1030,6 +1266,13 @@ impl Default for StoredEvents {
 /// once; under load the cost per event falls instead of the queue growing.
 const BATCH_MAX: usize = 256;
 
+/// Least time from one commit to the start of the next (issue 17). An event that finds the
+/// writer idle for longer is written at once; under load, what arrives within this gap shares
+/// one transaction (one commit, one WAL append) instead of a commit for every event or two,
+/// which cost the database thread more than the SIP path itself. A BYE's answer, held for
+/// its call's end to be stored, waits at most this much longer.
+const COMMIT_GAP: Duration = Duration::from_millis(5);
+
 /// Runs the call-log writer: every event is written, in order, in batches; a passing failure
 /// (the database away, busy or restarting) is retried until it succeeds, a permanent one
 /// (the database refuses that event) sends the event to `call_log_dead_letters` and the
@@ -1047,6 +1290,8 @@ pub fn spawn_writer(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(BATCH_MAX);
+        let mut conn = None;
+        let mut last_commit: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 biased;
@@ -1054,7 +1299,24 @@ pub fn spawn_writer(
                     if n == 0 {
                         return;
                     }
-                    write_batch(&log, &stored, &mut batch).await;
+                    if let Some(wait) = last_commit
+                        .map(|t| (t + COMMIT_GAP).saturating_duration_since(tokio::time::Instant::now()))
+                        .filter(|w| !w.is_zero() && batch.len() < BATCH_MAX)
+                    {
+                        tokio::select! {
+                            biased;
+                            () = stop.cancelled() => {}
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                        while batch.len() < BATCH_MAX {
+                            match rx.try_recv() {
+                                Ok(e) => batch.push(e),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    write_batch(&log, &stored, &mut batch, &mut conn).await;
+                    last_commit = Some(tokio::time::Instant::now());
                 }
                 () = stop.cancelled() => break,
             }
@@ -1064,7 +1326,7 @@ pub fn spawn_writer(
         let mut drained = 0u64;
         while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
             drained += batch.len() as u64;
-            write_batch(&log, &stored, &mut batch).await;
+            write_batch(&log, &stored, &mut batch, &mut conn).await;
         }
         tracing::info!(
             drained,
@@ -1097,20 +1359,45 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-async fn write_batch(log: &CallLog, stored: &StoredEvents, batch: &mut Vec<Arc<CallEvent>>) {
+/// The writer's own connection, kept between batches (see [`CallLog::apply_batch_on`]).
+type WriterConn = Option<sqlx::pool::PoolConnection<sqlx::Any>>;
+
+/// The writer keeps a connection of its own only in a pool of at least this many (the
+/// default is 8): in a smaller one it gives it back after each batch.
+const WRITER_KEEPS_FROM: u32 = 4;
+
+async fn write_batch(
+    log: &CallLog,
+    stored: &StoredEvents,
+    batch: &mut Vec<Arc<CallEvent>>,
+    conn: &mut WriterConn,
+) {
     let started = log.write_started();
     let mut backoff = Duration::from_millis(100);
     // Held from the attempt that succeeds until its events are announced (not while waiting
     // to retry): see `StoredEvents::fence`.
     let _fence = loop {
         let fence = stored.fence().await;
-        match log.apply_batch(batch).await {
+        let attempt = match conn {
+            Some(c) => log.apply_batch_on(c, batch).await,
+            None => match log.db.pool().acquire().await {
+                Ok(c) => log.apply_batch_on(conn.insert(c), batch).await,
+                Err(e) => Err(e.into()),
+            },
+        };
+        match attempt {
             Ok(()) => {
                 log.counters.batches.fetch_add(1, Ordering::Relaxed);
+                // A small pool cannot spare a connection for the writer alone.
+                if log.db.pool().options().get_max_connections() < WRITER_KEEPS_FROM {
+                    *conn = None;
+                }
                 break fence;
             }
             Err(CallsError::Store(e)) if is_transient(&e) => {
                 drop(fence);
+                // The connection may be what broke (a restarted server): take a fresh one.
+                *conn = None;
                 log.counters.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, events = batch.len(), "call log write failed; retrying");
                 tokio::time::sleep(backoff).await;
@@ -1120,6 +1407,7 @@ async fn write_batch(log: &CallLog, stored: &StoredEvents, batch: &mut Vec<Arc<C
                 // One of them is refused for good: write them one by one, so only that one
                 // goes to the dead letters and every other is kept.
                 tracing::warn!(error = %e, events = batch.len(), "call log batch refused; writing one by one");
+                *conn = None;
                 for event in batch.iter() {
                     write_alone(log, event).await;
                 }
@@ -1211,5 +1499,134 @@ mod tests {
             assert!(heard.try_recv().is_ok(), "each stored event is announced");
         }
         assert!(heard.try_recv().is_err());
+    }
+
+    /// Everything a database holds of calls and callbacks, as text to compare.
+    async fn contents(log: &CallLog) -> (Vec<String>, Vec<String>) {
+        let calls = sqlx::query(
+            "SELECT call_key, caller_e164, rang_at, answered_at, answered_by_username, answered_extension, \
+             ended_at, end_cause, hangup_by, ring_ms, talk_ms, instance FROM calls ORDER BY call_key",
+        )
+        .fetch_all(log.db.pool())
+        .await
+        .unwrap();
+        let text = |r: &sqlx::any::AnyRow, i: usize| -> String {
+            r.try_get::<Option<String>, _>(i)
+                .map(|v| format!("{v:?}"))
+                .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                .unwrap()
+        };
+        let calls = calls
+            .iter()
+            .map(|r| (0..12).map(|i| text(r, i)).collect::<Vec<_>>().join("|"))
+            .collect();
+        let callbacks = sqlx::query(
+            "SELECT caller_e164, first_missed_at, last_missed_at, missed_count, last_cause, last_call_key, status, closed_at \
+             FROM callbacks ORDER BY caller_e164, first_missed_at",
+        )
+        .fetch_all(log.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (0..8).map(|i| text(r, i)).collect::<Vec<_>>().join("|"))
+        .collect();
+        (calls, callbacks)
+    }
+
+    #[tokio::test]
+    async fn a_batch_in_statement_lists_stores_what_events_one_by_one_store() {
+        // Issue 17: SQLite writes a batch's upserts and callback closes as statement lists of
+        // up to 32; the rows must be exactly those of writing each event alone, in order.
+        let t0 = Utc::now();
+        let mut events: Vec<Arc<CallEvent>> = Vec::new();
+        for i in 0..45usize {
+            let mut c = call(i);
+            c.caller = match i % 7 {
+                6 => None,
+                5 => Some(CallerId::Withheld {
+                    reason: WithheldReason::Anonymous,
+                }),
+                n => Some(CallerId::Number {
+                    e164: format!("+8113400000{n}"),
+                    display: format!("0134-00-000{n}"),
+                }),
+            };
+            let at = t0 + chrono::Duration::seconds(i as i64);
+            events.push(Arc::new(CallEvent::Ringing {
+                call: c.clone(),
+                at,
+            }));
+            // Every third call is missed (its number gets a callback); the others are answered,
+            // which closes an open callback of their number, within the same batch.
+            if i % 3 == 0 {
+                events.push(Arc::new(CallEvent::Ended {
+                    call: c,
+                    at: at + chrono::Duration::seconds(9),
+                    cause: EndCause::Abandoned,
+                    hangup_by: None,
+                    rang_at: Some(at),
+                    answered_at: None,
+                }));
+            } else {
+                let answered = at + chrono::Duration::seconds(2);
+                events.push(Arc::new(CallEvent::Answered {
+                    call: c.clone(),
+                    at: answered,
+                    operator: Some("operator1".into()),
+                    extension: "op1".into(),
+                }));
+                events.push(Arc::new(CallEvent::Ended {
+                    call: c,
+                    at: answered + chrono::Duration::seconds(30),
+                    cause: EndCause::Completed,
+                    hangup_by: Some(Party::Caller),
+                    rang_at: Some(at),
+                    answered_at: Some(answered),
+                }));
+            }
+        }
+        // The same event twice changes nothing (a redelivery).
+        events.push(events[3].clone());
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| format!("sqlite://{}/{name}.db", dir.path().display());
+        let batched = CallLog::new(Db::connect_and_migrate(&open("b"), 4).await.unwrap(), "i");
+        let alone = CallLog::new(Db::connect_and_migrate(&open("a"), 4).await.unwrap(), "i");
+        // Batches of every size up to the whole lot, so every list length is used.
+        let mut rest = events.as_slice();
+        let mut size = 1;
+        while !rest.is_empty() {
+            let (now, later) = rest.split_at(size.min(rest.len()));
+            batched.apply_batch(now).await.unwrap();
+            rest = later;
+            size += 7;
+        }
+        for e in &events {
+            alone.apply(e).await.unwrap();
+        }
+        let (calls, callbacks) = contents(&batched).await;
+        assert_eq!(calls.len(), 45);
+        assert!(
+            callbacks.iter().any(|c| c.contains("answered_later"))
+                && callbacks.iter().any(|c| c.contains("\"open\"")),
+            "the case covers opened and closed callbacks: {callbacks:?}"
+        );
+        assert_eq!((calls, callbacks), contents(&alone).await);
+    }
+
+    #[test]
+    fn statement_lists_name_each_copy_its_own_arguments() {
+        assert_eq!(
+            renumber("a = $1 AND b = $12, $", 20),
+            "a = $21 AND b = $32, $"
+        );
+        let list = ANSWERED.list(4);
+        assert_eq!(list.matches("UPDATE callbacks").count(), 4);
+        assert!(list.contains("$13") && list.contains("$16") && !list.contains("$17"));
+        assert_eq!(
+            ANSWERED.list(3),
+            super::super::callbacks::ANSWERED_LATER_SQL
+        );
+        let sizes: Vec<usize> = chunks(&[0u8; 45]).map(<[u8]>::len).collect();
+        assert_eq!(sizes, [32, 8, 4, 1]);
     }
 }

@@ -147,7 +147,7 @@ impl StreamFramer {
                 ..Limits::stream()
             };
             match sipx_sip::parse_datagram(raw.clone(), &limits) {
-                Ok(m) => out.messages.push(SipMessage(m)),
+                Ok(m) => out.messages.push(SipMessage::new(m)),
                 Err(e) => {
                     out.error = Some(self.fail(reject(&raw, &e)));
                     break;
@@ -278,7 +278,7 @@ pub(super) fn salvage(buf: &[u8], status: u16, reason: &'static str) -> WireErro
             cause: "malformed request without recoverable headers",
         };
     };
-    let partial = SipMessage(partial);
+    let partial = SipMessage::new(partial);
     let recoverable = partial.top_via().is_some()
         && partial.call_id().is_some()
         && [HeaderName::From, HeaderName::To, HeaderName::CSeq]

@@ -3,6 +3,7 @@
 //! CANCELs and non-2xx ACKs. Headers we do not touch keep their exact bytes.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use sipx_sip::error::{LimitKind, ParseError};
@@ -15,8 +16,64 @@ use super::framing::{reject, salvage};
 use super::{branch, lossy, trim_bytes, uri, EditError, WireError, MAX_DATAGRAM_BYTES};
 
 /// One SIP request or response, as parsed or as we built it.
+///
+/// What the proxy reads of every message (Call-ID, CSeq, the tags, the Via hops) is parsed
+/// once and remembered until an edit changes the header it came from (issue 17: a message used
+/// to be re-parsed on each of a dozen reads).
 #[derive(Debug, Clone)]
-pub struct SipMessage(pub(super) Message);
+pub struct SipMessage(pub(super) Message, pub(super) Memo);
+
+/// What has been read of a message, kept until an edit of the headers it came from.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Memo {
+    ids: OnceLock<Box<Ids>>,
+    vias: OnceLock<Box<Vias>>,
+}
+
+/// The dialog and transaction identifiers (RFC 3261 §8.1.1, §12).
+#[derive(Debug, Clone)]
+struct Ids {
+    call_id: Option<String>,
+    cseq: Option<(u32, String)>,
+    from_tag: Option<String>,
+    to_tag: Option<String>,
+}
+
+/// The Via hops, all read once (for validation, routing and loop detection alike).
+#[derive(Debug, Clone)]
+pub(super) struct Vias {
+    /// The first hop of the first row (`None` if absent or malformed).
+    top: Option<Via>,
+    /// Every hop that parses, in order.
+    hops: Vec<Via>,
+    /// Some row does not parse.
+    pub(super) malformed: bool,
+    /// Some hop's sent-protocol is not `SIP/2.0`.
+    pub(super) not_sip20: bool,
+}
+
+/// Which remembered reads an edit of the headers makes stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Touches {
+    /// Only Via rows change.
+    Via,
+    /// No header the memo reads (Max-Forwards, Route, Record-Route, Content-*, others).
+    Other,
+    /// Anything may change.
+    All,
+}
+
+impl Touches {
+    fn of(name: &HeaderName) -> Self {
+        match name {
+            HeaderName::Via => Touches::Via,
+            HeaderName::CallId | HeaderName::CSeq | HeaderName::From | HeaderName::To => {
+                Touches::All
+            }
+            _ => Touches::Other,
+        }
+    }
+}
 
 /// A `Via` hop, decoded (RFC 3261 §20.42, RFC 3581).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +151,11 @@ impl Via {
 impl SipMessage {
     /// Wraps a crate message (for `txn`, the other half of the facade).
     pub(in crate::sip) fn from_inner(m: Message) -> Self {
-        SipMessage(m)
+        Self::new(m)
+    }
+
+    pub(super) fn new(m: Message) -> Self {
+        SipMessage(m, Memo::default())
     }
 
     /// The crate message inside (for `txn`).
@@ -118,7 +179,7 @@ impl SipMessage {
             });
         }
         match sipx_sip::parse_datagram(Bytes::copy_from_slice(buf), &limits) {
-            Ok(m) => Ok(Self(m)),
+            Ok(m) => Ok(Self::new(m)),
             // In a datagram the body can only be what arrived: a larger Content-Length means
             // the body is short (RFC 3261 §18.3: 400), not that it is too large to take.
             Err(ParseError::Limit {
@@ -179,34 +240,84 @@ impl SipMessage {
 
     /// The Call-ID (compared byte for byte; `None` if absent or empty).
     pub fn call_id(&self) -> Option<String> {
-        match self.headers().typed::<sh::CallId>() {
-            Some(Ok(c)) => Some(lossy(&c.0)),
-            _ => None,
-        }
+        self.ids().call_id.clone()
     }
 
     /// CSeq number and method (`None` if absent or malformed, e.g. above 2^31-1).
     pub fn cseq(&self) -> Option<(u32, String)> {
-        match self.headers().typed::<sh::CSeq>() {
-            Some(Ok(c)) => Some((c.sequence, lossy(c.method.as_bytes()))),
-            _ => None,
-        }
+        self.ids().cseq.clone()
     }
 
     /// The From tag (`None` for RFC 2543 peers that send none).
     pub fn from_tag(&self) -> Option<String> {
-        match self.headers().typed::<sh::From>() {
-            Some(Ok(f)) => f.0.tag().map(lossy),
-            _ => None,
-        }
+        self.ids().from_tag.clone()
     }
 
     /// The To tag (`None` outside a dialog).
     pub fn to_tag(&self) -> Option<String> {
-        match self.headers().typed::<sh::To>() {
-            Some(Ok(t)) => t.0.tag().map(lossy),
-            _ => None,
-        }
+        self.ids().to_tag.clone()
+    }
+
+    /// Whether the To carries a tag (a request inside a dialog), without a copy of it.
+    pub fn has_to_tag(&self) -> bool {
+        self.ids().to_tag.is_some()
+    }
+
+    fn ids(&self) -> &Ids {
+        self.1.ids.get_or_init(|| {
+            let h = self.headers();
+            Box::new(Ids {
+                call_id: match h.typed::<sh::CallId>() {
+                    Some(Ok(c)) => Some(lossy(&c.0)),
+                    _ => None,
+                },
+                cseq: match h.typed::<sh::CSeq>() {
+                    Some(Ok(c)) => Some((c.sequence, lossy(c.method.as_bytes()))),
+                    _ => None,
+                },
+                from_tag: match h.typed::<sh::From>() {
+                    Some(Ok(f)) => f.0.tag().map(lossy),
+                    _ => None,
+                },
+                to_tag: match h.typed::<sh::To>() {
+                    Some(Ok(t)) => t.0.tag().map(lossy),
+                    _ => None,
+                },
+            })
+        })
+    }
+
+    /// Every Via hop, read once: for validation, routing and loop detection.
+    pub(super) fn via_memo(&self) -> &Vias {
+        self.1.vias.get_or_init(|| {
+            let mut hops = Vec::with_capacity(2);
+            let (mut malformed, mut not_sip20) = (false, false);
+            for v in self.headers().typed_all::<sh::Via>() {
+                match v {
+                    Err(_) => malformed = true,
+                    Ok(v) => {
+                        not_sip20 |=
+                            !(v.protocol.eq_ignore_ascii_case(b"SIP") && v.version == b"2.0");
+                        hops.push(via_from(&v));
+                    }
+                }
+            }
+            // A broken lower hop does not hide the top one, which routes the response.
+            let top = if malformed {
+                match self.headers().typed::<sh::Via>() {
+                    Some(Ok(v)) => Some(via_from(&v)),
+                    _ => None,
+                }
+            } else {
+                hops.first().cloned()
+            };
+            Box::new(Vias {
+                top,
+                hops,
+                malformed,
+                not_sip20,
+            })
+        })
     }
 
     /// Add a To tag (RFC 3261 §8.2.6.2); refuses to change an existing one.
@@ -244,7 +355,7 @@ impl SipMessage {
     pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
         let name = editable_name(name)?;
         let header = build_header(name.clone(), value)?;
-        let headers = self.headers_mut();
+        let headers = self.edit(Touches::of(&name));
         match first_index(headers, &name) {
             Some(i) => {
                 headers.remove_all(&name);
@@ -258,14 +369,14 @@ impl SipMessage {
     /// Remove every row of a header; returns how many went.
     pub fn remove_header(&mut self, name: &str) -> Result<usize, EditError> {
         let name = editable_name(name)?;
-        Ok(self.headers_mut().remove_all(&name))
+        Ok(self.edit(Touches::of(&name)).remove_all(&name))
     }
 
     /// Add a row above the existing rows of that header (or at the very top if there are none).
     pub fn add_header_top(&mut self, name: &str, value: &str) -> Result<(), EditError> {
         let name = editable_name(name)?;
         let header = build_header(name.clone(), value)?;
-        let headers = self.headers_mut();
+        let headers = self.edit(Touches::of(&name));
         let i = first_index(headers, &name).unwrap_or(0);
         headers.insert(i, header);
         Ok(())
@@ -274,8 +385,9 @@ impl SipMessage {
     /// Add a row after everything else but Content-Length (e.g. one WWW-Authenticate per algorithm).
     pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
         let name = editable_name(name)?;
+        let touches = Touches::of(&name);
         let header = build_header(name, value)?;
-        push_before_content_length(self.headers_mut(), header);
+        push_before_content_length(self.edit(touches), header);
         Ok(())
     }
 
@@ -290,7 +402,7 @@ impl SipMessage {
             .map(|v| build_header(HeaderName::ContentType, v))
             .transpose()?;
         let cl = build_header(HeaderName::ContentLength, &body.len().to_string())?;
-        let headers = self.headers_mut();
+        let headers = self.edit(Touches::Other);
         headers.remove_all(&HeaderName::ContentType);
         if let Some(ct) = ct {
             push_before_content_length(headers, ct);
@@ -309,21 +421,16 @@ impl SipMessage {
 
     /// The topmost Via hop (first value of the first row), decoded.
     pub fn top_via(&self) -> Option<Via> {
-        match self.headers().typed::<sh::Via>() {
-            Some(Ok(v)) => Some(via_from(&v)),
-            _ => None,
-        }
+        self.via_memo().top.clone()
     }
 
     /// Every Via hop in order, across rows and comma-joined values.
-    pub fn vias(&self) -> Result<Vec<Via>, EditError> {
-        self.headers()
-            .typed_all::<sh::Via>()
-            .map(|v| {
-                v.map(|v| via_from(&v))
-                    .map_err(|_| EditError::Malformed("Via"))
-            })
-            .collect()
+    pub fn vias(&self) -> Result<&[Via], EditError> {
+        let v = self.via_memo();
+        if v.malformed {
+            return Err(EditError::Malformed("Via"));
+        }
+        Ok(&v.hops)
     }
 
     /// How many Via hops the message carries (malformed hops count as one per row).
@@ -343,7 +450,7 @@ impl SipMessage {
         let end = sh::first_hop_end(&value);
         let rest = value.get(end..).unwrap_or_default();
         let rest = trim_bytes(rest.strip_prefix(b",").unwrap_or(rest));
-        let headers = self.headers_mut();
+        let headers = self.edit(Touches::Via);
         if rest.is_empty() {
             headers.remove_first(&HeaderName::Via);
             return true;
@@ -364,7 +471,7 @@ impl SipMessage {
             return Err(EditError::InvalidValue("Via"));
         }
         let header = build_header(HeaderName::Via, value)?;
-        self.headers_mut().push_front(header);
+        self.edit(Touches::Via).push_front(header);
         Ok(())
     }
 
@@ -418,7 +525,7 @@ impl SipMessage {
         out.extend_from_slice(rest);
         let header = Header::build(HeaderName::Via, Bytes::from(out))
             .map_err(|_| EditError::InvalidValue("Via"))?;
-        replace_first(self.headers_mut(), &HeaderName::Via, header);
+        replace_first(self.edit(Touches::Via), &HeaderName::Via, header);
         Ok(true)
     }
 
@@ -447,7 +554,7 @@ impl SipMessage {
             .checked_sub(1)
             .ok_or(EditError::InvalidValue("Max-Forwards of 0"))?;
         let header = build_header(HeaderName::MaxForwards, &next.to_string())?;
-        let headers = self.headers_mut();
+        let headers = self.edit(Touches::Other);
         if first_index(headers, &HeaderName::MaxForwards).is_some() {
             replace_first(headers, &HeaderName::MaxForwards, header);
         } else {
@@ -474,7 +581,7 @@ impl SipMessage {
         if self.headers().get(&HeaderName::Route).is_none() {
             return Ok(false);
         }
-        self.headers_mut()
+        self.edit(Touches::Other)
             .remove_address_value(&HeaderName::Route, 0)
             .map(|()| true)
             .map_err(|_| EditError::Malformed("Route"))
@@ -502,7 +609,7 @@ impl SipMessage {
             return Err(EditError::InvalidValue("Record-Route"));
         }
         let header = build_header(HeaderName::RecordRoute, &value)?;
-        let headers = self.headers_mut();
+        let headers = self.edit(Touches::Other);
         let i = first_index(headers, &HeaderName::RecordRoute).unwrap_or(0);
         headers.insert(i, header);
         Ok(())
@@ -549,7 +656,7 @@ impl SipMessage {
         if let Ok(cl) = Header::build(HeaderName::ContentLength, Bytes::from_static(b"0")) {
             resp.headers.push(cl);
         }
-        let mut msg = SipMessage(Message::Response(resp));
+        let mut msg = SipMessage::new(Message::Response(resp));
         if let Some(tag) = to_tag {
             if msg.to_tag().is_none() {
                 // A malformed To cannot take a tag; the response still goes out without one.
@@ -587,7 +694,20 @@ impl SipMessage {
         self.0.headers()
     }
 
+    /// The headers to edit; what the memo read from them is forgotten.
     pub(super) fn headers_mut(&mut self) -> &mut Headers {
+        self.edit(Touches::All)
+    }
+
+    /// The headers to edit, forgetting only what an edit of the `touches` kind makes stale.
+    fn edit(&mut self, touches: Touches) -> &mut Headers {
+        match touches {
+            Touches::Via => {
+                self.1.vias.take();
+            }
+            Touches::Other => {}
+            Touches::All => self.1 = Memo::default(),
+        }
         self.0.headers_mut()
     }
 }
@@ -644,7 +764,7 @@ fn derived_request(
     )?);
     out.headers
         .push(build_header(HeaderName::ContentLength, "0")?);
-    Ok(SipMessage(Message::Request(out)))
+    Ok(SipMessage::new(Message::Request(out)))
 }
 
 // ---- Header helpers ------------------------------------------------------------------------

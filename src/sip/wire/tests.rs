@@ -1149,7 +1149,12 @@ fn trailing_octets_in_a_datagram_are_not_forwarded() {
 #[test]
 fn unknown_transports_and_schemes_parse() {
     let t = parse(TRANSPORTS);
-    let kinds: Vec<String> = t.vias().unwrap().into_iter().map(|v| v.transport).collect();
+    let kinds: Vec<String> = t
+        .vias()
+        .unwrap()
+        .iter()
+        .map(|v| v.transport.clone())
+        .collect();
     assert_eq!(kinds, ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"]);
     let u = parse(UNKSCM).request_uri().unwrap();
     assert_eq!(u.scheme, uri::Scheme::Other("nobodyknowsthisscheme".into()));
@@ -2154,4 +2159,76 @@ Content-Length: 0
 ",
     );
     assert_eq!(validate_response(&resp), Err("Unsupported Via Protocol"));
+}
+
+#[test]
+fn what_was_read_follows_every_edit() {
+    // Issue 17: Call-ID, tags, CSeq and the Via hops are parsed once and remembered; an edit
+    // of the headers they come from must show in the next read, others must keep them.
+    let mut m = parse(
+        "INVITE sip:0120000000@10.0.0.1 SIP/2.0\n\
+         Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKone;rport\n\
+         Max-Forwards: 70\n\
+         From: <sip:0312345678@192.0.2.7>;tag=f1\n\
+         To: <sip:0120000000@10.0.0.1>\n\
+         Call-ID: c1@192.0.2.7\n\
+         CSeq: 1 INVITE\n\
+         Content-Length: 0\n\n",
+    );
+    assert_eq!(m.call_id().as_deref(), Some("c1@192.0.2.7"));
+    assert_eq!(m.from_tag().as_deref(), Some("f1"));
+    assert!(!m.has_to_tag());
+    assert_eq!(m.vias().unwrap().len(), 1);
+    assert_eq!(m.top_via().unwrap().rport, RPort::Requested);
+
+    m.set_received_rport("198.51.100.9".parse().unwrap(), 40000)
+        .unwrap();
+    let top = m.top_via().unwrap();
+    assert_eq!(top.received.as_deref(), Some("198.51.100.9"));
+    assert_eq!(top.rport, RPort::Port(40000));
+
+    m.push_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKmdgtwo")
+        .unwrap();
+    assert_eq!(
+        m.top_via().unwrap().branch.as_deref(),
+        Some("z9hG4bKmdgtwo")
+    );
+    assert_eq!(m.vias().unwrap().len(), 2);
+    assert!(m.pop_top_via_value());
+    assert_eq!(m.top_via().unwrap().branch.as_deref(), Some("z9hG4bKone"));
+
+    m.set_to_tag("t9").unwrap();
+    assert_eq!(m.to_tag().as_deref(), Some("t9"));
+    m.set_header("Call-ID", "c2@192.0.2.7").unwrap();
+    assert_eq!(m.call_id().as_deref(), Some("c2@192.0.2.7"));
+    m.set_header("CSeq", "2 INVITE").unwrap();
+    assert_eq!(m.cseq(), Some((2, "INVITE".to_owned())));
+    m.add_header_top("Via", "SIP/2.0/TCP 10.0.0.2;branch=z9hG4bKthree")
+        .unwrap();
+    assert_eq!(m.top_via().unwrap().transport, "TCP");
+    // An edit elsewhere keeps what was read, and the message still reads the same.
+    m.decrement_max_forwards().unwrap();
+    m.add_record_route("sip:10.0.0.1;lr").unwrap();
+    assert_eq!(m.from_tag().as_deref(), Some("f1"));
+    assert_eq!(m.to_tag().as_deref(), Some("t9"));
+    assert_eq!(m.vias().unwrap().len(), 2);
+    let again = SipMessage::parse_datagram(&m.to_bytes()).unwrap();
+    assert_eq!(again.top_via(), m.top_via());
+    assert_eq!(again.vias().unwrap(), m.vias().unwrap());
+    assert_eq!((again.call_id(), again.cseq()), (m.call_id(), m.cseq()));
+
+    // A broken lower hop: the list is refused, the top hop still routes the answer.
+    let broken = parse(
+        "SIP/2.0 200 OK\n\
+         Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKmdgx\n\
+         Via: SIP/2.0/UDP [bad;branch=z9hG4bKy\n\
+         From: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: x\nCSeq: 1 INVITE\n\
+         Content-Length: 0\n\n",
+    );
+    assert!(broken.vias().is_err());
+    assert_eq!(
+        broken.top_via().unwrap().branch.as_deref(),
+        Some("z9hG4bKmdgx")
+    );
+    assert_eq!(validate_response(&broken), Err("Malformed Via"));
 }

@@ -34,7 +34,7 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), (u16, &'static str)> {
         return Err((f.status(), finding_reason(&f)));
     }
     // sipx checks only the first hop; a broken lower hop would strand our response later.
-    match via_hops(&req.headers) {
+    match via_hops(msg) {
         Hops::Malformed => return Err((400, "Malformed Via")),
         Hops::NotSip20 => return Err((400, "Unsupported Via Protocol")),
         Hops::Fine => {}
@@ -58,7 +58,7 @@ pub fn validate_response(msg: &SipMessage) -> Result<(), &'static str> {
     if let Some(f) = sipx_sip::validate_response(resp).first() {
         return Err(finding_reason(f));
     }
-    match via_hops(&resp.headers) {
+    match via_hops(msg) {
         Hops::Malformed => Err("Malformed Via"),
         Hops::NotSip20 => Err("Unsupported Via Protocol"),
         Hops::Fine => Ok(()),
@@ -77,17 +77,12 @@ enum Hops {
     NotSip20,
 }
 
-fn via_hops(headers: &sipx_sip::Headers) -> Hops {
-    let mut not_sip20 = false;
-    for v in headers.typed_all::<sh::Via>() {
-        match v {
-            Err(_) => return Hops::Malformed,
-            Ok(v) => {
-                not_sip20 |= !(v.protocol.eq_ignore_ascii_case(b"SIP") && v.version == b"2.0");
-            }
-        }
-    }
-    if not_sip20 {
+fn via_hops(msg: &SipMessage) -> Hops {
+    // Read through the message's memo: the proxy reads the same hops again to route.
+    let vias = msg.via_memo();
+    if vias.malformed {
+        Hops::Malformed
+    } else if vias.not_sip20 {
         Hops::NotSip20
     } else {
         Hops::Fine
