@@ -428,6 +428,7 @@ impl Hub {
             pending: vec![snapshot],
             rx,
             recorded: HashSet::new(),
+            recorded_at: None,
         }
     }
 
@@ -929,7 +930,14 @@ pub struct Subscription {
     rx: mpsc::Receiver<Arc<Outgoing>>,
     /// Calls whose pop this screen has recorded and that have not ended yet.
     recorded: HashSet<String>,
+    /// When this screen's pops were last recorded.
+    recorded_at: Option<tokio::time::Instant>,
 }
+
+/// Least time between two writes of one screen's `call.pop` rows (issue 17): a pop that finds
+/// the last write longer ago is recorded and shown at once; under load, the pops of this
+/// span share one transaction instead of a commit each, and show at most this much later.
+const POP_RECORD_GAP: Duration = Duration::from_millis(5);
 
 impl Subscription {
     /// The next messages for the screen, in order, once every caller they show it for the
@@ -943,11 +951,15 @@ impl Subscription {
                 None => return Ok(None),
             }
         }
-        while self.pending.len() < BATCH_MAX {
-            match self.rx.try_recv() {
-                Ok(message) => self.pending.push(message),
-                Err(_) => break,
-            }
+        self.top_up();
+        let wait = self
+            .recorded_at
+            .map(|t| (t + POP_RECORD_GAP).saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or_default();
+        if !wait.is_zero() && self.pending.len() < BATCH_MAX && self.has_new_pop() {
+            // Cancel-safe: what was taken is kept in `pending`.
+            tokio::time::sleep(wait).await;
+            self.top_up();
         }
         let mut pops: Vec<(String, &'static str)> = Vec::new();
         for m in &self.pending {
@@ -963,6 +975,7 @@ impl Subscription {
                 .record_pops(&self.actor, &pops, self.hub.clock.now())
                 .await?;
             self.recorded.extend(pops.into_iter().map(|(k, _)| k));
+            self.recorded_at = Some(tokio::time::Instant::now());
         }
         let batch = std::mem::take(&mut self.pending);
         for m in &batch {
@@ -971,6 +984,26 @@ impl Subscription {
             }
         }
         Ok(Some(batch.iter().map(|m| m.text.clone()).collect()))
+    }
+}
+
+impl Subscription {
+    /// Takes what is queued for the screen, without waiting.
+    fn top_up(&mut self) {
+        while self.pending.len() < BATCH_MAX {
+            match self.rx.try_recv() {
+                Ok(message) => self.pending.push(message),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Whether something taken shows a caller this screen has not recorded yet.
+    fn has_new_pop(&self) -> bool {
+        self.pending
+            .iter()
+            .flat_map(|m| &m.shows)
+            .any(|key| !self.recorded.contains(key))
     }
 }
 
