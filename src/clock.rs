@@ -84,18 +84,28 @@ pub type SharedClock = Arc<dyn Clock>;
 /// Fixed width, so the text sorts in time order on both database backends.
 pub fn to_db_time(t: DateTime<Utc>) -> String {
     use chrono::{Datelike, Timelike};
-    // Written out rather than through a strftime pattern, which is parsed on every call:
-    // this runs several times for every call event (issue 17).
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        (t.nanosecond() % 1_000_000_000) / 1_000_000
-    )
+    // Written digit by digit rather than through `format!` (let alone a strftime pattern,
+    // parsed on every call): this runs several times for every call event (issue 17).
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    }
+    let mut out = String::with_capacity(24);
+    let mut put = |v: u32, width: u32, sep: char| {
+        for i in (0..width).rev() {
+            let digit = v / 10u32.pow(i) % 10;
+            out.push(char::from_digit(digit, 10).unwrap_or('0'));
+        }
+        out.push(sep);
+    };
+    put(year.unsigned_abs(), 4, '-');
+    put(t.month(), 2, '-');
+    put(t.day(), 2, 'T');
+    put(t.hour(), 2, ':');
+    put(t.minute(), 2, ':');
+    put(t.second(), 2, '.');
+    put((t.nanosecond() % 1_000_000_000) / 1_000_000, 3, 'Z');
+    out
 }
 
 /// Parses a time written by [`to_db_time`] (or any RFC 3339 instant).
@@ -108,7 +118,7 @@ pub fn from_db_time(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{Datelike, TimeZone};
 
     #[test]
     fn db_time_round_trips_and_sorts() {
@@ -125,6 +135,15 @@ mod tests {
             to_db_time(c),
             c.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
         );
+        // Across years, months, hours and milliseconds: the pattern's text, digit for digit.
+        let mut t = Utc.with_ymd_and_hms(1999, 1, 1, 0, 0, 0).unwrap();
+        while t.year() < 2031 {
+            assert_eq!(
+                to_db_time(t),
+                t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+            );
+            t += Duration::milliseconds(3_217_337_123);
+        }
     }
 
     #[test]
