@@ -73,6 +73,10 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // An embedded SQLite connection cannot hang up: no ping (a trip to its thread)
+            // before each use (issue 17). A PostgreSQL server can go away, so its
+            // connections are tested before they are handed out.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
