@@ -1250,3 +1250,21 @@ impl CoreLoop {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bursts_stored_ends_are_forgotten_without_a_new_one() {
+        let mut held = Held::default();
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            held.remember_stored(format!("call-{i}"), t0);
+        }
+        held.forget_stored(t0 + STORED_MEMORY / 2);
+        assert_eq!(held.stored.len(), 1000, "a BYE's answer may still need them");
+        held.forget_stored(t0 + STORED_MEMORY);
+        assert!(held.stored.is_empty() && held.stored_order.is_empty());
+    }
+}
