@@ -1263,7 +1263,11 @@ mod tests {
             held.remember_stored(format!("call-{i}"), t0);
         }
         held.forget_stored(t0 + STORED_MEMORY / 2);
-        assert_eq!(held.stored.len(), 1000, "a BYE's answer may still need them");
+        assert_eq!(
+            held.stored.len(),
+            1000,
+            "a BYE's answer may still need them"
+        );
         held.forget_stored(t0 + STORED_MEMORY);
         assert!(held.stored.is_empty() && held.stored_order.is_empty());
     }
