@@ -775,6 +775,27 @@ async fn give_back_memory(stop: CancellationToken) {
     }
 }
 
+/// Largest allocation served from the heap, and the free room at the top of a heap kept
+/// rather than handed back: glibc's start values, fixed (issue 17).
+const HEAP_THRESHOLD: i32 = 128 * 1024;
+
+/// Fixes glibc's heap thresholds for a long-running server; call once at start, before the
+/// threads. glibc otherwise raises both after the first large block is freed (up to 32 MB
+/// and 64 MB): larger blocks then come from the heaps, and each thread's heap keeps that much
+/// free room on top, which `malloc_trim` does not hand back (it trims only the main heap's
+/// top). Fixed, a burst's large tables are mapped and unmapped on their own and every heap
+/// shrinks as its top frees; measured: idle 46 → 27 MB, 60 s after a burst of 20,000 calls
+/// 22 → 14 MB above idle. Large blocks are rare on the call path (tables, WebSocket
+/// buffers), so mapping them costs next to nothing.
+pub fn tune_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc's allocator parameters; it takes the allocator's lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, HEAP_THRESHOLD);
+    }
+}
+
 /// Returns free heap pages to the system (glibc; other allocators do it themselves).
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -271,7 +271,10 @@ enum UserCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match &cli.command {
-        Command::Serve { log_format, .. } => *log_format,
+        Command::Serve { log_format, .. } => {
+            madoguchi::app::tune_heap();
+            *log_format
+        }
         _ => LogFormat::Text,
     };
     init_tracing(format);

@@ -874,6 +874,17 @@ struct Held {
 
 impl Held {
     fn remember_stored(&mut self, key: String, now: Instant) {
+        self.forget_stored(now);
+        if self.stored.insert(key.clone()) {
+            self.stored_order.push_back((now, key));
+        }
+    }
+
+    /// Forgets the ends stored more than [`STORED_MEMORY`] ago. Also run on the shrink tick
+    /// (issue 17): after a burst no new end comes to push the old ones out, and the keys left
+    /// (one per call of the last 30 s, scattered over the burst's heap pages) would keep
+    /// those pages from going back to the system.
+    fn forget_stored(&mut self, now: Instant) {
         while let Some((t, _)) = self.stored_order.front() {
             if now.duration_since(*t) < STORED_MEMORY {
                 break;
@@ -881,9 +892,6 @@ impl Held {
             if let Some((_, old)) = self.stored_order.pop_front() {
                 self.stored.remove(&old);
             }
-        }
-        if self.stored.insert(key.clone()) {
-            self.stored_order.push_back((now, key));
         }
     }
 
@@ -1025,6 +1033,7 @@ impl CoreLoop {
     fn shrink_tables(&mut self) {
         use super::shrink::{map, queue, set};
         self.proxy.shrink_tables();
+        self.held.forget_stored(Instant::now());
         map(&mut self.timer_index);
         map(&mut self.announcing);
         map(&mut self.held.waiting);
@@ -1239,5 +1248,27 @@ impl CoreLoop {
                 let _ = shared.tx.send(CoreMsg::ConnectFailed(addr)).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bursts_stored_ends_are_forgotten_without_a_new_one() {
+        let mut held = Held::default();
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            held.remember_stored(format!("call-{i}"), t0);
+        }
+        held.forget_stored(t0 + STORED_MEMORY / 2);
+        assert_eq!(
+            held.stored.len(),
+            1000,
+            "a BYE's answer may still need them"
+        );
+        held.forget_stored(t0 + STORED_MEMORY);
+        assert!(held.stored.is_empty() && held.stored_order.is_empty());
     }
 }
