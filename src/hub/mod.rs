@@ -985,9 +985,7 @@ impl Subscription {
         }
         Ok(Some(batch.iter().map(|m| m.text.clone()).collect()))
     }
-}
 
-impl Subscription {
     /// Takes what is queued for the screen, without waiting.
     fn top_up(&mut self) {
         while self.pending.len() < BATCH_MAX {

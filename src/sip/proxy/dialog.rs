@@ -174,7 +174,7 @@ impl Proxy {
             return None;
         }
         let call = self.calls.get(self.by_call_id.get(&resp.call_id()?)?)?;
-        if resp.from_tag()? != call.caller_tag || resp.to_tag().is_none() {
+        if resp.from_tag()? != call.caller_tag || !resp.has_to_tag() {
             return None;
         }
         let ours = via.branch?;

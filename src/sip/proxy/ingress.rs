@@ -171,7 +171,7 @@ impl Proxy {
                 .txns
                 .invite_sender_for_cancel(&msg)
                 .is_some_and(|sender| !same_source(sender, &peer));
-        if foreign_cancel || (msg.to_tag().is_some() && !self.comes_from_its_side(&msg, &peer)) {
+        if foreign_cancel || (msg.has_to_tag() && !self.comes_from_its_side(&msg, &peer)) {
             self.refuse_foreign(&msg, peer);
             return;
         }
@@ -261,7 +261,7 @@ impl Proxy {
     /// method.
     pub(super) fn on_new_request(&mut self, id: TxnId, req: SipMessage, peer: Peer) {
         let method = req.method().unwrap_or_default().to_string();
-        let in_dialog = req.to_tag().is_some();
+        let in_dialog = req.has_to_tag();
         // RFC 3261 §16.3 step 2: a scheme we cannot route or answer.
         if req
             .request_uri()

@@ -658,7 +658,7 @@ impl SipMessage {
         }
         let mut msg = SipMessage::new(Message::Response(resp));
         if let Some(tag) = to_tag {
-            if msg.to_tag().is_none() {
+            if !msg.has_to_tag() {
                 // A malformed To cannot take a tag; the response still goes out without one.
                 let _ = msg.set_to_tag(tag);
             }
